@@ -1,0 +1,10 @@
+// Package graph is the GraphQL adapter: gqlgen's generated executor plus thin resolvers that parse
+// arguments, call one domain function and return its result. No SQL and no rules live here.
+package graph
+
+import "github.com/uptrace/bun"
+
+// Resolver holds the dependencies of every resolver; it is the one place they are injected.
+type Resolver struct {
+	DB *bun.DB
+}

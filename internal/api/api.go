@@ -1,0 +1,99 @@
+// Package api builds the GraphQL HTTP handler: gqlgen's server with explicit transports, a parsed
+// query cache, the error presenter and panic recovery.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/wikigraph/wikigraph/graph"
+	"github.com/wikigraph/wikigraph/internal/apperr"
+)
+
+// Options configure the GraphQL handler.
+type Options struct {
+	QueryCacheSize int
+	Logger         *slog.Logger
+}
+
+// New returns the /query handler for the resolver's schema.
+func New(r *graph.Resolver, opts Options) *handler.Server {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: r}))
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	// Without a cache every request is parsed and validated again.
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](max(opts.QueryCacheSize, 1)))
+	srv.Use(extension.Introspection{})
+	srv.SetErrorPresenter(Presenter(logger))
+	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
+		logger.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		return errors.New("panic") // presented as INTERNAL_SERVER_ERROR
+	})
+	return srv
+}
+
+// Presenter is the one place where errors become GraphQL errors. Client faults (*apperr.Error)
+// keep their message and get their code and field; gqlgen's own parse and validation errors keep
+// theirs; anything else is logged and shown only as INTERNAL_SERVER_ERROR, so no SQL or Go error
+// text reaches a client.
+func Presenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
+	return func(ctx context.Context, err error) *gqlerror.Error {
+		gqlErr := graphql.DefaultErrorPresenter(ctx, err)
+
+		if appErr, ok := errors.AsType[*apperr.Error](err); ok {
+			field := appErr.Field
+			if field == "" {
+				field = lastName(gqlErr.Path) // an argument's own unmarshaler does not know its name
+			}
+			msg := appErr.Message
+			if appErr.Code == apperr.BadUserInput && field != "" {
+				msg = field + " " + msg
+			}
+			ext := map[string]any{"code": string(appErr.Code)}
+			if field != "" {
+				ext["field"] = field
+			}
+			return &gqlerror.Error{Message: msg, Path: gqlErr.Path, Locations: gqlErr.Locations, Extensions: ext}
+		}
+		if _, ok := gqlErr.Extensions["code"]; ok {
+			return gqlErr // gqlgen's GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, ...
+		}
+		if errors.Unwrap(gqlErr) == nil {
+			// Made by gqlgen itself for the client (an argument of the wrong type, say).
+			gqlErr.Extensions = map[string]any{"code": string(apperr.BadUserInput)}
+			return gqlErr
+		}
+		logger.ErrorContext(ctx, "internal error", "error", err.Error(), "path", gqlErr.Path.String())
+		return &gqlerror.Error{
+			Message:    "internal server error",
+			Path:       gqlErr.Path,
+			Locations:  gqlErr.Locations,
+			Extensions: map[string]any{"code": string(apperr.Internal)},
+		}
+	}
+}
+
+func lastName(p ast.Path) string {
+	for i := len(p) - 1; i >= 0; i-- {
+		if name, ok := p[i].(ast.PathName); ok {
+			return string(name)
+		}
+	}
+	return ""
+}

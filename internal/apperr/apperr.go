@@ -1,0 +1,63 @@
+// Package apperr defines the errors a client can cause, as values the domain packages return and
+// the GraphQL error presenter turns into a stable extensions.code. Anything that is not an *Error
+// is an internal fault: logged in full, shown to the client only as INTERNAL_SERVER_ERROR.
+package apperr
+
+import "errors"
+
+// Code is the stable, client-visible kind of an error (extensions.code).
+type Code string
+
+// The codes a client can see. Clients switch on them, so they never change meaning.
+const (
+	BadUserInput Code = "BAD_USER_INPUT"
+	NotFound     Code = "NOT_FOUND"
+	Conflict     Code = "CONFLICT"
+	Internal     Code = "INTERNAL_SERVER_ERROR"
+)
+
+// Error is a fault the client caused. Message is safe to show; Field names the offending input
+// field (a GraphQL argument or input field name) when there is one.
+type Error struct {
+	Code    Code
+	Field   string
+	Message string
+}
+
+func (e *Error) Error() string {
+	if e.Field != "" {
+		return string(e.Code) + ": " + e.Field + ": " + e.Message
+	}
+	return string(e.Code) + ": " + e.Message
+}
+
+// Is makes errors.Is(err, apperr.ErrNotFound) and friends match any *Error of the same code.
+func (e *Error) Is(target error) bool {
+	var t *Error
+	if !errors.As(target, &t) {
+		return false
+	}
+	return t.Code == e.Code && (t.Field == "" || t.Field == e.Field)
+}
+
+// Sentinels for errors.Is; they match every error of their code whatever its field or message.
+var (
+	ErrInvalid  = &Error{Code: BadUserInput}
+	ErrNotFound = &Error{Code: NotFound}
+	ErrConflict = &Error{Code: Conflict}
+)
+
+// Invalid reports bad input in field.
+func Invalid(field, message string) *Error {
+	return &Error{Code: BadUserInput, Field: field, Message: message}
+}
+
+// Missing reports that the thing a write names does not exist.
+func Missing(message string) *Error {
+	return &Error{Code: NotFound, Message: message}
+}
+
+// Taken reports that a unique field's value is already used.
+func Taken(field, message string) *Error {
+	return &Error{Code: Conflict, Field: field, Message: message}
+}

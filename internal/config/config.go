@@ -1,0 +1,80 @@
+// Package config reads the server's configuration from the environment. Every variable is listed,
+// with its default, in README.md; the defaults make `make run` work on a developer machine.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Config is the whole configuration of one server process.
+type Config struct {
+	// HTTP
+	Host            string        `env:"HOST"`
+	Port            int           `env:"PORT" envDefault:"8080"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s"`
+	QueryCacheSize  int           `env:"QUERY_CACHE_SIZE" envDefault:"1000"`
+
+	// Database
+	DatabaseURL        string        `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/wikigraph?sslmode=disable"`
+	DBMaxConns         int           `env:"DB_MAX_CONNS" envDefault:"8"`
+	DBStatementTimeout time.Duration `env:"DB_STATEMENT_TIMEOUT" envDefault:"5s"`
+	DBAppName          string        `env:"DB_APP_NAME" envDefault:"wikigraph"`
+	MigrateOnStart     bool          `env:"MIGRATE_ON_START" envDefault:"true"`
+
+	// Logs
+	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
+	LogSQL    bool   `env:"LOG_SQL" envDefault:"false"`
+}
+
+// Load reads and checks the configuration.
+func Load() (Config, error) {
+	cfg, err := env.ParseAs[Config]()
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return cfg, cfg.check()
+}
+
+func (c Config) check() error {
+	var problems []string
+	if c.Port < 0 || c.Port > 65535 {
+		problems = append(problems, "PORT must be 0..65535")
+	}
+	if c.DBMaxConns < 2 {
+		problems = append(problems, "DB_MAX_CONNS must be at least 2")
+	}
+	if c.DBStatementTimeout <= 0 {
+		problems = append(problems, "DB_STATEMENT_TIMEOUT must be positive")
+	}
+	if c.QueryCacheSize < 1 {
+		problems = append(problems, "QUERY_CACHE_SIZE must be at least 1")
+	}
+	if _, err := c.Level(); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		problems = append(problems, "LOG_FORMAT must be json or text")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("config: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Addr is the HTTP listen address.
+func (c Config) Addr() string { return fmt.Sprintf("%s:%d", c.Host, c.Port) }
+
+// Level is LOG_LEVEL as a slog level.
+func (c Config) Level() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return l, fmt.Errorf("LOG_LEVEL must be debug, info, warn or error")
+	}
+	return l, nil
+}

@@ -1,0 +1,102 @@
+// Package database opens the PostgreSQL connection pool (bun over pgdriver), runs the embedded
+// migrations under an advisory lock, and tells PostgreSQL errors apart for the domain packages.
+package database
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/driver/pgdriver"
+)
+
+// Options configure the pool.
+type Options struct {
+	URL              string
+	AppName          string
+	MaxConns         int
+	StatementTimeout time.Duration
+	LogSQL           bool
+	Logger           *slog.Logger
+}
+
+// Open builds the pool. It does not connect: the first query (or Ping) does.
+func Open(opts Options) (*bun.DB, error) {
+	if opts.MaxConns < 2 {
+		// Migrations hold the advisory lock on one connection and migrate on another.
+		return nil, fmt.Errorf("database: pool size must be at least 2, got %d", opts.MaxConns)
+	}
+	params := map[string]any{
+		// The server ends a statement that runs too long, whatever the client does.
+		"statement_timeout": opts.StatementTimeout.Milliseconds(),
+		// The server notices a client that went away mid-query and stops working for it.
+		"client_connection_check_interval": 1000,
+	}
+	connector := pgdriver.NewConnector(
+		pgdriver.WithDSN(opts.URL),
+		pgdriver.WithApplicationName(opts.AppName),
+		pgdriver.WithConnParams(params),
+		pgdriver.WithTimeout(opts.StatementTimeout+5*time.Second),
+		pgdriver.WithDialTimeout(5*time.Second),
+	)
+	sqldb := sql.OpenDB(connector)
+	sqldb.SetMaxOpenConns(opts.MaxConns)
+	// database/sql keeps only 2 idle connections by default: every burst would open backends.
+	sqldb.SetMaxIdleConns(opts.MaxConns)
+	sqldb.SetConnMaxIdleTime(5 * time.Minute)
+
+	db := bun.NewDB(sqldb, pgdialect.New(), bun.WithDiscardUnknownColumns())
+	if opts.LogSQL {
+		logger := opts.Logger
+		if logger == nil {
+			logger = slog.Default()
+		}
+		db.AddQueryHook(sqlLogger{logger})
+	}
+	return db, nil
+}
+
+// UniqueViolation reports whether err is a unique-constraint violation, and which constraint.
+func UniqueViolation(err error) (constraint string, ok bool) {
+	var pgErr pgdriver.Error
+	if errors.As(err, &pgErr) && pgErr.Field('C') == "23505" {
+		return pgErr.Field('n'), true
+	}
+	return "", false
+}
+
+// Ready reports whether the database answers and every migration is applied.
+func Ready(ctx context.Context, db *bun.DB) error {
+	if err := db.PingContext(ctx); err != nil {
+		return fmt.Errorf("database unreachable: %w", err)
+	}
+	pending, err := Pending(ctx, db)
+	if err != nil {
+		return err
+	}
+	if len(pending) > 0 {
+		return fmt.Errorf("%d migrations pending, first %s", len(pending), pending[0])
+	}
+	return nil
+}
+
+// sqlLogger logs every statement, like SQLAlchemy's echo=True.
+type sqlLogger struct{ log *slog.Logger }
+
+func (h sqlLogger) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+
+func (h sqlLogger) AfterQuery(ctx context.Context, e *bun.QueryEvent) {
+	attrs := []slog.Attr{
+		slog.String("query", e.Query),
+		slog.Duration("duration", time.Since(e.StartTime)),
+	}
+	if e.Err != nil && !errors.Is(e.Err, sql.ErrNoRows) {
+		attrs = append(attrs, slog.String("error", e.Err.Error()))
+	}
+	h.log.LogAttrs(ctx, slog.LevelInfo, "sql", attrs...)
+}

@@ -1,0 +1,216 @@
+// Package users holds user accounts: the model, its validation rules, its errors and the store
+// functions that read and write the users table. Store functions take a bun.IDB, so the same
+// function runs on the pool or inside a transaction.
+package users
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/mail"
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/uptrace/bun"
+
+	"github.com/wikigraph/wikigraph/internal/apperr"
+	"github.com/wikigraph/wikigraph/internal/database"
+)
+
+// User is an account. Username and email are unique case-insensitively.
+type User struct {
+	bun.BaseModel `bun:"table:users,alias:u"`
+
+	ID        int64     `bun:"id,pk,autoincrement"`
+	Username  string    `bun:"username,notnull"`
+	Email     string    `bun:"email,notnull"`
+	CreatedAt time.Time `bun:"created_at,nullzero,notnull,default:current_timestamp"`
+	UpdatedAt time.Time `bun:"updated_at,nullzero,notnull,default:current_timestamp"`
+}
+
+// NewUser is the input of Create.
+type NewUser struct {
+	Username string `json:"username"`
+	Email    string `json:"email"`
+}
+
+// UpdateUser is the input of Update: an unset field stays as it is, a field set to null is invalid.
+type UpdateUser struct {
+	Username graphql.Omittable[*string] `json:"username"`
+	Email    graphql.Omittable[*string] `json:"email"`
+}
+
+// Limits of the users API.
+const (
+	MaxPageSize    = 100
+	MaxEmailLength = 254
+)
+
+// ErrNotFound is returned by writes that name a user that does not exist.
+var ErrNotFound = apperr.Missing("user not found")
+
+var usernameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{3,32}$`)
+
+// NormalizeUsername trims username and checks it: 3 to 32 ASCII letters, digits, '_', '.', '-'.
+func NormalizeUsername(username string) (string, error) {
+	username = strings.TrimSpace(username)
+	if !usernameRE.MatchString(username) {
+		return "", apperr.Invalid("username", "must be 3 to 32 characters: letters, digits, '_', '.' or '-'")
+	}
+	return username, nil
+}
+
+// NormalizeEmail trims email and checks it is one plain address of at most 254 characters.
+func NormalizeEmail(email string) (string, error) {
+	email = strings.TrimSpace(email)
+	invalid := apperr.Invalid("email", "must be a valid email address of at most 254 characters")
+	if email == "" || len(email) > MaxEmailLength || !utf8.ValidString(email) ||
+		strings.ContainsFunc(email, unicode.IsControl) {
+		return "", invalid
+	}
+	addr, err := mail.ParseAddress(email)
+	if err != nil || addr.Name != "" || addr.Address != email {
+		return "", invalid
+	}
+	return email, nil
+}
+
+// Validate normalizes and checks a NewUser in place.
+func (in *NewUser) Validate() error {
+	var err error
+	if in.Username, err = NormalizeUsername(in.Username); err != nil {
+		return err
+	}
+	in.Email, err = NormalizeEmail(in.Email)
+	return err
+}
+
+// CheckPage validates offset/limit paging arguments.
+func CheckPage(offset, limit int) error {
+	if offset < 0 {
+		return apperr.Invalid("offset", "must not be negative")
+	}
+	if limit < 1 || limit > MaxPageSize {
+		return apperr.Invalid("limit", fmt.Sprintf("must be between 1 and %d", MaxPageSize))
+	}
+	return nil
+}
+
+// Find returns the user with this id, or nil when there is none.
+func Find(ctx context.Context, db bun.IDB, id int64) (*User, error) {
+	u := new(User)
+	err := db.NewSelect().Model(u).Where("id = ?", id).Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find user %d: %w", id, err)
+	}
+	return u, nil
+}
+
+// FindByUsername returns the user with this username, compared case-insensitively, or nil.
+func FindByUsername(ctx context.Context, db bun.IDB, username string) (*User, error) {
+	username, err := NormalizeUsername(username)
+	if err != nil {
+		return nil, nil // no user can have a name that breaks the rules
+	}
+	u := new(User)
+	err = db.NewSelect().Model(u).Where("lower(username) = lower(?)", username).Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find user by username: %w", err)
+	}
+	return u, nil
+}
+
+// List returns a page of users ordered by id.
+func List(ctx context.Context, db bun.IDB, offset, limit int) ([]*User, error) {
+	if err := CheckPage(offset, limit); err != nil {
+		return nil, err
+	}
+	list := make([]*User, 0, limit)
+	err := db.NewSelect().Model(&list).OrderExpr("id ASC").Offset(offset).Limit(limit).Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	return list, nil
+}
+
+// Create validates in and inserts the user. A taken username or email is a CONFLICT.
+func Create(ctx context.Context, db bun.IDB, in NewUser) (*User, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	u := &User{Username: in.Username, Email: in.Email}
+	if _, err := db.NewInsert().Model(u).Returning("*").Exec(ctx); err != nil {
+		return nil, translate("create user", err)
+	}
+	return u, nil
+}
+
+// Update changes the fields set in in. updatedAt moves forward on every successful call.
+func Update(ctx context.Context, db bun.IDB, id int64, in UpdateUser) (*User, error) {
+	q := db.NewUpdate().Model((*User)(nil)).Where("id = ?", id).Returning("*").
+		// Strictly later than before even if the clock has not ticked.
+		Set("updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond')")
+	if v, set := in.Username.ValueOK(); set {
+		if v == nil {
+			return nil, apperr.Invalid("username", "must not be null")
+		}
+		username, err := NormalizeUsername(*v)
+		if err != nil {
+			return nil, err
+		}
+		q = q.Set("username = ?", username)
+	}
+	if v, set := in.Email.ValueOK(); set {
+		if v == nil {
+			return nil, apperr.Invalid("email", "must not be null")
+		}
+		email, err := NormalizeEmail(*v)
+		if err != nil {
+			return nil, err
+		}
+		q = q.Set("email = ?", email)
+	}
+	u := new(User)
+	if err := q.Scan(ctx, u); err != nil {
+		return nil, translate("update user", err)
+	}
+	return u, nil
+}
+
+// Delete removes the user and returns it as it was.
+func Delete(ctx context.Context, db bun.IDB, id int64) (*User, error) {
+	u := new(User)
+	if err := db.NewDelete().Model(u).Where("id = ?", id).Returning("*").Scan(ctx); err != nil {
+		return nil, translate("delete user", err)
+	}
+	return u, nil
+}
+
+// uniqueFields maps the unique indexes of the users table to the input field each protects.
+var uniqueFields = map[string]string{
+	"users_username_lower_key": "username",
+	"users_email_lower_key":    "email",
+}
+
+func translate(op string, err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	if constraint, ok := database.UniqueViolation(err); ok {
+		if field, ok := uniqueFields[constraint]; ok {
+			return apperr.Taken(field, field+" is already taken")
+		}
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}

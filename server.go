@@ -1,0 +1,93 @@
+// Command wikigraph serves the GraphQL API over PostgreSQL.
+//
+//	wikigraph                      serve (migrating first unless MIGRATE_ON_START=false)
+//	wikigraph migrate up|down|status
+//	wikigraph migrate create NAME  write a new pair of SQL files into ./migrations
+package main
+
+//go:generate go tool gqlgen generate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/uptrace/bun"
+
+	"github.com/wikigraph/wikigraph/graph"
+	"github.com/wikigraph/wikigraph/internal/api"
+	"github.com/wikigraph/wikigraph/internal/config"
+	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/httpserver"
+	"github.com/wikigraph/wikigraph/internal/logging"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		slog.Error("wikigraph stopped", "error", err.Error())
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	level, _ := cfg.Level()
+	logger := logging.New(os.Stderr, cfg.LogFormat, level)
+	slog.SetDefault(logger)
+
+	db, err := database.Open(database.Options{
+		URL: cfg.DatabaseURL, AppName: cfg.DBAppName, MaxConns: cfg.DBMaxConns,
+		StatementTimeout: cfg.DBStatementTimeout, LogSQL: cfg.LogSQL, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	switch {
+	case len(args) == 0 || args[0] == "serve":
+		return serve(ctx, cfg, db, logger)
+	case args[0] == "migrate":
+		return database.Command(ctx, db, args[1:], out)
+	default:
+		return fmt.Errorf("unknown command %q: want serve or migrate", args[0])
+	}
+}
+
+func serve(ctx context.Context, cfg config.Config, db *bun.DB, logger *slog.Logger) error {
+	if cfg.MigrateOnStart {
+		applied, err := database.Up(ctx, db)
+		if err != nil {
+			return fmt.Errorf("migrate on start: %w", err)
+		}
+		logger.Info("migrations applied", "applied", applied)
+	}
+	gql := api.New(&graph.Resolver{DB: db}, api.Options{QueryCacheSize: cfg.QueryCacheSize, Logger: logger})
+	h := httpserver.Handler(httpserver.Routes{
+		GraphQL: gql,
+		Ready:   func(ctx context.Context) error { return database.Ready(ctx, db) },
+		Logger:  logger,
+	})
+	ln, err := net.Listen("tcp", cfg.Addr())
+	if err != nil {
+		return err
+	}
+	logger.Info("serving", "addr", ln.Addr().String(), "playground", fmt.Sprintf("http://%s/", ln.Addr()))
+	err = httpserver.Serve(ctx, httpserver.Server(h, logger), ln, cfg.ShutdownTimeout)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}

@@ -58,7 +58,7 @@ func Presenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 
 		if appErr, ok := errors.AsType[*apperr.Error](err); ok {
 			field := appErr.Field
-			if field == "" {
+			if field == "" && appErr.Code == apperr.BadUserInput {
 				field = lastName(gqlErr.Path) // an argument's own unmarshaler does not know its name
 			}
 			msg := appErr.Message

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -33,14 +34,14 @@ func Open(opts Options) (*bun.DB, error) {
 	}
 	params := map[string]any{
 		// The server ends a statement that runs too long, whatever the client does.
-		"statement_timeout": opts.StatementTimeout.Milliseconds(),
+		"statement_timeout": strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10),
 		// The server notices a client that went away mid-query and stops working for it.
-		"client_connection_check_interval": 1000,
+		"client_connection_check_interval": "1000",
 	}
 	connector := pgdriver.NewConnector(
 		pgdriver.WithDSN(opts.URL),
 		pgdriver.WithApplicationName(opts.AppName),
-		pgdriver.WithConnParams(params),
+		withDefaultParams(params),
 		pgdriver.WithTimeout(opts.StatementTimeout+5*time.Second),
 		pgdriver.WithDialTimeout(5*time.Second),
 	)
@@ -59,6 +60,20 @@ func Open(opts Options) (*bun.DB, error) {
 		db.AddQueryHook(sqlLogger{logger})
 	}
 	return db, nil
+}
+
+// withDefaultParams adds session parameters the URL does not set itself.
+func withDefaultParams(params map[string]any) pgdriver.Option {
+	return func(c *pgdriver.Config) {
+		if c.ConnParams == nil {
+			c.ConnParams = make(map[string]any, len(params))
+		}
+		for k, v := range params {
+			if _, set := c.ConnParams[k]; !set {
+				c.ConnParams[k] = v
+			}
+		}
+	}
 }
 
 // UniqueViolation reports whether err is a unique-constraint violation, and which constraint.

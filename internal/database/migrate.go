@@ -13,8 +13,8 @@ import (
 	"github.com/wikigraph/wikigraph/migrations"
 )
 
-// migrationLockKey is the pg_advisory_lock key that serialises migrations across instances.
-const migrationLockKey int64 = 0x77696b6967726170 // "wikigrap"
+// MigrationLockKey is the pg_advisory_lock key that serialises migrations across instances.
+const MigrationLockKey int64 = 0x77696b6967726170 // "wikigrap"
 
 // migrationsTable is where bun/migrate records what ran.
 const migrationsTable = "bun_migrations"
@@ -129,13 +129,13 @@ func withMigrationLock(ctx context.Context, db *bun.DB, fn func(*migrate.Migrato
 		// connection must not go back to the pool still holding the lock, so it is discarded.
 		unlockCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if _, uerr := conn.ExecContext(unlockCtx, "SELECT pg_advisory_unlock(?)", migrationLockKey); uerr != nil {
+		if _, uerr := conn.ExecContext(unlockCtx, "SELECT pg_advisory_unlock(?)", MigrationLockKey); uerr != nil {
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 			err = errors.Join(err, fmt.Errorf("release migration lock: %w", uerr))
 		}
 		_ = conn.Close()
 	}()
-	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock(?)", migrationLockKey); err != nil {
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock(?)", MigrationLockKey); err != nil {
 		return fmt.Errorf("take migration lock: %w", err)
 	}
 	if err := m.Init(ctx); err != nil {

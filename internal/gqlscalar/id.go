@@ -36,11 +36,11 @@ func UnmarshalID(v any) (int64, error) {
 	case int64:
 		s = strconv.FormatInt(v, 10)
 	default:
-		return 0, apperr.Invalid("", "must be an id")
+		return 0, apperr.Invalid("", "must be a positive integer")
 	}
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || id <= 0 {
-		return 0, apperr.Invalid("", "must be an id")
+		return 0, apperr.Invalid("", "must be a positive integer")
 	}
 	return id, nil
 }

@@ -1,0 +1,268 @@
+package database_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+
+	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/dbtest"
+	"github.com/wikigraph/wikigraph/migrations"
+)
+
+func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
+
+func openEmpty(t *testing.T) *bun.DB {
+	t.Helper()
+	db, err := dbtest.Open(dbtest.Empty(t))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func migrationCount(t *testing.T) int {
+	t.Helper()
+	files, err := migrations.FS.ReadDir(".")
+	require.NoError(t, err)
+	n := 0
+	for _, f := range files {
+		if strings.HasSuffix(f.Name(), ".up.sql") {
+			n++
+		}
+	}
+	require.Positive(t, n)
+	return n
+}
+
+func tableExists(t *testing.T, db *bun.DB, name string) bool {
+	t.Helper()
+	var ok bool
+	require.NoError(t, db.NewRaw("SELECT to_regclass(?) IS NOT NULL", name).Scan(context.Background(), &ok))
+	return ok
+}
+
+func TestUpDownUp(t *testing.T) {
+	ctx := context.Background()
+	db := openEmpty(t)
+	n := migrationCount(t)
+
+	pending, err := database.Pending(ctx, db)
+	require.NoError(t, err)
+	assert.Len(t, pending, n, "an empty database has every migration pending")
+	assert.Error(t, database.Ready(ctx, db), "not ready before migrating")
+	assert.False(t, tableExists(t, db, "bun_migrations"), "Pending and Ready create nothing")
+
+	applied, err := database.Up(ctx, db)
+	require.NoError(t, err)
+	assert.Len(t, applied, n)
+	assert.True(t, tableExists(t, db, "users"))
+	assert.NoError(t, database.Ready(ctx, db))
+
+	again, err := database.Up(ctx, db)
+	require.NoError(t, err)
+	assert.Empty(t, again, "a second up applies nothing")
+
+	rolled, err := database.Down(ctx, db)
+	require.NoError(t, err)
+	assert.Len(t, rolled, n, "down rolls back the last group")
+	assert.False(t, tableExists(t, db, "users"))
+	assert.Error(t, database.Ready(ctx, db))
+
+	applied, err = database.Up(ctx, db)
+	require.NoError(t, err)
+	assert.Len(t, applied, n)
+	assert.True(t, tableExists(t, db, "users"))
+	assert.NoError(t, database.Ready(ctx, db))
+}
+
+func TestEveryMigrationHasAWorkingDown(t *testing.T) {
+	ctx := context.Background()
+	db := openEmpty(t)
+	m, err := database.Migrator(db, "")
+	require.NoError(t, err)
+	require.NoError(t, m.Init(ctx))
+	ms, err := m.MigrationsWithStatus(ctx)
+	require.NoError(t, err)
+	schema := func() []string {
+		var objects []string
+		require.NoError(t, db.NewRaw(`SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = 'public' AND c.relname NOT LIKE 'bun_migration%' ORDER BY 1`).Scan(ctx, &objects))
+		return objects
+	}
+	// Each down undoes exactly its own up: after up(i) then down(i) the schema is as before.
+	for i := range ms {
+		mg := &ms[i]
+		require.NotNil(t, mg.Down, "%s has no down migration", mg.Name)
+		before := schema()
+		require.NoError(t, mg.Up(ctx, m, mg), "%s up", mg.Name)
+		require.NotEqual(t, before, schema(), "%s up changes the schema", mg.Name)
+		require.NoError(t, mg.Down(ctx, m, mg), "%s down", mg.Name)
+		require.Equal(t, before, schema(), "%s down undoes its up", mg.Name)
+		require.NoError(t, mg.Up(ctx, m, mg), "%s up again", mg.Name)
+	}
+}
+
+func TestInstancesMigratingAtOnce(t *testing.T) {
+	ctx := context.Background()
+	u := dbtest.Empty(t)
+	n := migrationCount(t)
+	const instances = 4
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		applied []string
+		errs    []error
+	)
+	start := make(chan struct{})
+	for range instances {
+		db, err := dbtest.Open(u)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = db.Close() })
+		wg.Go(func() {
+			<-start
+			names, err := database.Up(ctx, db)
+			mu.Lock()
+			defer mu.Unlock()
+			applied = append(applied, names...)
+			if err != nil {
+				errs = append(errs, err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	require.Empty(t, errs)
+	assert.Len(t, applied, n, "each migration applied by exactly one instance")
+
+	db, err := dbtest.Open(u)
+	require.NoError(t, err)
+	defer db.Close()
+	count, err := db.NewSelect().Table("bun_migrations").Count(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, n, count, "each migration recorded once")
+}
+
+func TestMigrationLockIsHeldAndReleasedWithItsConnection(t *testing.T) {
+	ctx := context.Background()
+	u := dbtest.Empty(t)
+	holder, err := dbtest.Open(u)
+	require.NoError(t, err)
+	defer holder.Close()
+	db, err := dbtest.Open(u)
+	require.NoError(t, err)
+	defer db.Close()
+
+	// Another instance holds the migration lock: Up waits for it.
+	conn, err := holder.Conn(ctx)
+	require.NoError(t, err)
+	var pid int
+	require.NoError(t, conn.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid))
+	_, err = conn.ExecContext(ctx, "SELECT pg_advisory_lock(?)", database.MigrationLockKey)
+	require.NoError(t, err)
+
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	_, err = database.Up(short, db)
+	cancel()
+	require.Error(t, err, "Up must wait while another instance holds the lock")
+	assert.False(t, tableExists(t, db, "users"))
+
+	// That instance crashes: its connection goes, and its lock with it.
+	_, err = db.ExecContext(ctx, "SELECT pg_terminate_backend(?)", pid)
+	require.NoError(t, err)
+	_ = conn.Close()
+
+	limited, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	applied, err := database.Up(limited, db)
+	require.NoError(t, err)
+	assert.Len(t, applied, migrationCount(t))
+
+	var held int
+	require.NoError(t, db.NewRaw("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").Scan(ctx, &held))
+	assert.Zero(t, held, "Up releases its lock")
+}
+
+func TestReadyWhenUnreachable(t *testing.T) {
+	db, err := dbtest.Open("postgres://postgres@127.0.0.1:1/none?sslmode=disable")
+	require.NoError(t, err)
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	assert.Error(t, database.Ready(ctx, db))
+}
+
+func TestUniqueViolation(t *testing.T) {
+	ctx := context.Background()
+	db := dbtest.DB(t)
+	_, err := db.ExecContext(ctx, "INSERT INTO users (username, email) VALUES ('uv_one', 'uv@example.com')")
+	require.NoError(t, err)
+	_, err = db.ExecContext(ctx, "INSERT INTO users (username, email) VALUES ('UV_ONE', 'uv2@example.com')")
+	constraint, ok := database.UniqueViolation(err)
+	assert.True(t, ok)
+	assert.Equal(t, "users_username_lower_key", constraint)
+
+	_, ok = database.UniqueViolation(context.Canceled)
+	assert.False(t, ok)
+}
+
+func TestStatementTimeoutIsSet(t *testing.T) {
+	db, err := database.Open(database.Options{URL: dbtest.URL(t), AppName: "timeout-test", MaxConns: 2, StatementTimeout: 200 * time.Millisecond})
+	require.NoError(t, err)
+	defer db.Close()
+	ctx := context.Background()
+	var setting, app string
+	require.NoError(t, db.NewRaw("SELECT current_setting('statement_timeout'), current_setting('application_name')").Scan(ctx, &setting, &app))
+	assert.Equal(t, "200ms", setting)
+	assert.Equal(t, "timeout-test", app)
+	_, err = db.ExecContext(ctx, "SELECT pg_sleep(2)")
+	require.Error(t, err, "the server cancels a statement over the timeout")
+	assert.Contains(t, err.Error(), "57014")
+}
+
+func TestCancelledContextStopsTheQuery(t *testing.T) {
+	db := dbtest.DB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := db.ExecContext(ctx, "SELECT pg_sleep(10)")
+	require.Error(t, err)
+	assert.Less(t, time.Since(start), 5*time.Second, "the caller is not held for the whole query")
+}
+
+func TestCommand(t *testing.T) {
+	ctx := context.Background()
+	db := openEmpty(t)
+	run := func(args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		require.NoError(t, database.Command(ctx, db, args, &out))
+		return out.String()
+	}
+	assert.Contains(t, run("status"), "pending")
+	assert.Contains(t, run("up"), "applied 20261126000000_create_users")
+	assert.Contains(t, run("up"), "nothing to migrate")
+	assert.Contains(t, run("status"), "applied (group 1")
+	assert.Contains(t, run("down"), "rolled back 20261126000000_create_users")
+	assert.Contains(t, run("down"), "nothing to roll back")
+
+	dir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "migrations"), 0o755))
+	t.Chdir(dir)
+	out := run("create", "add_things")
+	files, err := filepath.Glob(filepath.Join(dir, "migrations", "*_add_things.tx.*.sql"))
+	require.NoError(t, err)
+	assert.Len(t, files, 2, out)
+
+	for _, bad := range [][]string{nil, {"sideways"}, {"create"}, {"create", "Bad Name"}} {
+		assert.Error(t, database.Command(ctx, db, bad, &bytes.Buffer{}), "%v", bad)
+	}
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wikigraph/wikigraph/internal/dbtest"
+)
+
+func TestMain(m *testing.M) {
+	code := dbtest.Main(m)
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// buildBinary builds the server the way `make build` does, once per test run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "wikigraph-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "wikigraph")
+		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("%w: %s", err, out)
+		}
+	})
+	require.NoError(t, buildErr)
+	return binPath
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestBinaryServesMigratesAndStopsOnSIGTERM runs the built binary with no arguments against an
+// empty database, as a deployment would: it migrates, serves, and exits 0 on SIGTERM.
+func TestBinaryServesMigratesAndStopsOnSIGTERM(t *testing.T) {
+	bin := buildBinary(t)
+	dbURL := dbtest.Empty(t)
+	port := freePort(t)
+	env := append(os.Environ(), "DATABASE_URL="+dbURL, fmt.Sprintf("PORT=%d", port), "HOST=127.0.0.1", "LOG_SQL=true")
+
+	status := exec.Command(bin, "migrate", "status")
+	status.Env = env
+	out, err := status.CombinedOutput()
+	require.NoError(t, err, string(out))
+	assert.Contains(t, string(out), "create_users\tpending")
+
+	var logs bytes.Buffer
+	srv := exec.Command(bin)
+	srv.Env = env
+	srv.Stderr = &logs
+	require.NoError(t, srv.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- srv.Wait() }()
+	t.Cleanup(func() {
+		if srv.ProcessState == nil {
+			_ = srv.Process.Kill()
+		}
+	})
+
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 20*time.Second, 50*time.Millisecond, "the server migrates and becomes ready; logs:\n%s", &logs)
+
+	resp, err := http.Post(base+"/query", "application/json",
+		strings.NewReader(`{"query":"mutation { createUser(input: {username: \"bin_user\", email: \"bin@example.com\"}) { id } }"}`))
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.JSONEq(t, `{"data":{"createUser":{"id":"1"}}}`, string(body))
+
+	require.NoError(t, srv.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "exit status 0 after SIGTERM; logs:\n%s", logs.String())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no exit after SIGTERM; logs:\n%s", logs.String())
+	}
+	assert.Contains(t, logs.String(), `"msg":"stopped"`)
+	assert.Contains(t, logs.String(), `"msg":"sql"`, "LOG_SQL logs statements")
+	assert.Contains(t, logs.String(), "INSERT INTO")
+
+	status = exec.Command(bin, "migrate", "status")
+	status.Env = env
+	out, err = status.CombinedOutput()
+	require.NoError(t, err, string(out))
+	assert.Contains(t, string(out), "create_users\tapplied")
+}
+
+func TestBadConfigurationIsRefused(t *testing.T) {
+	bin := buildBinary(t)
+	for _, bad := range []string{"PORT=http", "DB_MAX_CONNS=1", "LOG_LEVEL=loud", "DB_STATEMENT_TIMEOUT=soon"} {
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+dbtest.URL(t), bad)
+		out, err := cmd.CombinedOutput()
+		require.Error(t, err, bad)
+		assert.Contains(t, string(out), "config", bad)
+	}
+}

@@ -3,6 +3,7 @@
 //	wikigraph                      serve (migrating first unless MIGRATE_ON_START=false)
 //	wikigraph migrate up|down|status
 //	wikigraph migrate create NAME  write a new pair of SQL files into ./migrations
+//	wikigraph healthcheck          exit 0 when the local server's /readyz answers 200
 package main
 
 //go:generate go tool gqlgen generate
@@ -45,6 +46,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	level, _ := cfg.Level()
 	logger := logging.New(os.Stderr, cfg.LogFormat, level)
 	slog.SetDefault(logger)
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return httpserver.Check(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", cfg.Port))
+	}
 
 	db, err := database.Open(database.Options{
 		URL: cfg.DatabaseURL, AppName: cfg.DBAppName, MaxConns: cfg.DBMaxConns,
@@ -61,7 +65,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	case args[0] == "migrate":
 		return database.Command(ctx, db, args[1:], out)
 	default:
-		return fmt.Errorf("unknown command %q: want serve or migrate", args[0])
+		return fmt.Errorf("unknown command %q: want serve, migrate or healthcheck", args[0])
 	}
 }
 

@@ -100,6 +100,11 @@ func TestBinaryServesMigratesAndStopsOnSIGTERM(t *testing.T) {
 		return resp.StatusCode == http.StatusOK
 	}, 20*time.Second, 50*time.Millisecond, "the server migrates and becomes ready; logs:\n%s", &logs)
 
+	check := exec.Command(bin, "healthcheck")
+	check.Env = env
+	out, err = check.CombinedOutput()
+	require.NoError(t, err, "healthcheck passes while ready: %s", out)
+
 	resp, err := http.Post(base+"/query", "application/json",
 		strings.NewReader(`{"query":"mutation { createUser(input: {username: \"bin_user\", email: \"bin@example.com\"}) { id } }"}`))
 	require.NoError(t, err)
@@ -117,6 +122,10 @@ func TestBinaryServesMigratesAndStopsOnSIGTERM(t *testing.T) {
 	assert.Contains(t, logs.String(), `"msg":"stopped"`)
 	assert.Contains(t, logs.String(), `"msg":"sql"`, "LOG_SQL logs statements")
 	assert.Contains(t, logs.String(), "INSERT INTO")
+
+	check = exec.Command(bin, "healthcheck")
+	check.Env = env
+	assert.Error(t, check.Run(), "healthcheck fails once the server is gone")
 
 	status = exec.Command(bin, "migrate", "status")
 	status.Env = env

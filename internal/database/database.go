@@ -108,7 +108,7 @@ func (h sqlLogger) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.C
 func (h sqlLogger) AfterQuery(ctx context.Context, e *bun.QueryEvent) {
 	attrs := []slog.Attr{
 		slog.String("query", e.Query),
-		slog.Duration("duration", time.Since(e.StartTime)),
+		slog.Float64("duration_ms", float64(time.Since(e.StartTime).Microseconds())/1000),
 	}
 	if e.Err != nil && !errors.Is(e.Err, sql.ErrNoRows) {
 		attrs = append(attrs, slog.String("error", e.Err.Error()))

@@ -105,7 +105,7 @@ func accessLog(logger *slog.Logger, next http.Handler) http.Handler {
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
 			slog.Int("status", rec.status),
-			slog.Duration("duration", time.Since(start)),
+			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 		)
 	})
 }
@@ -157,6 +157,26 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Du
 	if err != nil {
 		_ = srv.Close()
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// Check GETs url and reports an error unless it answers 200 within a few seconds. It is the
+// container health check: the runtime image has no curl.
+func Check(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", url, resp.Status)
 	}
 	return nil
 }

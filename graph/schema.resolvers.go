@@ -8,8 +8,15 @@ package graph
 import (
 	"context"
 
+	"github.com/wikigraph/wikigraph/internal/items"
+	"github.com/wikigraph/wikigraph/internal/loaders"
+	"github.com/wikigraph/wikigraph/internal/paging"
 	"github.com/wikigraph/wikigraph/internal/users"
 )
+
+func (r *itemResolver) Owner(ctx context.Context, obj *items.Item) (*users.User, error) {
+	return loaders.From(ctx).User(ctx, obj.OwnerID)
+}
 
 func (r *mutationResolver) CreateUser(ctx context.Context, input users.NewUser) (*users.User, error) {
 	return users.Create(ctx, r.DB, input)
@@ -21,6 +28,18 @@ func (r *mutationResolver) UpdateUser(ctx context.Context, id int64, input users
 
 func (r *mutationResolver) DeleteUser(ctx context.Context, id int64) (*users.User, error) {
 	return users.Delete(ctx, r.DB, id)
+}
+
+func (r *mutationResolver) CreateItem(ctx context.Context, input items.NewItem) (*items.Item, error) {
+	return items.Create(ctx, r.DB, input)
+}
+
+func (r *mutationResolver) UpdateItem(ctx context.Context, id int64, input items.UpdateItem) (*items.Item, error) {
+	return items.Update(ctx, r.DB, id, input)
+}
+
+func (r *mutationResolver) DeleteItem(ctx context.Context, id int64) (*items.Item, error) {
+	return items.Delete(ctx, r.DB, id)
 }
 
 func (r *queryResolver) User(ctx context.Context, id int64) (*users.User, error) {
@@ -35,11 +54,37 @@ func (r *queryResolver) Users(ctx context.Context, offset int, limit int) ([]*us
 	return users.List(ctx, r.DB, offset, limit)
 }
 
+func (r *queryResolver) UsersConnection(ctx context.Context, first *int, after *string, last *int, before *string, filter *users.Filter, orderBy *users.Order) (*users.Connection, error) {
+	return users.Page(ctx, r.DB, paging.Args{First: first, After: after, Last: last, Before: before}, filter, orderBy)
+}
+
+func (r *queryResolver) Item(ctx context.Context, id int64) (*items.Item, error) {
+	return items.Find(ctx, r.DB, id)
+}
+
+func (r *queryResolver) Items(ctx context.Context, offset int, limit int, ownerID *int64) ([]*items.Item, error) {
+	return items.List(ctx, r.DB, offset, limit, ownerID)
+}
+
+func (r *queryResolver) ItemsConnection(ctx context.Context, first *int, after *string, last *int, before *string, filter *items.Filter, orderBy *items.Order) (*items.Connection, error) {
+	return items.Page(ctx, r.DB, paging.Args{First: first, After: after, Last: last, Before: before}, filter, orderBy)
+}
+
+func (r *userResolver) Items(ctx context.Context, obj *users.User, first *int, after *string, last *int, before *string, filter *items.Filter, orderBy *items.Order) (*items.Connection, error) {
+	return loaders.From(ctx).OwnerItems(ctx, obj.ID, paging.Args{First: first, After: after, Last: last, Before: before}, filter, orderBy)
+}
+
+func (r *Resolver) Item() ItemResolver { return &itemResolver{r} }
+
 func (r *Resolver) Mutation() MutationResolver { return &mutationResolver{r} }
 
 func (r *Resolver) Query() QueryResolver { return &queryResolver{r} }
 
+func (r *Resolver) User() UserResolver { return &userResolver{r} }
+
 type (
+	itemResolver     struct{ *Resolver }
 	mutationResolver struct{ *Resolver }
 	queryResolver    struct{ *Resolver }
+	userResolver     struct{ *Resolver }
 )

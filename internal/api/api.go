@@ -19,6 +19,7 @@ import (
 
 	"github.com/wikigraph/wikigraph/graph"
 	"github.com/wikigraph/wikigraph/internal/apperr"
+	"github.com/wikigraph/wikigraph/internal/loaders"
 )
 
 // Options configure the GraphQL handler.
@@ -40,6 +41,10 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	// Without a cache every request is parsed and validated again.
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](max(opts.QueryCacheSize, 1)))
 	srv.Use(extension.Introspection{})
+	// Each operation (a request, or one subscription on a websocket) batches its own lookups.
+	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+		return next(loaders.With(ctx, loaders.New(r.DB)))
+	})
 	srv.SetErrorPresenter(Presenter(logger))
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
 		logger.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))

@@ -3,7 +3,12 @@
 // is an internal fault: logged in full, shown to the client only as INTERNAL_SERVER_ERROR.
 package apperr
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
 
 // Code is the stable, client-visible kind of an error (extensions.code).
 type Code string
@@ -60,4 +65,16 @@ func Missing(message string) *Error {
 // Taken reports that a unique field's value is already used.
 func Taken(field, message string) *Error {
 	return &Error{Code: Conflict, Field: field, Message: message}
+}
+
+// CheckText rejects text PostgreSQL cannot store or that is longer than max characters
+// (max <= 0: no limit): invalid UTF-8 and NUL bytes.
+func CheckText(field, s string, max int) error {
+	if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+		return Invalid(field, "must be valid UTF-8 text without NUL characters")
+	}
+	if max > 0 && utf8.RuneCountInString(s) > max {
+		return Invalid(field, fmt.Sprintf("must be at most %d characters", max))
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -84,6 +85,22 @@ func UniqueViolation(err error) (constraint string, ok bool) {
 	}
 	return "", false
 }
+
+// ForeignKeyViolation reports whether err is a foreign-key violation, and which constraint.
+func ForeignKeyViolation(err error) (constraint string, ok bool) {
+	var pgErr pgdriver.Error
+	if errors.As(err, &pgErr) && pgErr.Field('C') == "23503" {
+		return pgErr.Field('n'), true
+	}
+	return "", false
+}
+
+// EscapeLike makes s match itself literally in a LIKE pattern written with ESCAPE '\'.
+func EscapeLike(s string) string {
+	return likeEscaper.Replace(s)
+}
+
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // Ready reports whether the database answers and every migration is applied.
 func Ready(ctx context.Context, db *bun.DB) error {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/wikigraph/wikigraph/internal/apperr"
 	"github.com/wikigraph/wikigraph/internal/database"
@@ -213,4 +214,17 @@ func translate(op string, err error) error {
 		}
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// FindMany returns the users with these ids, by id; ids with no user are absent.
+func FindMany(ctx context.Context, db bun.IDB, ids []int64) (map[int64]*User, error) {
+	list := make([]*User, 0, len(ids))
+	if err := db.NewSelect().Model(&list).Where("id = ANY(?::bigint[])", pgdialect.Array(ids)).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("find users: %w", err)
+	}
+	byID := make(map[int64]*User, len(list))
+	for _, u := range list {
+		byID[u.ID] = u
+	}
+	return byID, nil
 }

@@ -1,0 +1,238 @@
+package items
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+
+	"github.com/wikigraph/wikigraph/internal/apperr"
+	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/paging"
+)
+
+// Connection is a page of items (Relay ItemConnection).
+type Connection struct {
+	Edges    []*Edge         `json:"edges"`
+	PageInfo paging.PageInfo `json:"pageInfo"`
+	count    func(context.Context) (int, error)
+}
+
+// TotalCount counts every item the connection's filter matches; it runs only when asked for.
+func (c *Connection) TotalCount(ctx context.Context) (int, error) { return c.count(ctx) }
+
+// Edge is one item in a Connection.
+type Edge struct {
+	Cursor string `json:"cursor"`
+	Node   *Item  `json:"node"`
+}
+
+// Filter narrows an items connection; every condition given must hold.
+type Filter struct {
+	OwnerID       *int64     `json:"ownerId"`
+	TitleContains *string    `json:"titleContains"`
+	CreatedAfter  *time.Time `json:"createdAfter"`
+	CreatedBefore *time.Time `json:"createdBefore"`
+}
+
+// Order is the sort order of an items connection.
+type Order struct {
+	Field     OrderField       `json:"field"`
+	Direction paging.Direction `json:"direction"`
+}
+
+// OrderField is the GraphQL enum ItemOrderField.
+type OrderField string
+
+// The fields items can be sorted by.
+const (
+	OrderByID        OrderField = "ID"
+	OrderByTitle     OrderField = "TITLE"
+	OrderByCreatedAt OrderField = "CREATED_AT"
+)
+
+var sorts = map[OrderField]paging.Sort{
+	OrderByID:        {},
+	OrderByTitle:     {Column: "i.title", Cast: "text"},
+	OrderByCreatedAt: {Column: "i.created_at", Cast: "timestamptz"},
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler.
+func (f *OrderField) UnmarshalGQL(v any) error {
+	s, _ := v.(string)
+	if _, ok := sorts[OrderField(s)]; !ok {
+		return apperr.Invalid("field", "must be ID, TITLE or CREATED_AT")
+	}
+	*f = OrderField(s)
+	return nil
+}
+
+// MarshalGQL implements graphql.Marshaler.
+func (f OrderField) MarshalGQL(w io.Writer) { _, _ = io.WriteString(w, strconv.Quote(string(f))) }
+
+func (it *Item) cursor(f OrderField) paging.Cursor {
+	c := paging.Cursor{List: "item", Field: string(f), ID: it.ID}
+	switch f {
+	case OrderByTitle:
+		c.Value = it.Title
+	case OrderByCreatedAt:
+		c.Value = it.CreatedAt.UTC().Format(time.RFC3339Nano)
+	}
+	return c
+}
+
+// Query is a checked request for a page of items: paging, filter and order.
+type Query struct {
+	page   paging.Page
+	filter Filter
+	order  Order
+}
+
+// NewQuery checks a connection's arguments.
+func NewQuery(args paging.Args, filter *Filter, order *Order) (Query, error) {
+	q := Query{order: Order{Field: OrderByID, Direction: paging.Asc}}
+	if order != nil {
+		q.order = *order
+	}
+	if filter != nil {
+		q.filter = *filter
+	}
+	if q.filter.TitleContains != nil {
+		if err := apperr.CheckText("titleContains", *q.filter.TitleContains, MaxTitleLength); err != nil {
+			return Query{}, err
+		}
+	}
+	var err error
+	q.page, err = paging.Parse(args, "item", string(q.order.Field))
+	return q, err
+}
+
+// Key identifies the query, so equal queries for different owners can share one statement.
+func (q Query) Key() string {
+	b, _ := json.Marshal(struct {
+		P paging.Page
+		F Filter
+		O Order
+	}{q.page, q.filter, q.order})
+	return string(b)
+}
+
+func (q Query) where(sq *bun.SelectQuery) *bun.SelectQuery {
+	f := q.filter
+	if f.OwnerID != nil {
+		sq = sq.Where("i.owner_id = ?", *f.OwnerID)
+	}
+	if f.TitleContains != nil {
+		sq = sq.Where("i.title ILIKE ? ESCAPE '\\'", "%"+database.EscapeLike(strings.TrimSpace(*f.TitleContains))+"%")
+	}
+	if f.CreatedAfter != nil {
+		sq = sq.Where("i.created_at >= ?", *f.CreatedAfter)
+	}
+	if f.CreatedBefore != nil {
+		sq = sq.Where("i.created_at < ?", *f.CreatedBefore)
+	}
+	return sq
+}
+
+func (q Query) sort() paging.Sort {
+	s := sorts[q.order.Field]
+	s.Desc = q.order.Direction == paging.Desc
+	return s
+}
+
+func (q Query) connection(rows []*Item) *Connection {
+	nodes, info := paging.Finish(q.page, rows, func(it *Item) paging.Cursor { return it.cursor(q.order.Field) })
+	conn := &Connection{Edges: make([]*Edge, len(nodes)), PageInfo: info}
+	for i, it := range nodes {
+		conn.Edges[i] = &Edge{Cursor: it.cursor(q.order.Field).Encode(), Node: it}
+	}
+	return conn
+}
+
+// Page returns one page of the items the filter matches, in the given order.
+func Page(ctx context.Context, db bun.IDB, args paging.Args, filter *Filter, order *Order) (*Connection, error) {
+	q, err := NewQuery(args, filter, order)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]*Item, 0, q.page.Size+1)
+	if q.page.Size > 0 {
+		sq := q.page.Apply(db.NewSelect().Model(&rows).Apply(q.where), q.sort(), "i.id")
+		if err := sq.Scan(ctx); err != nil {
+			return nil, fmt.Errorf("items page: %w", err)
+		}
+	}
+	conn := q.connection(rows)
+	conn.count = func(ctx context.Context) (int, error) {
+		n, err := db.NewSelect().Model((*Item)(nil)).Apply(q.where).Count(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("count items: %w", err)
+		}
+		return n, nil
+	}
+	return conn, nil
+}
+
+// PagesByOwner returns each owner's page of the items q matches, all in one statement (a
+// lateral join, so each owner's page is an index range scan). count gives each connection's
+// totalCount.
+func PagesByOwner(ctx context.Context, db bun.IDB, owners []int64, q Query,
+	count func(ctx context.Context, owner int64) (int, error),
+) (map[int64]*Connection, error) {
+	var rows []*Item
+	if q.page.Size > 0 && len(owners) > 0 {
+		s := q.sort()
+		sub := db.NewSelect().Model((*Item)(nil)).
+			ColumnExpr("i.*").ColumnExpr("row_number() OVER (ORDER BY " + q.page.OrderBy(s, "i.id") + ") AS rn").
+			Where("i.owner_id = o.owner_id").Apply(q.where)
+		sub = q.page.Apply(sub, s, "i.id")
+		err := db.NewSelect().
+			TableExpr("unnest(?::bigint[]) AS o(owner_id)", pgdialect.Array(owners)).
+			Join("CROSS JOIN LATERAL (?) AS i", sub).
+			ColumnExpr("i.*").
+			OrderExpr("o.owner_id, i.rn").
+			Scan(ctx, &rows)
+		if err != nil {
+			return nil, fmt.Errorf("items pages by owner: %w", err)
+		}
+	}
+	byOwner := make(map[int64][]*Item, len(owners))
+	for _, it := range rows {
+		byOwner[it.OwnerID] = append(byOwner[it.OwnerID], it)
+	}
+	conns := make(map[int64]*Connection, len(owners))
+	for _, owner := range owners {
+		conn := q.connection(byOwner[owner])
+		conn.count = func(ctx context.Context) (int, error) { return count(ctx, owner) }
+		conns[owner] = conn
+	}
+	return conns, nil
+}
+
+// CountByOwner counts, for each owner, the items q's filter matches, in one statement.
+func CountByOwner(ctx context.Context, db bun.IDB, owners []int64, q Query) (map[int64]int, error) {
+	var rows []struct {
+		OwnerID int64 `bun:"owner_id"`
+		N       int   `bun:"n"`
+	}
+	err := db.NewSelect().Model((*Item)(nil)).
+		ColumnExpr("i.owner_id, count(*) AS n").
+		Where("i.owner_id = ANY(?::bigint[])", pgdialect.Array(owners)).
+		Apply(q.where).
+		GroupExpr("i.owner_id").
+		Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("count items by owner: %w", err)
+	}
+	counts := make(map[int64]int, len(owners))
+	for _, r := range rows {
+		counts[r.OwnerID] = r.N
+	}
+	return counts, nil
+}

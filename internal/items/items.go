@@ -1,0 +1,165 @@
+// Package items holds the items users own: the model, its validation, its errors and the store
+// functions, including the per-owner pages that User.items loads in one statement for many users.
+package items
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/uptrace/bun"
+
+	"github.com/wikigraph/wikigraph/internal/apperr"
+	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/users"
+)
+
+// Item is something a user owns. Deleting the owner deletes its items.
+type Item struct {
+	bun.BaseModel `bun:"table:items,alias:i"`
+
+	ID          int64     `bun:"id,pk,autoincrement"`
+	OwnerID     int64     `bun:"owner_id,notnull"`
+	Title       string    `bun:"title,notnull"`
+	Description *string   `bun:"description"`
+	CreatedAt   time.Time `bun:"created_at,nullzero,notnull,default:current_timestamp"`
+	UpdatedAt   time.Time `bun:"updated_at,nullzero,notnull,default:current_timestamp"`
+}
+
+// NewItem is the input of Create.
+type NewItem struct {
+	OwnerID     int64   `json:"ownerId"`
+	Title       string  `json:"title"`
+	Description *string `json:"description"`
+}
+
+// UpdateItem is the input of Update: an unset field stays; a null title is invalid, a null
+// description clears it.
+type UpdateItem struct {
+	Title       graphql.Omittable[*string] `json:"title"`
+	Description graphql.Omittable[*string] `json:"description"`
+}
+
+// Limits of the items API.
+const (
+	MaxTitleLength       = 200
+	MaxDescriptionLength = 10000
+)
+
+// ErrNotFound is returned by writes that name an item that does not exist.
+var ErrNotFound = apperr.Missing("item not found")
+
+// NormalizeTitle trims title and checks it is 1 to 200 characters.
+func NormalizeTitle(title string) (string, error) {
+	title = strings.TrimSpace(title)
+	if err := apperr.CheckText("title", title, MaxTitleLength); err != nil {
+		return "", err
+	}
+	if title == "" {
+		return "", apperr.Invalid("title", "must not be empty")
+	}
+	return title, nil
+}
+
+// CheckDescription checks a description: at most 10,000 characters of text.
+func CheckDescription(d *string) error {
+	if d == nil {
+		return nil
+	}
+	return apperr.CheckText("description", *d, MaxDescriptionLength)
+}
+
+// Find returns the item with this id, or nil when there is none.
+func Find(ctx context.Context, db bun.IDB, id int64) (*Item, error) {
+	it := new(Item)
+	err := db.NewSelect().Model(it).Where("i.id = ?", id).Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find item %d: %w", id, err)
+	}
+	return it, nil
+}
+
+// List returns a page of items ordered by id, only ownerID's when it is given.
+func List(ctx context.Context, db bun.IDB, offset, limit int, ownerID *int64) ([]*Item, error) {
+	if err := users.CheckPage(offset, limit); err != nil {
+		return nil, err
+	}
+	list := make([]*Item, 0, limit)
+	q := db.NewSelect().Model(&list).OrderExpr("i.id ASC").Offset(offset).Limit(limit)
+	if ownerID != nil {
+		q = q.Where("i.owner_id = ?", *ownerID)
+	}
+	if err := q.Scan(ctx); err != nil {
+		return nil, fmt.Errorf("list items: %w", err)
+	}
+	return list, nil
+}
+
+// Create validates in and inserts the item. An unknown owner is BAD_USER_INPUT on ownerId.
+func Create(ctx context.Context, db bun.IDB, in NewItem) (*Item, error) {
+	title, err := NormalizeTitle(in.Title)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckDescription(in.Description); err != nil {
+		return nil, err
+	}
+	it := &Item{OwnerID: in.OwnerID, Title: title, Description: in.Description}
+	if _, err := db.NewInsert().Model(it).Returning("*").Exec(ctx); err != nil {
+		return nil, translate("create item", err)
+	}
+	return it, nil
+}
+
+// Update changes the fields set in in. updatedAt moves forward on every successful call.
+func Update(ctx context.Context, db bun.IDB, id int64, in UpdateItem) (*Item, error) {
+	q := db.NewUpdate().Model((*Item)(nil)).Where("id = ?", id).Returning("*").
+		Set("updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond')")
+	if v, set := in.Title.ValueOK(); set {
+		if v == nil {
+			return nil, apperr.Invalid("title", "must not be null")
+		}
+		title, err := NormalizeTitle(*v)
+		if err != nil {
+			return nil, err
+		}
+		q = q.Set("title = ?", title)
+	}
+	if v, set := in.Description.ValueOK(); set {
+		if err := CheckDescription(v); err != nil {
+			return nil, err
+		}
+		q = q.Set("description = ?", v)
+	}
+	it := new(Item)
+	if err := q.Scan(ctx, it); err != nil {
+		return nil, translate("update item", err)
+	}
+	return it, nil
+}
+
+// Delete removes the item and returns it as it was.
+func Delete(ctx context.Context, db bun.IDB, id int64) (*Item, error) {
+	it := new(Item)
+	if err := db.NewDelete().Model(it).Where("id = ?", id).Returning("*").Scan(ctx); err != nil {
+		return nil, translate("delete item", err)
+	}
+	return it, nil
+}
+
+func translate(op string, err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	if constraint, ok := database.ForeignKeyViolation(err); ok && constraint == "items_owner_id_fkey" {
+		return apperr.Invalid("ownerId", "is not the id of a user")
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}

@@ -1,0 +1,157 @@
+package users
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/wikigraph/wikigraph/internal/apperr"
+	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/paging"
+)
+
+// Connection is a page of users (Relay UserConnection).
+type Connection struct {
+	Edges    []*Edge         `json:"edges"`
+	PageInfo paging.PageInfo `json:"pageInfo"`
+	count    func(context.Context) (int, error)
+}
+
+// TotalCount counts every user the filter matches; it runs only when a client asks for it.
+func (c *Connection) TotalCount(ctx context.Context) (int, error) { return c.count(ctx) }
+
+// Edge is one user in a Connection.
+type Edge struct {
+	Cursor string `json:"cursor"`
+	Node   *User  `json:"node"`
+}
+
+// Filter narrows a users connection; every condition given must hold.
+type Filter struct {
+	UsernamePrefix *string    `json:"usernamePrefix"`
+	EmailDomain    *string    `json:"emailDomain"`
+	CreatedAfter   *time.Time `json:"createdAfter"`
+	CreatedBefore  *time.Time `json:"createdBefore"`
+}
+
+// Order is the sort order of a users connection.
+type Order struct {
+	Field     OrderField       `json:"field"`
+	Direction paging.Direction `json:"direction"`
+}
+
+// OrderField is the GraphQL enum UserOrderField.
+type OrderField string
+
+// The fields users can be sorted by.
+const (
+	OrderByID        OrderField = "ID"
+	OrderByUsername  OrderField = "USERNAME"
+	OrderByCreatedAt OrderField = "CREATED_AT"
+)
+
+// sorts maps each order field to its column and the SQL type of its cursor value.
+var sorts = map[OrderField]paging.Sort{
+	OrderByID:        {},
+	OrderByUsername:  {Column: "u.username", Cast: "text"},
+	OrderByCreatedAt: {Column: "u.created_at", Cast: "timestamptz"},
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler.
+func (f *OrderField) UnmarshalGQL(v any) error {
+	s, _ := v.(string)
+	if _, ok := sorts[OrderField(s)]; !ok {
+		return apperr.Invalid("field", "must be ID, USERNAME or CREATED_AT")
+	}
+	*f = OrderField(s)
+	return nil
+}
+
+// MarshalGQL implements graphql.Marshaler.
+func (f OrderField) MarshalGQL(w io.Writer) { _, _ = io.WriteString(w, strconv.Quote(string(f))) }
+
+func (u *User) cursor(f OrderField) paging.Cursor {
+	c := paging.Cursor{List: "user", Field: string(f), ID: u.ID}
+	switch f {
+	case OrderByUsername:
+		c.Value = u.Username
+	case OrderByCreatedAt:
+		c.Value = u.CreatedAt.UTC().Format(time.RFC3339Nano)
+	}
+	return c
+}
+
+// Page returns one page of the users the filter matches, in the given order.
+func Page(ctx context.Context, db bun.IDB, args paging.Args, filter *Filter, order *Order) (*Connection, error) {
+	if order == nil {
+		order = &Order{Field: OrderByID, Direction: paging.Asc}
+	}
+	page, err := paging.Parse(args, "user", string(order.Field))
+	if err != nil {
+		return nil, err
+	}
+	where, err := filter.conditions()
+	if err != nil {
+		return nil, err
+	}
+	sort := sorts[order.Field]
+	sort.Desc = order.Direction == paging.Desc
+
+	rows := make([]*User, 0, page.Size+1)
+	if page.Size > 0 {
+		q := page.Apply(db.NewSelect().Model(&rows).Apply(where), sort, "u.id")
+		if err := q.Scan(ctx); err != nil {
+			return nil, fmt.Errorf("users page: %w", err)
+		}
+	}
+	nodes, info := paging.Finish(page, rows, func(u *User) paging.Cursor { return u.cursor(order.Field) })
+	conn := &Connection{Edges: make([]*Edge, len(nodes)), PageInfo: info}
+	for i, u := range nodes {
+		conn.Edges[i] = &Edge{Cursor: u.cursor(order.Field).Encode(), Node: u}
+	}
+	conn.count = func(ctx context.Context) (int, error) {
+		n, err := db.NewSelect().Model((*User)(nil)).Apply(where).Count(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("count users: %w", err)
+		}
+		return n, nil
+	}
+	return conn, nil
+}
+
+// conditions checks the filter and returns it as WHERE clauses.
+func (f *Filter) conditions() (func(*bun.SelectQuery) *bun.SelectQuery, error) {
+	if f == nil {
+		return func(q *bun.SelectQuery) *bun.SelectQuery { return q }, nil
+	}
+	if f.UsernamePrefix != nil {
+		if err := apperr.CheckText("usernamePrefix", *f.UsernamePrefix, 32); err != nil {
+			return nil, err
+		}
+	}
+	if f.EmailDomain != nil {
+		if err := apperr.CheckText("emailDomain", *f.EmailDomain, MaxEmailLength); err != nil {
+			return nil, err
+		}
+	}
+	return func(q *bun.SelectQuery) *bun.SelectQuery {
+		if f.UsernamePrefix != nil {
+			q = q.Where("lower(u.username) LIKE ? ESCAPE '\\'", database.EscapeLike(strings.ToLower(strings.TrimSpace(*f.UsernamePrefix)))+"%")
+		}
+		if f.EmailDomain != nil {
+			q = q.Where("lower(substring(u.email from '[^@]*$')) = ?", strings.ToLower(strings.TrimSpace(*f.EmailDomain)))
+		}
+		if f.CreatedAfter != nil {
+			q = q.Where("u.created_at >= ?", *f.CreatedAfter)
+		}
+		if f.CreatedBefore != nil {
+			q = q.Where("u.created_at < ?", *f.CreatedBefore)
+		}
+		return q
+	}, nil
+}

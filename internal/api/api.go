@@ -45,6 +45,14 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		return next(loaders.With(ctx, loaders.New(r.DB)))
 	})
+	// Lists a resolver returns tell the loaders which ids to fetch together.
+	srv.AroundFields(func(ctx context.Context, next graphql.Resolver) (any, error) {
+		res, err := next(ctx)
+		if l := loaders.From(ctx); err == nil && l != nil {
+			l.Observe(res)
+		}
+		return res, err
+	})
 	srv.SetErrorPresenter(Presenter(logger))
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
 		logger.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))

@@ -1,0 +1,121 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/99designs/gqlgen/client"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+
+	"github.com/wikigraph/wikigraph/graph"
+	"github.com/wikigraph/wikigraph/internal/api"
+	"github.com/wikigraph/wikigraph/internal/dbtest"
+)
+
+// statements counts the SQL statements a pool runs, through a bun query hook.
+type statements struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (s *statements) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+func (s *statements) AfterQuery(_ context.Context, e *bun.QueryEvent) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.list = append(s.list, e.Query)
+}
+
+func (s *statements) take() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.list
+	s.list = nil
+	return out
+}
+
+// A page of users with their first items and each item's owner costs a constant number of
+// statements, whatever the page size: no N+1.
+func TestNestedQueryStatementCount(t *testing.T) {
+	db, err := dbtest.Open(dbtest.URL(t))
+	require.NoError(t, err)
+	defer db.Close()
+	counter := &statements{}
+	db.AddQueryHook(counter)
+	h := api.New(&graph.Resolver{DB: db}, api.Options{QueryCacheSize: 10})
+	c := client.New(h)
+
+	setup := newEnv(t)
+	prefix := unique("n1") + "_"
+	for i := range 100 {
+		u := setup.createUser(fmt.Sprintf("%s%03d", prefix, i), fmt.Sprintf("%s%03d@example.com", prefix, i))
+		for j := range 7 {
+			setup.createItem(u.ID, fmt.Sprintf("item %d of %d", j, i), nil)
+		}
+	}
+
+	type response struct {
+		UsersConnection struct {
+			Edges []struct {
+				Node struct {
+					ID    string
+					Items struct {
+						TotalCount int
+						PageInfo   struct{ HasNextPage bool }
+						Edges      []struct {
+							Node struct {
+								Title string
+								Owner struct{ ID string }
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	query := `query($n: Int!, $p: String!) {
+		usersConnection(first: $n, filter: {usernamePrefix: $p}) { edges { node { id
+			items(first: 5) { pageInfo { hasNextPage } edges { node { title owner { id } } } }
+		} } } }`
+	for _, n := range []int{1, 10, 100} {
+		t.Run(fmt.Sprintf("%d users", n), func(t *testing.T) {
+			counter.take()
+			var resp response
+			c.MustPost(query, &resp, client.Var("n", n), client.Var("p", prefix))
+			got := counter.take()
+			// users page, items of every user (one lateral join), owners of every item.
+			assert.Len(t, got, 3, "statements:\n%v", got)
+			require.Len(t, resp.UsersConnection.Edges, n)
+			for i, edge := range resp.UsersConnection.Edges {
+				require.Len(t, edge.Node.Items.Edges, 5)
+				assert.True(t, edge.Node.Items.PageInfo.HasNextPage)
+				for j, it := range edge.Node.Items.Edges {
+					assert.Equal(t, fmt.Sprintf("item %d of %d", j, i), it.Node.Title)
+					assert.Equal(t, edge.Node.ID, it.Node.Owner.ID)
+				}
+			}
+		})
+	}
+	t.Run("with totalCount", func(t *testing.T) {
+		counter.take()
+		var resp response
+		c.MustPost(`query($p: String!) { usersConnection(first: 100, filter: {usernamePrefix: $p}) { edges { node { id
+			items(first: 2) { totalCount edges { node { title owner { id } } } } } } } }`, &resp, client.Var("p", prefix))
+		got := counter.take()
+		assert.Len(t, got, 4, "one more statement counts every user's items: %v", got)
+		for _, edge := range resp.UsersConnection.Edges {
+			assert.Equal(t, 7, edge.Node.Items.TotalCount)
+		}
+	})
+	t.Run("different arguments per alias", func(t *testing.T) {
+		counter.take()
+		var resp map[string]any
+		c.MustPost(`query($p: String!) { usersConnection(first: 50, filter: {usernamePrefix: $p}) { edges { node { id
+			a: items(first: 1) { edges { node { id } } }
+			b: items(last: 2, orderBy: {field: TITLE}) { edges { node { id } } } } } } }`, &resp, client.Var("p", prefix))
+		assert.Len(t, counter.take(), 3, "one statement per distinct argument set")
+	})
+}

@@ -302,9 +302,9 @@ func TestConnectionArgumentErrors(t *testing.T) {
 	}
 	t.Run("item paging and filters", func(t *testing.T) {
 		for query, field := range map[string]string{
-			`{ itemsConnection(first: 1, after: "` + userCursor + `") { edges { cursor } } }`: "after",
-			`{ itemsConnection(last: 500) { edges { cursor } } }`:                            "last",
-			`{ itemsConnection(filter: {ownerId: "nope"}) { edges { cursor } } }`:           "ownerId",
+			`{ itemsConnection(first: 1, after: "` + userCursor + `") { edges { cursor } } }`:         "after",
+			`{ itemsConnection(last: 500) { edges { cursor } } }`:                                     "last",
+			`{ itemsConnection(filter: {ownerId: "nope"}) { edges { cursor } } }`:                     "ownerId",
 			`query($s: String) { itemsConnection(filter: {titleContains: $s}) { edges { cursor } } }`: "titleContains",
 			`{ user(id: "1") { items(first: 1, last: 1) { edges { cursor } } } }`:                     "last",
 		} {

@@ -19,7 +19,7 @@ build: ## build the server binary into bin/
 
 # With DATABASE_URL set, the server uses that database and no local one is started.
 run: build ## serve on :8080 (PORT) with a local PostgreSQL, unless DATABASE_URL is set
-ifeq ($(origin DATABASE_URL),environment)
+ifneq ($(strip $(DATABASE_URL)),)
 	exec ./$(BIN)
 else
 	@scripts/pg start "$(PGDATA_DIR)" $(PG_PORT) $(PG_DB)
@@ -40,8 +40,10 @@ generate: ## regenerate graph/ from schema.graphqls
 	go generate ./...
 
 check-generate: ## fail if generated code is stale
-	@go generate ./... && git diff --exit-code --stat -- graph gqlgen.yml schema.graphqls \
-	  || { echo "generated code is stale: run 'make generate' and commit"; exit 1; }
+	@sum() { find graph go.mod go.sum -type f | LC_ALL=C sort | xargs sha256sum; }; \
+	  before=$$(sum); go generate ./... && after=$$(sum); \
+	  [ "$$before" = "$$after" ] || { diff <(echo "$$before") <(echo "$$after"); \
+	    echo "generated code was stale: 'go generate ./...' changed the files above; commit them"; exit 1; }
 
 vet: ## go vet and gofmt
 	go vet ./...

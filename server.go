@@ -19,8 +19,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/uptrace/bun"
-
 	"github.com/wikigraph/wikigraph/graph"
 	"github.com/wikigraph/wikigraph/internal/api"
 	"github.com/wikigraph/wikigraph/internal/config"
@@ -31,7 +29,10 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal ends the process at once
+	}()
 	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		slog.Error("wikigraph stopped", "error", err.Error())
 		os.Exit(1)
@@ -50,6 +51,22 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return httpserver.Check(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", cfg.Port))
 	}
 
+	switch {
+	case len(args) == 0 || args[0] == "serve":
+		return serve(ctx, cfg, logger)
+	case args[0] == "migrate":
+		migrationDB, err := database.OpenForMigrations(cfg.DatabaseURL, cfg.DBAppName)
+		if err != nil {
+			return err
+		}
+		defer migrationDB.Close()
+		return database.Command(ctx, migrationDB, args[1:], out)
+	default:
+		return fmt.Errorf("unknown command %q: want serve, migrate or healthcheck", args[0])
+	}
+}
+
+func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	db, err := database.Open(database.Options{
 		URL: cfg.DatabaseURL, AppName: cfg.DBAppName, MaxConns: cfg.DBMaxConns,
 		StatementTimeout: cfg.DBStatementTimeout, LogSQL: cfg.LogSQL, Logger: logger,
@@ -58,25 +75,6 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer db.Close()
-
-	switch {
-	case len(args) == 0 || args[0] == "serve":
-		return serve(ctx, cfg, db, logger)
-	case args[0] == "migrate":
-		return database.Command(ctx, db, args[1:], out)
-	default:
-		return fmt.Errorf("unknown command %q: want serve, migrate or healthcheck", args[0])
-	}
-}
-
-func serve(ctx context.Context, cfg config.Config, db *bun.DB, logger *slog.Logger) error {
-	if cfg.MigrateOnStart {
-		applied, err := database.Up(ctx, db)
-		if err != nil {
-			return fmt.Errorf("migrate on start: %w", err)
-		}
-		logger.Info("migrations applied", "applied", applied)
-	}
 	gql := api.New(&graph.Resolver{DB: db}, api.Options{QueryCacheSize: cfg.QueryCacheSize, Logger: logger})
 	h := httpserver.Handler(httpserver.Routes{
 		GraphQL: gql,
@@ -88,10 +86,38 @@ func serve(ctx context.Context, cfg config.Config, db *bun.DB, logger *slog.Logg
 		return err
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "playground", fmt.Sprintf("http://%s/", ln.Addr()))
-	err = httpserver.Serve(ctx, httpserver.Server(h, logger), ln, cfg.ShutdownTimeout)
-	if err != nil && !errors.Is(err, context.Canceled) {
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	served := make(chan error, 1)
+	go func() { served <- httpserver.Serve(serveCtx, httpserver.Server(h, logger), ln, cfg.ShutdownTimeout) }()
+
+	// Serving first: /healthz answers while migrations run, /readyz says 503 until they are done.
+	if cfg.MigrateOnStart {
+		if err := migrate(ctx, cfg, logger); err != nil {
+			stopServing()
+			if ctx.Err() != nil { // stopped while waiting for another instance's migration
+				return <-served
+			}
+			return errors.Join(fmt.Errorf("migrate on start: %w", err), <-served)
+		}
+	}
+	if err := <-served; err != nil {
 		return err
 	}
 	logger.Info("stopped")
+	return nil
+}
+
+func migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	db, err := database.OpenForMigrations(cfg.DatabaseURL, cfg.DBAppName)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	applied, err := database.Up(ctx, db)
+	if err != nil {
+		return err
+	}
+	logger.Info("migrations applied", "applied", applied)
 	return nil
 }

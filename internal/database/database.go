@@ -19,9 +19,10 @@ import (
 
 // Options configure the pool.
 type Options struct {
-	URL              string
-	AppName          string
-	MaxConns         int
+	URL      string
+	AppName  string
+	MaxConns int
+	// StatementTimeout bounds every statement on the server; 0 means no bound (for migrations).
 	StatementTimeout time.Duration
 	LogSQL           bool
 	Logger           *slog.Logger
@@ -34,19 +35,25 @@ func Open(opts Options) (*bun.DB, error) {
 		return nil, fmt.Errorf("database: pool size must be at least 2, got %d", opts.MaxConns)
 	}
 	params := map[string]any{
-		// The server ends a statement that runs too long, whatever the client does.
+		// The server ends a statement that runs too long, whatever the client does (0: never).
 		"statement_timeout": strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10),
 		// The server notices a client that went away mid-query and stops working for it.
 		"client_connection_check_interval": "1000",
+		// Times leave the server in UTC, as the schema promises.
+		"TimeZone": "UTC",
+	}
+	readTimeout := time.Duration(0) // none: a migration may wait long for its lock
+	if opts.StatementTimeout > 0 {
+		readTimeout = opts.StatementTimeout + 5*time.Second
 	}
 	connector := pgdriver.NewConnector(
 		pgdriver.WithDSN(opts.URL),
 		pgdriver.WithApplicationName(opts.AppName),
 		withDefaultParams(params),
-		pgdriver.WithTimeout(opts.StatementTimeout+5*time.Second),
+		pgdriver.WithTimeout(readTimeout),
 		pgdriver.WithDialTimeout(5*time.Second),
 	)
-	sqldb := sql.OpenDB(connector)
+	sqldb := sql.OpenDB(cancelConnector{connector})
 	sqldb.SetMaxOpenConns(opts.MaxConns)
 	// database/sql keeps only 2 idle connections by default: every burst would open backends.
 	sqldb.SetMaxIdleConns(opts.MaxConns)
@@ -61,6 +68,12 @@ func Open(opts Options) (*bun.DB, error) {
 		db.AddQueryHook(sqlLogger{logger})
 	}
 	return db, nil
+}
+
+// OpenForMigrations opens a small pool with no statement timeout, for migrations: a migration may
+// run long, and may wait long for another instance's lock.
+func OpenForMigrations(url, appName string) (*bun.DB, error) {
+	return Open(Options{URL: url, AppName: appName + "-migrate", MaxConns: 2})
 }
 
 // withDefaultParams adds session parameters the URL does not set itself.

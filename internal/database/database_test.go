@@ -3,6 +3,9 @@ package database_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,10 +95,23 @@ func TestEveryMigrationHasAWorkingDown(t *testing.T) {
 	require.NoError(t, m.Init(ctx))
 	ms, err := m.MigrationsWithStatus(ctx)
 	require.NoError(t, err)
+	// The schema as the catalog describes it: relations with their columns, constraints,
+	// indexes' definitions, functions, types and extensions.
 	schema := func() []string {
 		var objects []string
-		require.NoError(t, db.NewRaw(`SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE n.nspname = 'public' AND c.relname NOT LIKE 'bun_migration%' ORDER BY 1`).Scan(ctx, &objects))
+		require.NoError(t, db.NewRaw(`
+			SELECT 'rel ' || c.relname || ' ' || c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+				WHERE n.nspname = 'public' AND c.relname NOT LIKE 'bun_migration%'
+			UNION ALL SELECT 'col ' || table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '')
+				FROM information_schema.columns WHERE table_schema = 'public' AND table_name NOT LIKE 'bun_migration%'
+			UNION ALL SELECT 'con ' || conname || ' ' || pg_get_constraintdef(c.oid) FROM pg_constraint c
+				JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = 'public' AND conname NOT LIKE 'bun_migration%'
+			UNION ALL SELECT 'idx ' || indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename NOT LIKE 'bun_migration%'
+			UNION ALL SELECT 'fn ' || p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'
+			UNION ALL SELECT 'type ' || t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+				WHERE n.nspname = 'public' AND t.typname NOT LIKE '%bun_migration%'
+			UNION ALL SELECT 'ext ' || extname FROM pg_extension
+			ORDER BY 1`).Scan(ctx, &objects))
 		return objects
 	}
 	// Each down undoes exactly its own up: after up(i) then down(i) the schema is as before.
@@ -187,7 +203,8 @@ func TestMigrationLockIsHeldAndReleasedWithItsConnection(t *testing.T) {
 	assert.Len(t, applied, migrationCount(t))
 
 	var held int
-	require.NoError(t, db.NewRaw("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").Scan(ctx, &held))
+	require.NoError(t, db.NewRaw(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(ctx, &held))
 	assert.Zero(t, held, "Up releases its lock")
 }
 
@@ -228,14 +245,101 @@ func TestStatementTimeoutIsSet(t *testing.T) {
 	assert.Contains(t, err.Error(), "57014")
 }
 
-func TestCancelledContextStopsTheQuery(t *testing.T) {
-	db := dbtest.DB(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
+// A cancelled context (a client that went away) stops its statement on the server too, and a
+// write it was making is rolled back.
+func TestCancelledContextStopsTheStatement(t *testing.T) {
+	app := fmt.Sprintf("cancel-test-%d", time.Now().UnixNano())
+	db, err := database.Open(database.Options{URL: dbtest.URL(t), AppName: app, MaxConns: 4, StatementTimeout: time.Minute})
+	require.NoError(t, err)
+	defer db.Close()
+	observer := dbtest.DB(t)
+	bg := context.Background()
+	running := func() int {
+		var n int
+		require.NoError(t, observer.NewRaw("SELECT count(*) FROM pg_stat_activity WHERE application_name = ? AND state = 'active'", app).Scan(bg, &n))
+		return n
+	}
+
+	for name, query := range map[string]string{
+		"exec":  "INSERT INTO users (username, email) SELECT 'cancelled_write', 'cw@example.com' FROM pg_sleep(30)",
+		"query": "SELECT pg_sleep(30)",
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(bg)
+			time.AfterFunc(300*time.Millisecond, cancel)
+			start := time.Now()
+			var err error
+			if name == "exec" {
+				_, err = db.ExecContext(ctx, query)
+			} else {
+				var rows *sql.Rows
+				rows, err = db.QueryContext(ctx, query)
+				if err == nil {
+					for rows.Next() {
+					}
+					err = errors.Join(rows.Err(), rows.Close())
+				}
+			}
+			require.ErrorIs(t, err, context.Canceled)
+			assert.Less(t, time.Since(start), 5*time.Second, "the caller is released at once")
+			assert.Eventually(t, func() bool { return running() == 0 }, 10*time.Second, 50*time.Millisecond,
+				"the server stops the statement")
+		})
+	}
+	n, err := observer.NewSelect().Table("users").Where("username = 'cancelled_write'").Count(bg)
+	require.NoError(t, err)
+	assert.Zero(t, n, "the cancelled write is rolled back")
+
+	// The pool still works: the killed connection was dropped, not reused.
+	for range 8 {
+		var one int
+		require.NoError(t, db.NewRaw("SELECT 1").Scan(bg, &one))
+	}
+}
+
+// Migrations wait for a long-held lock and run long statements whatever the server's statement
+// timeout: they use their own pool.
+func TestMigrationsIgnoreTheStatementTimeout(t *testing.T) {
+	ctx := context.Background()
+	u := dbtest.Empty(t)
+	holder, err := database.Open(database.Options{URL: u, AppName: "holder", MaxConns: 2, StatementTimeout: 200 * time.Millisecond})
+	require.NoError(t, err)
+	defer holder.Close()
+	conn, err := holder.Conn(ctx)
+	require.NoError(t, err)
+	_, err = conn.ExecContext(ctx, "SELECT pg_advisory_lock(?)", database.MigrationLockKey)
+	require.NoError(t, err)
+	time.AfterFunc(time.Second, func() {
+		_, _ = conn.ExecContext(ctx, "SELECT pg_advisory_unlock(?)", database.MigrationLockKey)
+		_ = conn.Close()
+	})
+
+	db, err := database.OpenForMigrations(u, "wait-test")
+	require.NoError(t, err)
+	defer db.Close()
 	start := time.Now()
-	_, err := db.ExecContext(ctx, "SELECT pg_sleep(10)")
-	require.Error(t, err)
-	assert.Less(t, time.Since(start), 5*time.Second, "the caller is not held for the whole query")
+	applied, err := database.Up(ctx, db)
+	require.NoError(t, err, "waiting longer than any statement timeout is fine")
+	assert.GreaterOrEqual(t, time.Since(start), 900*time.Millisecond, "it did wait for the lock")
+	assert.Len(t, applied, migrationCount(t))
+}
+
+func TestTimesAreUTC(t *testing.T) {
+	db, err := database.Open(database.Options{URL: dbtest.URL(t) + "&TimeZone=Asia/Tokyo", AppName: "tz", MaxConns: 2, StatementTimeout: time.Second})
+	require.NoError(t, err)
+	defer db.Close()
+	var zone string
+	var now time.Time
+	require.NoError(t, db.NewRaw("SELECT current_setting('TimeZone'), now()").Scan(context.Background(), &zone, &now))
+	assert.Equal(t, "Asia/Tokyo", zone, "a TimeZone in the URL wins")
+
+	db2, err := database.Open(database.Options{URL: dbtest.URL(t), AppName: "tz", MaxConns: 2, StatementTimeout: time.Second})
+	require.NoError(t, err)
+	defer db2.Close()
+	require.NoError(t, db2.NewRaw("SELECT current_setting('TimeZone'), now()").Scan(context.Background(), &zone, &now))
+	assert.Equal(t, "UTC", zone)
+	_, offset := now.Zone()
+	assert.Zero(t, offset)
 }
 
 func TestCommand(t *testing.T) {

@@ -42,11 +42,13 @@ func discover(dir string) (*migrate.Migrations, error) {
 
 // Up applies every pending migration and returns the names it applied. Instances starting at once
 // wait for each other on a PostgreSQL advisory lock held by a dedicated connection, so each
-// migration runs exactly once; a crashed instance's lock goes with its connection.
+// migration runs exactly once; a crashed instance's lock goes with its connection. Use a pool
+// without a statement timeout (OpenForMigrations). Once the lock is taken, cancelling ctx no
+// longer interrupts: a migration and its record in bun_migrations are not torn apart.
 func Up(ctx context.Context, db *bun.DB) ([]string, error) {
 	var applied []string
 	err := withMigrationLock(ctx, db, func(m *migrate.Migrator) error {
-		group, err := m.Migrate(ctx)
+		group, err := m.Migrate(context.WithoutCancel(ctx))
 		if group != nil {
 			for _, mg := range group.Migrations {
 				applied = append(applied, mg.Name+"_"+mg.Comment)
@@ -61,7 +63,7 @@ func Up(ctx context.Context, db *bun.DB) ([]string, error) {
 func Down(ctx context.Context, db *bun.DB) ([]string, error) {
 	var rolled []string
 	err := withMigrationLock(ctx, db, func(m *migrate.Migrator) error {
-		group, err := m.Rollback(ctx)
+		group, err := m.Rollback(context.WithoutCancel(ctx))
 		if group != nil {
 			for _, mg := range group.Migrations {
 				rolled = append(rolled, mg.Name+"_"+mg.Comment)
@@ -72,43 +74,41 @@ func Down(ctx context.Context, db *bun.DB) ([]string, error) {
 	return rolled, err
 }
 
-// Status lists every known migration with whether and when it was applied.
+// Status lists every known migration with whether and when it was applied. It creates nothing.
 func Status(ctx context.Context, db *bun.DB) (migrate.MigrationSlice, error) {
-	m, err := Migrator(db, "")
+	exists, err := migrationsTableExists(ctx, db)
 	if err != nil {
 		return nil, err
 	}
-	if err := m.Init(ctx); err != nil {
-		return nil, fmt.Errorf("init migrations table: %w", err)
-	}
-	return m.MigrationsWithStatus(ctx)
-}
-
-// Pending lists the migrations not yet applied, without creating anything.
-func Pending(ctx context.Context, db *bun.DB) ([]string, error) {
-	var exists bool
-	if err := db.NewRaw("SELECT to_regclass(?) IS NOT NULL", migrationsTable).Scan(ctx, &exists); err != nil {
-		return nil, fmt.Errorf("look for migrations table: %w", err)
-	}
-	var names []string
 	if !exists {
 		ms, err := discover("")
 		if err != nil {
 			return nil, err
 		}
-		for _, mg := range ms.Sorted() {
-			names = append(names, mg.Name)
-		}
-		return names, nil
+		return ms.Sorted(), nil
 	}
 	m, err := Migrator(db, "")
 	if err != nil {
 		return nil, err
 	}
-	ms, err := m.MigrationsWithStatus(ctx)
+	return m.MigrationsWithStatus(ctx)
+}
+
+func migrationsTableExists(ctx context.Context, db *bun.DB) (bool, error) {
+	var exists bool
+	if err := db.NewRaw("SELECT to_regclass(?) IS NOT NULL", migrationsTable).Scan(ctx, &exists); err != nil {
+		return false, fmt.Errorf("look for migrations table: %w", err)
+	}
+	return exists, nil
+}
+
+// Pending lists the migrations not yet applied, without creating anything.
+func Pending(ctx context.Context, db *bun.DB) ([]string, error) {
+	ms, err := Status(ctx, db)
 	if err != nil {
 		return nil, fmt.Errorf("migration status: %w", err)
 	}
+	var names []string
 	for _, mg := range ms.Unapplied() {
 		names = append(names, mg.Name)
 	}
@@ -138,7 +138,7 @@ func withMigrationLock(ctx context.Context, db *bun.DB, fn func(*migrate.Migrato
 	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock(?)", MigrationLockKey); err != nil {
 		return fmt.Errorf("take migration lock: %w", err)
 	}
-	if err := m.Init(ctx); err != nil {
+	if err := m.Init(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("init migrations table: %w", err)
 	}
 	return fn(m)

@@ -1,0 +1,85 @@
+package database
+
+import (
+	"context"
+	"database/sql/driver"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/uptrace/bun/driver/pgdriver"
+)
+
+// cancelConnector makes a cancelled context stop the statement it started; pgdriver alone only
+// honours deadlines. When the context of a running statement is done, the connection's socket
+// is closed: the caller gets the context's error at once, database/sql drops the connection, and
+// PostgreSQL, which checks for a vanished client every client_connection_check_interval, aborts
+// the statement and rolls back its transaction.
+type cancelConnector struct{ *pgdriver.Connector }
+
+func (c cancelConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	cn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &cancelConn{Conn: cn.(*pgdriver.Conn)}, nil
+}
+
+type cancelConn struct {
+	*pgdriver.Conn
+	killed atomic.Bool
+}
+
+// watch closes the socket if ctx ends before stop is called.
+func (c *cancelConn) watch(ctx context.Context) (stop func() bool) {
+	if ctx.Done() == nil {
+		return func() bool { return true }
+	}
+	return context.AfterFunc(ctx, func() {
+		c.killed.Store(true)
+		_ = c.Conn.Conn().Close()
+	})
+}
+
+func (c *cancelConn) err(ctx context.Context, err error) error {
+	if err != nil && c.killed.Load() && ctx.Err() != nil {
+		return fmt.Errorf("%w (statement stopped: %v)", ctx.Err(), err)
+	}
+	return err
+}
+
+func (c *cancelConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	stop := c.watch(ctx)
+	defer stop()
+	res, err := c.Conn.ExecContext(ctx, query, args)
+	return res, c.err(ctx, err)
+}
+
+func (c *cancelConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	stop := c.watch(ctx)
+	rows, err := c.Conn.QueryContext(ctx, query, args)
+	if err != nil {
+		stop()
+		return nil, c.err(ctx, err)
+	}
+	return &cancelRows{Rows: rows, stop: stop}, nil // rows still stream from the socket
+}
+
+// IsValid tells database/sql not to reuse a connection whose socket was closed.
+func (c *cancelConn) IsValid() bool { return !c.killed.Load() && c.Conn.IsValid() }
+
+func (c *cancelConn) ResetSession(ctx context.Context) error {
+	if c.killed.Load() {
+		return driver.ErrBadConn
+	}
+	return c.Conn.ResetSession(ctx)
+}
+
+type cancelRows struct {
+	driver.Rows
+	stop func() bool
+}
+
+func (r *cancelRows) Close() error {
+	r.stop()
+	return r.Rows.Close()
+}

@@ -9,7 +9,7 @@ PG_DB      ?= wikigraph
 BIN        := bin/wikigraph
 GO_TEST_FLAGS ?= -race -count=1 -timeout 10m
 
-.PHONY: help run build test generate check-generate vet db db-stop migrate-status clean
+.PHONY: help run build test bench generate check-generate vet db db-stop migrate-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -35,6 +35,10 @@ db-stop: ## stop the local PostgreSQL
 
 test: check-generate ## run every test against a throwaway PostgreSQL (or TEST_DATABASE_URL)
 	scripts/pg with-test-db go test $(GO_TEST_FLAGS) ./...
+
+BENCH ?= .
+bench: ## run the Go benchmarks (BENCH=regexp) against a throwaway PostgreSQL
+	scripts/pg with-test-db go test -run '^$$' -bench '$(BENCH)' -benchmem -count=1 ./...
 
 generate: ## regenerate graph/ from schema.graphqls
 	go generate ./...

@@ -114,3 +114,18 @@ func create(ctx context.Context) (dbURL string, drop func(), err error) {
 	}
 	return parsed.String(), drop, nil
 }
+
+// Migrated creates a new migrated database for this test or benchmark alone and returns a pool
+// on it; both are closed and dropped when it ends.
+func Migrated(t testing.TB) *bun.DB {
+	t.Helper()
+	db, err := Open(Empty(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if _, err := database.Up(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}

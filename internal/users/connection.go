@@ -75,6 +75,9 @@ func (f *OrderField) UnmarshalGQL(v any) error {
 // MarshalGQL implements graphql.Marshaler.
 func (f OrderField) MarshalGQL(w io.Writer) { _, _ = io.WriteString(w, strconv.Quote(string(f))) }
 
+// CursorOf returns the cursor a users connection ordered by f gives u.
+func CursorOf(u *User, f OrderField) string { return u.cursor(f).Encode() }
+
 func (u *User) cursor(f OrderField) paging.Cursor {
 	c := paging.Cursor{List: "user", Field: string(f), ID: u.ID}
 	switch f {

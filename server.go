@@ -23,6 +23,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/api"
 	"github.com/wikigraph/wikigraph/internal/config"
 	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/events"
 	"github.com/wikigraph/wikigraph/internal/httpserver"
 	"github.com/wikigraph/wikigraph/internal/logging"
 )
@@ -75,7 +76,11 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
-	gql := api.New(&graph.Resolver{DB: db}, api.Options{QueryCacheSize: cfg.QueryCacheSize, Logger: logger})
+	broker := events.New(db, events.Options{Buffer: cfg.SubscriptionBuffer, Logger: logger})
+	gql := api.New(&graph.Resolver{DB: db, Events: broker}, api.Options{
+		QueryCacheSize: cfg.QueryCacheSize, Logger: logger,
+		WebsocketOrigins: cfg.WebsocketOrigins, KeepAlive: cfg.WebsocketKeepAlive,
+	})
 	h := httpserver.Handler(httpserver.Routes{
 		GraphQL: gql,
 		Ready:   func(ctx context.Context) error { return database.Ready(ctx, db) },
@@ -88,6 +93,12 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	logger.Info("serving", "addr", ln.Addr().String(), "playground", fmt.Sprintf("http://%s/", ln.Addr()))
 	serveCtx, stopServing := context.WithCancel(ctx)
 	defer stopServing()
+	brokerDone := make(chan error, 1)
+	go func() { brokerDone <- broker.Run(serveCtx) }()
+	defer func() { // subscriptions end before the pool closes
+		stopServing()
+		<-brokerDone
+	}()
 	served := make(chan error, 1)
 	go func() { served <- httpserver.Serve(serveCtx, httpserver.Server(h, logger), ln, cfg.ShutdownTimeout) }()
 

@@ -2,9 +2,14 @@
 // arguments, call one domain function and return its result. No SQL and no rules live here.
 package graph
 
-import "github.com/uptrace/bun"
+import (
+	"github.com/uptrace/bun"
+
+	"github.com/wikigraph/wikigraph/internal/events"
+)
 
 // Resolver holds the dependencies of every resolver; it is the one place they are injected.
 type Resolver struct {
-	DB *bun.DB
+	DB     *bun.DB
+	Events *events.Broker
 }

@@ -8,6 +8,7 @@ package graph
 import (
 	"context"
 
+	"github.com/wikigraph/wikigraph/internal/events"
 	"github.com/wikigraph/wikigraph/internal/items"
 	"github.com/wikigraph/wikigraph/internal/loaders"
 	"github.com/wikigraph/wikigraph/internal/paging"
@@ -70,6 +71,22 @@ func (r *queryResolver) ItemsConnection(ctx context.Context, first *int, after *
 	return items.Page(ctx, r.DB, paging.Args{First: first, After: after, Last: last, Before: before}, filter, orderBy)
 }
 
+func (r *subscriptionResolver) UserCreated(ctx context.Context) (<-chan *users.User, error) {
+	return r.Events.UserCreated(ctx)
+}
+
+func (r *subscriptionResolver) UserUpdated(ctx context.Context, id *int64) (<-chan *users.User, error) {
+	return r.Events.UserUpdated(ctx, id)
+}
+
+func (r *subscriptionResolver) UserDeleted(ctx context.Context) (<-chan int64, error) {
+	return r.Events.UserDeleted(ctx)
+}
+
+func (r *subscriptionResolver) ItemChanged(ctx context.Context, ownerID *int64) (<-chan *events.ItemEvent, error) {
+	return r.Events.ItemChanged(ctx, ownerID)
+}
+
 func (r *userResolver) Items(ctx context.Context, obj *users.User, first *int, after *string, last *int, before *string, filter *items.Filter, orderBy *items.Order) (*items.Connection, error) {
 	return loaders.From(ctx).OwnerItems(ctx, obj.ID, paging.Args{First: first, After: after, Last: last, Before: before}, filter, orderBy)
 }
@@ -80,11 +97,14 @@ func (r *Resolver) Mutation() MutationResolver { return &mutationResolver{r} }
 
 func (r *Resolver) Query() QueryResolver { return &queryResolver{r} }
 
+func (r *Resolver) Subscription() SubscriptionResolver { return &subscriptionResolver{r} }
+
 func (r *Resolver) User() UserResolver { return &userResolver{r} }
 
 type (
-	itemResolver     struct{ *Resolver }
-	mutationResolver struct{ *Resolver }
-	queryResolver    struct{ *Resolver }
-	userResolver     struct{ *Resolver }
+	itemResolver         struct{ *Resolver }
+	mutationResolver     struct{ *Resolver }
+	queryResolver        struct{ *Resolver }
+	subscriptionResolver struct{ *Resolver }
+	userResolver         struct{ *Resolver }
 )

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/coder/websocket"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
@@ -26,6 +28,11 @@ import (
 type Options struct {
 	QueryCacheSize int
 	Logger         *slog.Logger
+	// WebsocketOrigins are the host patterns (path.Match syntax, e.g. "*.example.com" or
+	// "localhost:*") whose pages may open a websocket; the server's own origin always may.
+	WebsocketOrigins []string
+	// KeepAlive is the interval of websocket keep-alive messages and pings (default 10s).
+	KeepAlive time.Duration
 }
 
 // New returns the /query handler for the resolver's schema.
@@ -34,15 +41,31 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	keepAlive := opts.KeepAlive
+	if keepAlive <= 0 {
+		keepAlive = 10 * time.Second
+	}
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: r}))
+	// Subscriptions: websocket (graphql-transport-ws and the legacy graphql-ws, coder/websocket)
+	// and server-sent events; SSE goes before POST, which would otherwise take its requests.
+	srv.AddTransport(transport.Websocket{
+		Implementation: transport.CoderWebsocketImplementation{
+			AcceptOptions: websocket.AcceptOptions{OriginPatterns: opts.WebsocketOrigins},
+		},
+		KeepAlivePingInterval: keepAlive,
+		PingPongInterval:      keepAlive,
+		InitTimeout:           10 * time.Second,
+	})
+	srv.AddTransport(transport.SSE{KeepAlivePingInterval: keepAlive})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	// Without a cache every request is parsed and validated again.
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](max(opts.QueryCacheSize, 1)))
 	srv.Use(extension.Introspection{})
-	// Each operation (a request, or one subscription on a websocket) batches its own lookups.
-	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+	// Each response (a query's, a mutation's, or one subscription event's) batches its own
+	// lookups and caches nothing beyond itself.
+	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 		return next(loaders.With(ctx, loaders.New(r.DB)))
 	})
 	// Lists a resolver returns tell the loaders which ids to fetch together.

@@ -19,6 +19,11 @@ type Config struct {
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s"`
 	QueryCacheSize  int           `env:"QUERY_CACHE_SIZE" envDefault:"1000"`
 
+	// Subscriptions
+	WebsocketOrigins   []string      `env:"WS_ALLOWED_ORIGINS" envSeparator:","`
+	WebsocketKeepAlive time.Duration `env:"WS_KEEPALIVE" envDefault:"10s"`
+	SubscriptionBuffer int           `env:"SUBSCRIPTION_BUFFER" envDefault:"64"`
+
 	// Database
 	DatabaseURL        string        `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/wikigraph?sslmode=disable"`
 	DBMaxConns         int           `env:"DB_MAX_CONNS" envDefault:"8"`
@@ -51,6 +56,12 @@ func (c Config) check() error {
 	}
 	if c.DBStatementTimeout <= 0 {
 		problems = append(problems, "DB_STATEMENT_TIMEOUT must be positive")
+	}
+	if c.WebsocketKeepAlive <= 0 {
+		problems = append(problems, "WS_KEEPALIVE must be positive")
+	}
+	if c.SubscriptionBuffer < 1 {
+		problems = append(problems, "SUBSCRIPTION_BUFFER must be at least 1")
 	}
 	if c.QueryCacheSize < 1 {
 		problems = append(problems, "QUERY_CACHE_SIZE must be at least 1")

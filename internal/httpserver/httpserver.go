@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"regexp"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/playground"
@@ -93,7 +94,14 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 	return s.ResponseWriter.Write(b)
 }
 
-// Unwrap lets http.ResponseController reach Flush and deadlines (websocket, SSE).
+// Flush passes server-sent events through at once.
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController and websocket.Accept reach the connection.
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func accessLog(logger *slog.Logger, next http.Handler) http.Handler {
@@ -138,9 +146,27 @@ func Server(h http.Handler, logger *slog.Logger) *http.Server {
 	}
 }
 
-// Serve serves on ln until ctx is cancelled, then stops accepting, lets in-flight requests finish
-// for at most grace, and returns. It returns nil after a clean shutdown.
+// Serve serves on ln until ctx is cancelled, then stops accepting, ends the streams (websocket
+// and server-sent-event subscriptions, which would otherwise hold the shutdown), lets in-flight
+// requests finish for at most grace, and returns. It returns nil after a clean shutdown.
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Duration) error {
+	streams, endStreams := context.WithCancel(context.Background())
+	defer endStreams()
+	next := srv.Handler
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isStream(r) {
+			// A stream lives past the server's read and write timeouts; keep-alive pings watch it.
+			rc := http.NewResponseController(w)
+			_ = rc.SetReadDeadline(time.Time{})
+			_ = rc.SetWriteDeadline(time.Time{})
+			rctx, cancel := context.WithCancel(r.Context())
+			defer cancel()
+			stop := context.AfterFunc(streams, cancel)
+			defer stop()
+			r = r.WithContext(rctx)
+		}
+		next.ServeHTTP(w, r)
+	})
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -150,6 +176,7 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Du
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	srv.RegisterOnShutdown(endStreams) // hijacked websockets are not tracked by Shutdown
 	err := srv.Shutdown(shutdownCtx)
 	if serveErr := <-errc; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		err = errors.Join(err, serveErr)
@@ -159,6 +186,12 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Du
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// isStream reports whether r opens a long-lived stream: a websocket or server-sent events.
+func isStream(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket") ||
+		strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 }
 
 // Check GETs url and reports an error unless it answers 200 within a few seconds. It is the

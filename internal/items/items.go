@@ -12,6 +12,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/wikigraph/wikigraph/internal/apperr"
 	"github.com/wikigraph/wikigraph/internal/database"
@@ -22,12 +23,12 @@ import (
 type Item struct {
 	bun.BaseModel `bun:"table:items,alias:i"`
 
-	ID          int64     `bun:"id,pk,autoincrement"`
-	OwnerID     int64     `bun:"owner_id,notnull"`
-	Title       string    `bun:"title,notnull"`
-	Description *string   `bun:"description"`
-	CreatedAt   time.Time `bun:"created_at,nullzero,notnull,default:current_timestamp"`
-	UpdatedAt   time.Time `bun:"updated_at,nullzero,notnull,default:current_timestamp"`
+	ID          int64     `bun:"id,pk,autoincrement" json:"id"`
+	OwnerID     int64     `bun:"owner_id,notnull" json:"owner_id"`
+	Title       string    `bun:"title,notnull" json:"title"`
+	Description *string   `bun:"description" json:"description"`
+	CreatedAt   time.Time `bun:"created_at,nullzero,notnull,default:current_timestamp" json:"created_at"`
+	UpdatedAt   time.Time `bun:"updated_at,nullzero,notnull,default:current_timestamp" json:"updated_at"`
 }
 
 // NewItem is the input of Create.
@@ -162,4 +163,17 @@ func translate(op string, err error) error {
 		return apperr.Invalid("ownerId", "is not the id of a user")
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// FindMany returns the items with these ids, by id; ids with no item are absent.
+func FindMany(ctx context.Context, db bun.IDB, ids []int64) (map[int64]*Item, error) {
+	list := make([]*Item, 0, len(ids))
+	if err := db.NewSelect().Model(&list).Where("i.id = ANY(?::bigint[])", pgdialect.Array(ids)).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("find items: %w", err)
+	}
+	byID := make(map[int64]*Item, len(list))
+	for _, it := range list {
+		byID[it.ID] = it
+	}
+	return byID, nil
 }

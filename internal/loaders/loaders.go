@@ -1,7 +1,7 @@
 // Package loaders batches the lookups of one GraphQL operation: every Item.owner of a response
 // becomes one users query, every User.items one lateral-join query, whatever the page size. A
-// fresh set is made per operation (HTTP request or websocket subscription), so nothing is cached
-// across operations.
+// fresh set is made per response (a query's, a mutation's, or one subscription event's), so
+// nothing is cached beyond it.
 //
 // Batching does not rely on timing alone. gqlgen resolves the elements of a list concurrently,
 // and a loader that waits a moment for keys splits a batch whenever the scheduler is slower than
@@ -18,6 +18,7 @@ import (
 	"github.com/uptrace/bun"
 	"github.com/vikstrous/dataloadgen"
 
+	"github.com/wikigraph/wikigraph/internal/events"
 	"github.com/wikigraph/wikigraph/internal/items"
 	"github.com/wikigraph/wikigraph/internal/paging"
 	"github.com/wikigraph/wikigraph/internal/users"
@@ -47,7 +48,22 @@ type ownerKey struct {
 func New(db bun.IDB) *Loaders {
 	l := &Loaders{queries: make(map[string]items.Query), users: groups{}, owners: groups{}}
 	l.userByID = dataloadgen.NewMappedLoader(func(ctx context.Context, ids []int64) (map[int64]*users.User, error) {
-		return users.FindMany(ctx, db, ids)
+		found, err := users.FindMany(ctx, db, ids)
+		if err != nil || len(found) == len(ids) {
+			return found, err
+		}
+		// The owner of an item in a DELETED event may be gone too (a cascade): as it was.
+		var gone []int64
+		for _, id := range ids {
+			if found[id] == nil {
+				gone = append(gone, id)
+			}
+		}
+		deleted, err := events.DeletedUsers(ctx, db, gone)
+		for id, u := range deleted {
+			found[id] = u
+		}
+		return found, err
 	}, dataloadgen.WithWait(wait))
 	l.ownerItems = dataloadgen.NewMappedLoader(func(ctx context.Context, keys []ownerKey) (map[ownerKey]*items.Connection, error) {
 		out := make(map[ownerKey]*items.Connection, len(keys))

@@ -27,11 +27,11 @@ import (
 type User struct {
 	bun.BaseModel `bun:"table:users,alias:u"`
 
-	ID        int64     `bun:"id,pk,autoincrement"`
-	Username  string    `bun:"username,notnull"`
-	Email     string    `bun:"email,notnull"`
-	CreatedAt time.Time `bun:"created_at,nullzero,notnull,default:current_timestamp"`
-	UpdatedAt time.Time `bun:"updated_at,nullzero,notnull,default:current_timestamp"`
+	ID        int64     `bun:"id,pk,autoincrement" json:"id"`
+	Username  string    `bun:"username,notnull" json:"username"`
+	Email     string    `bun:"email,notnull" json:"email"`
+	CreatedAt time.Time `bun:"created_at,nullzero,notnull,default:current_timestamp" json:"created_at"`
+	UpdatedAt time.Time `bun:"updated_at,nullzero,notnull,default:current_timestamp" json:"updated_at"`
 }
 
 // NewUser is the input of Create.

@@ -1,0 +1,364 @@
+// Package events delivers committed changes to subscribers on every instance. PostgreSQL triggers
+// NOTIFY each change from inside its transaction (see migrations); one pgdriver.Listener per
+// process receives them, loads the changed rows once per batch, and fans them out to this
+// process's subscribers.
+//
+// Delivery policy: each subscriber has a bounded buffer. A subscriber that falls behind so far
+// that its buffer is full is disconnected (its stream ends; the client may subscribe again) rather
+// than silently missing events or slowing everyone else down. Notifications sent while this
+// process is not connected to PostgreSQL (a database restart) are lost, as LISTEN/NOTIFY gives no
+// replay; the listener reconnects and listens again by itself.
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/driver/pgdriver"
+
+	"github.com/wikigraph/wikigraph/internal/apperr"
+	"github.com/wikigraph/wikigraph/internal/items"
+	"github.com/wikigraph/wikigraph/internal/users"
+)
+
+// Channel is the PostgreSQL notification channel the triggers use.
+const Channel = "wikigraph_events"
+
+// ChangeKind is the GraphQL enum ChangeKind.
+type ChangeKind string
+
+// The kinds of change.
+const (
+	Created ChangeKind = "CREATED"
+	Updated ChangeKind = "UPDATED"
+	Deleted ChangeKind = "DELETED"
+)
+
+// UnmarshalGQL implements graphql.Unmarshaler.
+func (k *ChangeKind) UnmarshalGQL(v any) error {
+	s, _ := v.(string)
+	switch ChangeKind(s) {
+	case Created, Updated, Deleted:
+		*k = ChangeKind(s)
+		return nil
+	}
+	return apperr.Invalid("kind", "must be CREATED, UPDATED or DELETED")
+}
+
+// MarshalGQL implements graphql.Marshaler.
+func (k ChangeKind) MarshalGQL(w io.Writer) { _, _ = io.WriteString(w, strconv.Quote(string(k))) }
+
+// ItemEvent is a change to an item, with the item as it is now (as it was, when deleted).
+type ItemEvent struct {
+	Kind ChangeKind  `json:"kind"`
+	Item *items.Item `json:"item"`
+}
+
+// notification is a trigger's payload.
+type notification struct {
+	Entity  string     `json:"e"`
+	Kind    ChangeKind `json:"k"`
+	ID      int64      `json:"id"`
+	OwnerID int64      `json:"o"`
+}
+
+// change is a notification with its row loaded.
+type change struct {
+	notification
+	user *users.User
+	item *items.Item
+}
+
+// Options configure a Broker.
+type Options struct {
+	// Buffer is how many undelivered events a subscriber may have before it is disconnected.
+	Buffer int
+	// KeepDeleted is how long deleted rows stay loadable for DELETED events.
+	KeepDeleted time.Duration
+	Logger      *slog.Logger
+}
+
+// Broker receives this database's change notifications and delivers them to subscribers.
+type Broker struct {
+	db   *bun.DB
+	opts Options
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	subs   map[*subscriber]struct{}
+	closed bool
+}
+
+type subscriber struct {
+	deliver func(*change) bool // false: the buffer is full
+	close   func()
+	stop    func() bool // unregisters the context watch
+}
+
+// New returns a broker; Run makes it deliver.
+func New(db *bun.DB, opts Options) *Broker {
+	if opts.Buffer <= 0 {
+		opts.Buffer = 64
+	}
+	if opts.KeepDeleted <= 0 {
+		opts.KeepDeleted = 10 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Broker{db: db, opts: opts, log: opts.Logger, subs: make(map[*subscriber]struct{})}
+}
+
+// Run listens until ctx ends, then ends every subscription. It returns nil after a clean stop.
+func (b *Broker) Run(ctx context.Context) error {
+	defer b.closeAll()
+	ln := pgdriver.NewListener(b.db)
+	defer func() { _ = ln.Close() }()
+	if err := ln.Listen(ctx, Channel); err != nil && ctx.Err() == nil {
+		// Not fatal: the listener connects (and listens) again on its own once the database is back.
+		b.log.Warn("listen for changes", "error", err.Error())
+	}
+	notes := ln.Channel(pgdriver.WithChannelSize(10000), pgdriver.WithChannelOverflowHandler(func(pgdriver.Notification) {
+		b.log.Error("change notifications overflowed the listener buffer; events were lost")
+	}))
+	prune := time.NewTicker(time.Minute)
+	defer prune.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-prune.C:
+			b.prune(ctx)
+		case n, ok := <-notes:
+			if !ok {
+				return errors.New("change listener closed")
+			}
+			batch := []pgdriver.Notification{n}
+		drain: // take whatever else is waiting: one load for the lot
+			for len(batch) < 500 {
+				select {
+				case n, ok := <-notes:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, n)
+				default:
+					break drain
+				}
+			}
+			b.dispatch(ctx, batch)
+		}
+	}
+}
+
+func (b *Broker) dispatch(ctx context.Context, batch []pgdriver.Notification) {
+	changes := make([]*change, 0, len(batch))
+	for _, n := range batch {
+		var c change
+		if n.Channel != Channel || json.Unmarshal([]byte(n.Payload), &c.notification) != nil {
+			continue
+		}
+		changes = append(changes, &c)
+	}
+	if err := load(ctx, b.db, changes); err != nil {
+		b.log.Error("load changed rows", "error", err.Error())
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range changes {
+		for s := range b.subs {
+			if !s.deliver(c) {
+				b.log.Warn("subscriber too slow: disconnected", "buffer", b.opts.Buffer)
+				b.remove(s)
+			}
+		}
+	}
+}
+
+// load fetches the rows of a batch of changes: one query per kind of row.
+func load(ctx context.Context, db bun.IDB, changes []*change) error {
+	var userIDs, itemIDs, goneUsers, goneItems []int64
+	for _, c := range changes {
+		switch {
+		case c.Entity == "user" && c.Kind == Deleted:
+			goneUsers = append(goneUsers, c.ID)
+		case c.Entity == "user":
+			userIDs = append(userIDs, c.ID)
+		case c.Kind == Deleted:
+			goneItems = append(goneItems, c.ID)
+		default:
+			itemIDs = append(itemIDs, c.ID)
+		}
+	}
+	var (
+		us, gus map[int64]*users.User
+		is, gis map[int64]*items.Item
+		err     error
+	)
+	if len(userIDs) > 0 {
+		if us, err = users.FindMany(ctx, db, userIDs); err != nil {
+			return err
+		}
+	}
+	if len(itemIDs) > 0 {
+		if is, err = items.FindMany(ctx, db, itemIDs); err != nil {
+			return err
+		}
+	}
+	if len(goneUsers) > 0 {
+		if gus, err = DeletedUsers(ctx, db, goneUsers); err != nil {
+			return err
+		}
+	}
+	if len(goneItems) > 0 {
+		if gis, err = deletedItems(ctx, db, goneItems); err != nil {
+			return err
+		}
+	}
+	for _, c := range changes {
+		switch {
+		case c.Entity == "user" && c.Kind == Deleted:
+			c.user = gus[c.ID]
+		case c.Entity == "user":
+			c.user = us[c.ID] // nil when deleted since: nothing to send
+		case c.Kind == Deleted:
+			c.item = gis[c.ID]
+		default:
+			c.item = is[c.ID]
+		}
+	}
+	return nil
+}
+
+// DeletedUsers returns users deleted lately, as they were, by id.
+func DeletedUsers(ctx context.Context, db bun.IDB, ids []int64) (map[int64]*users.User, error) {
+	return deletedRows[users.User](ctx, db, "user", ids, func(u *users.User) int64 { return u.ID })
+}
+
+func deletedItems(ctx context.Context, db bun.IDB, ids []int64) (map[int64]*items.Item, error) {
+	return deletedRows[items.Item](ctx, db, "item", ids, func(it *items.Item) int64 { return it.ID })
+}
+
+func deletedRows[T any](ctx context.Context, db bun.IDB, entity string, ids []int64, id func(*T) int64) (map[int64]*T, error) {
+	var rows []json.RawMessage
+	err := db.NewRaw("SELECT snapshot FROM deleted_rows WHERE entity = ? AND id = ANY(?::bigint[])", entity, pgdialect.Array(ids)).Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("load deleted %ss: %w", entity, err)
+	}
+	out := make(map[int64]*T, len(rows))
+	for _, raw := range rows {
+		v := new(T)
+		if err := json.Unmarshal(raw, v); err != nil {
+			return nil, fmt.Errorf("decode deleted %s: %w", entity, err)
+		}
+		out[id(v)] = v
+	}
+	return out, nil
+}
+
+func (b *Broker) prune(ctx context.Context) {
+	_, err := b.db.NewRaw("DELETE FROM deleted_rows WHERE deleted_at < now() - ?::interval",
+		fmt.Sprintf("%d seconds", int(b.opts.KeepDeleted.Seconds()))).Exec(ctx)
+	if err != nil && ctx.Err() == nil {
+		b.log.Warn("prune deleted rows", "error", err.Error())
+	}
+}
+
+// subscribe registers a subscriber whose stream ends with ctx (or when it falls behind, or at
+// shutdown). pick turns a change into the value to send, or reports that it is not wanted.
+func subscribe[T any](b *Broker, ctx context.Context, pick func(*change) (T, bool)) (<-chan T, error) {
+	ch := make(chan T, b.opts.Buffer)
+	s := &subscriber{}
+	s.deliver = func(c *change) bool {
+		v, ok := pick(c)
+		if !ok {
+			return true
+		}
+		select {
+		case ch <- v:
+			return true
+		default:
+			return false
+		}
+	}
+	s.close = func() { close(ch) }
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, errors.New("shutting down")
+	}
+	b.subs[s] = struct{}{}
+	s.stop = context.AfterFunc(ctx, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.remove(s)
+	})
+	return ch, nil
+}
+
+// remove ends a subscription; b.mu is held.
+func (b *Broker) remove(s *subscriber) {
+	if _, ok := b.subs[s]; !ok {
+		return
+	}
+	delete(b.subs, s)
+	s.stop()
+	s.close()
+}
+
+func (b *Broker) closeAll() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	for s := range b.subs {
+		b.remove(s)
+	}
+}
+
+// Subscribers counts the live subscriptions.
+func (b *Broker) Subscribers() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subs)
+}
+
+// UserCreated streams users as they are created.
+func (b *Broker) UserCreated(ctx context.Context) (<-chan *users.User, error) {
+	return subscribe(b, ctx, func(c *change) (*users.User, bool) {
+		return c.user, c.Entity == "user" && c.Kind == Created && c.user != nil
+	})
+}
+
+// UserUpdated streams users as they are updated: every user, or the one with id.
+func (b *Broker) UserUpdated(ctx context.Context, id *int64) (<-chan *users.User, error) {
+	return subscribe(b, ctx, func(c *change) (*users.User, bool) {
+		return c.user, c.Entity == "user" && c.Kind == Updated && c.user != nil && (id == nil || *id == c.ID)
+	})
+}
+
+// UserDeleted streams the ids of users as they are deleted.
+func (b *Broker) UserDeleted(ctx context.Context) (<-chan int64, error) {
+	return subscribe(b, ctx, func(c *change) (int64, bool) {
+		return c.ID, c.Entity == "user" && c.Kind == Deleted
+	})
+}
+
+// ItemChanged streams changes to items: every item, or those of one owner.
+func (b *Broker) ItemChanged(ctx context.Context, ownerID *int64) (<-chan *ItemEvent, error) {
+	return subscribe(b, ctx, func(c *change) (*ItemEvent, bool) {
+		if c.Entity != "item" || c.item == nil || (ownerID != nil && *ownerID != c.OwnerID) {
+			return nil, false
+		}
+		return &ItemEvent{Kind: c.Kind, Item: c.item}, true
+	})
+}

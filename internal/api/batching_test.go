@@ -112,10 +112,59 @@ func TestNestedQueryStatementCount(t *testing.T) {
 	})
 	t.Run("different arguments per alias", func(t *testing.T) {
 		counter.take()
-		var resp map[string]any
-		c.MustPost(`query($p: String!) { usersConnection(first: 50, filter: {usernamePrefix: $p}) { edges { node { id
-			a: items(first: 1) { edges { node { id } } }
-			b: items(last: 2, orderBy: {field: TITLE}) { edges { node { id } } } } } } }`, &resp, client.Var("p", prefix))
+		var resp struct {
+			UsersConnection struct {
+				Edges []struct {
+					Node struct {
+						A, B struct {
+							Edges []struct{ Node struct{ Title string } }
+						}
+					}
+				}
+			}
+		}
+		c.MustPost(`query($p: String!) { usersConnection(first: 50, filter: {usernamePrefix: $p}) { edges { node {
+			a: items(first: 1) { edges { node { title } } }
+			b: items(last: 2, orderBy: {field: TITLE}) { edges { node { title } } } } } } }`, &resp, client.Var("p", prefix))
 		assert.Len(t, counter.take(), 3, "one statement per distinct argument set")
+		require.Len(t, resp.UsersConnection.Edges, 50)
+		for i, edge := range resp.UsersConnection.Edges {
+			require.Len(t, edge.Node.A.Edges, 1)
+			assert.Equal(t, fmt.Sprintf("item 0 of %d", i), edge.Node.A.Edges[0].Node.Title)
+			require.Len(t, edge.Node.B.Edges, 2)
+			assert.Equal(t, fmt.Sprintf("item 5 of %d", i), edge.Node.B.Edges[0].Node.Title)
+			assert.Equal(t, fmt.Sprintf("item 6 of %d", i), edge.Node.B.Edges[1].Node.Title)
+		}
+	})
+	t.Run("items, their owners, the owners' items", func(t *testing.T) {
+		counter.take()
+		var resp struct {
+			ItemsConnection struct {
+				Edges []struct {
+					Node struct {
+						Owner struct {
+							ID    string
+							Items struct {
+								TotalCount int
+								Edges      []struct {
+									Node struct{ Owner struct{ ID string } }
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+		c.MustPost(`{ itemsConnection(first: 60) { edges { node {
+			owner { id items(first: 2) { totalCount edges { node { owner { id } } } } } } } } }`, &resp)
+		got := counter.take()
+		// items page, their owners, the owners' items, their counts; the inner owners are cached.
+		assert.Len(t, got, 4, "statements: %v", got)
+		require.Len(t, resp.ItemsConnection.Edges, 60)
+		for _, edge := range resp.ItemsConnection.Edges {
+			for _, inner := range edge.Node.Owner.Items.Edges {
+				assert.Equal(t, edge.Node.Owner.ID, inner.Node.Owner.ID)
+			}
+		}
 	})
 }

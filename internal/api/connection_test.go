@@ -1,7 +1,10 @@
 package api_test
 
 import (
+	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -11,6 +14,8 @@ import (
 	"github.com/99designs/gqlgen/client"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wikigraph/wikigraph/internal/dbtest"
 )
 
 type pageInfo struct {
@@ -70,14 +75,14 @@ func walk(t *testing.T, backward bool, size int, fetch func(vars map[string]any)
 		require.LessOrEqual(t, len(c.Edges), size)
 		if backward {
 			all = append(c.ids(), all...)
-			assert.Equal(t, cursor != nil, c.PageInfo.HasNextPage, "backward: a page before a cursor has a next page")
+			assert.False(t, c.PageInfo.HasNextPage, "backward: hasNextPage is not computed (false), as in graphql-relay-js")
 			if !c.PageInfo.HasPreviousPage {
 				return all
 			}
 			cursor = c.PageInfo.StartCursor
 		} else {
 			all = append(all, c.ids()...)
-			assert.Equal(t, cursor != nil, c.PageInfo.HasPreviousPage, "forward: a page after a cursor has a previous page")
+			assert.False(t, c.PageInfo.HasPreviousPage, "forward: hasPreviousPage is not computed (false), as in graphql-relay-js")
 			if !c.PageInfo.HasNextPage {
 				return all
 			}
@@ -146,6 +151,16 @@ func TestUsersConnectionOrders(t *testing.T) {
 		assert.Equal(t, c.Edges[0].Cursor, *c.PageInfo.StartCursor)
 		assert.Equal(t, c.Edges[6].Cursor, *c.PageInfo.EndCursor)
 	})
+	t.Run("first: 0 still tells whether there is more", func(t *testing.T) {
+		c := e.page(`query($p: String) { usersConnection(first: 0, filter: {usernamePrefix: $p}) { `+connFields+` totalCount } }`,
+			map[string]any{"p": prefix}, "usersConnection")
+		assert.Empty(t, c.Edges)
+		assert.True(t, c.PageInfo.HasNextPage)
+		assert.Equal(t, 7, c.TotalCount)
+		c = e.page(`query($p: String) { usersConnection(last: 0, filter: {usernamePrefix: $p}) { `+connFields+` } }`,
+			map[string]any{"p": prefix}, "usersConnection")
+		assert.True(t, c.PageInfo.HasPreviousPage)
+	})
 	t.Run("empty page", func(t *testing.T) {
 		c := e.page(`{ usersConnection(first: 0, filter: {usernamePrefix: "nobody-has-this"}) { `+connFields+` totalCount } }`, nil, "usersConnection")
 		assert.Empty(t, c.Edges)
@@ -199,7 +214,6 @@ func TestPagingAcrossInserts(t *testing.T) {
 	assert.Equal(t, []string{prefix + "h", prefix + "j", prefix + "k"}, names(second),
 		"continues right after the cursor: the new row before it is not repeated, the one after it is in place")
 	assert.True(t, second.UsersConnection.PageInfo.HasNextPage)
-	assert.True(t, second.UsersConnection.PageInfo.HasPreviousPage)
 
 	last := fetch(map[string]any{"last": 2})
 	assert.Equal(t, []string{prefix + "k", prefix + "l"}, names(last))
@@ -208,7 +222,6 @@ func TestPagingAcrossInserts(t *testing.T) {
 	before := fetch(map[string]any{"last": 3, "before": last.UsersConnection.PageInfo.StartCursor})
 	assert.Equal(t, []string{prefix + "h", prefix + "i", prefix + "j"}, names(before),
 		"backward continues right before the cursor, with the new row in place")
-	assert.True(t, before.UsersConnection.PageInfo.HasNextPage)
 	assert.True(t, before.UsersConnection.PageInfo.HasPreviousPage)
 
 	// The cursor's own row goes away: the next page still starts right after its position.
@@ -255,6 +268,11 @@ func TestUsersConnectionFilters(t *testing.T) {
 	}
 }
 
+// forge makes a cursor with the given JSON, as a hostile client could.
+func forge(js string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(js))
+}
+
 func nilIfEmpty(s []string) []string {
 	if len(s) == 0 {
 		return nil
@@ -292,6 +310,12 @@ func TestConnectionArgumentErrors(t *testing.T) {
 		{"cursor of another list", map[string]any{"first": 2, "after": itemCursor}, "after"},
 		{"cursor of another order", map[string]any{"first": 2, "after": byName.Edges[0].Cursor}, "after"},
 		{"cursor of another order, backward", map[string]any{"last": 2, "before": userCursor, "order": map[string]any{"field": "CREATED_AT"}}, "before"},
+		{"forged cursor: bad time", map[string]any{"first": 2, "after": forge(`{"l":"user","f":"CREATED_AT","v":"nope","i":1}`), "order": map[string]any{"field": "CREATED_AT"}}, "after"},
+		{"forged cursor: empty time", map[string]any{"first": 2, "after": forge(`{"l":"user","f":"CREATED_AT","i":1}`), "order": map[string]any{"field": "CREATED_AT"}}, "after"},
+		{"forged cursor: year 0", map[string]any{"first": 2, "after": forge(`{"l":"user","f":"CREATED_AT","v":"0000-01-01T00:00:00Z","i":1}`), "order": map[string]any{"field": "CREATED_AT"}}, "after"},
+		{"forged cursor: NUL in text", map[string]any{"first": 2, "after": forge(`{"l":"user","f":"USERNAME","v":"a\u0000b","i":1}`), "order": map[string]any{"field": "USERNAME"}}, "after"},
+		{"forged cursor: value for id order", map[string]any{"first": 2, "after": forge(`{"l":"user","f":"ID","v":"x","i":1}`)}, "after"},
+		{"forged cursor: no id", map[string]any{"first": 2, "after": forge(`{"l":"user","f":"ID"}`)}, "after"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -300,6 +324,24 @@ func TestConnectionArgumentErrors(t *testing.T) {
 			assert.Equal(t, tc.field, gqlErr.field(), gqlErr.Message)
 		})
 	}
+	t.Run("bad times", func(t *testing.T) {
+		for _, v := range []string{"yesterday", "0000-01-01T00:00:00Z", "2026-01-01T00:00:00+99:00", "2026-01-01", "a\u0000"} {
+			for _, query := range []string{
+				`{ usersConnection(filter: {createdAfter: "` + v + `"}) { edges { cursor } } }`,
+				`{ itemsConnection(filter: {createdBefore: "` + v + `"}) { edges { cursor } } }`,
+			} {
+				gqlErr := e.mustFail(query, nil)
+				want := "BAD_USER_INPUT"
+				if strings.Contains(v, "\x00") {
+					want = "GRAPHQL_PARSE_FAILED" // a NUL in the document itself
+				}
+				assert.Equal(t, want, gqlErr.code(), "%s: %s", query, gqlErr.Message)
+			}
+			gqlErr := e.mustFail(`query($t: Time) { usersConnection(filter: {createdAfter: $t}) { edges { cursor } } }`, map[string]any{"t": v})
+			assert.Equal(t, "BAD_USER_INPUT", gqlErr.code(), v)
+			assert.Equal(t, "createdAfter", gqlErr.field(), v)
+		}
+	})
 	t.Run("item paging and filters", func(t *testing.T) {
 		for query, field := range map[string]string{
 			`{ itemsConnection(first: 1, after: "` + userCursor + `") { edges { cursor } } }`:         "after",
@@ -391,4 +433,37 @@ func TestItemsConnections(t *testing.T) {
 		c := e.page(top, map[string]any{"first": 100, "f": map[string]any{"titleContains": "lamp"}}, "itemsConnection")
 		assert.GreaterOrEqual(t, c.TotalCount, 3, "without ownerId every owner's items match")
 	})
+}
+
+// Rows that tie on the sort key are ordered by id, and no page repeats or skips one of them.
+func TestPagingThroughTies(t *testing.T) {
+	e := newEnv(t)
+	name := unique("tie")
+	owner := e.createUser(name, name+"@example.com")
+	// One statement: every row gets the same created_at; titles tie in pairs.
+	var idsInserted []int64
+	require.NoError(t, dbtest.DB(t).NewRaw(`INSERT INTO items (owner_id, title)
+		SELECT ?, 'same ' || (g / 2) FROM generate_series(0, 7) g RETURNING id`, idNum(t, owner.ID)).Scan(context.Background(), &idsInserted))
+	require.Len(t, idsInserted, 8)
+	var all []string
+	for _, id := range idsInserted {
+		all = append(all, fmt.Sprint(id))
+	}
+	query := `query($id: ID!, $first: Int, $after: String, $last: Int, $before: String, $order: ItemOrder) {
+		user(id: $id) { items(first: $first, after: $after, last: $last, before: $before, orderBy: $order) { ` + connFields + ` } } }`
+	for _, field := range []string{"TITLE", "CREATED_AT"} {
+		for _, dir := range []string{"ASC", "DESC"} {
+			want := slices.Clone(all) // titles 'same 0','same 0','same 1',... follow id order, as do ties
+			if dir == "DESC" {
+				slices.Reverse(want)
+			}
+			fetch := func(vars map[string]any) conn {
+				vars["id"], vars["order"] = owner.ID, map[string]any{"field": field, "direction": dir}
+				return e.page(query, vars, "user", "items")
+			}
+			assert.Equal(t, want, walk(t, false, 1, fetch), "%s %s forward", field, dir)
+			assert.Equal(t, want, walk(t, true, 1, fetch), "%s %s backward", field, dir)
+			assert.Equal(t, want, walk(t, false, 3, fetch), "%s %s forward by 3", field, dir)
+		}
+	}
 }

@@ -108,6 +108,16 @@ func ForeignKeyViolation(err error) (constraint string, ok bool) {
 	return "", false
 }
 
+// CeilMicro rounds t up to PostgreSQL's microsecond precision. For columns that hold whole
+// microseconds, col >= t and col < t mean the same with the rounded bound; truncating would
+// not.
+func CeilMicro(t time.Time) time.Time {
+	if r := t.Truncate(time.Microsecond); r.Before(t) {
+		return r.Add(time.Microsecond)
+	}
+	return t
+}
+
 // EscapeLike makes s match itself literally in a LIKE pattern written with ESCAPE '\'.
 func EscapeLike(s string) string {
 	return likeEscaper.Replace(s)

@@ -11,6 +11,9 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -128,4 +131,89 @@ func Migrated(t testing.TB) *bun.DB {
 		t.Fatal(err)
 	}
 	return db
+}
+
+// Server is a private PostgreSQL cluster for tests that stop or restart the database, which
+// the shared test server must never do.
+type Server struct {
+	URL    string // the postgres maintenance database
+	dir    string
+	port   int
+	script string
+}
+
+// NewServer starts a private cluster (scripts/pg) under /tmp on a free port; it is stopped and
+// deleted when the test ends.
+func NewServer(t testing.TB) *Server {
+	t.Helper()
+	script, err := findScript()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, err := os.MkdirTemp("", "wikigraph-private-pg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(parent, 0o755); err != nil { // the postgres user must reach the data
+		t.Fatal(err)
+	}
+	s := &Server{dir: filepath.Join(parent, "data"), script: script}
+	t.Cleanup(func() {
+		_ = exec.Command(script, "stop", s.dir).Run()
+		_ = os.RemoveAll(parent)
+	})
+	for attempt := 0; ; attempt++ {
+		var b [2]byte
+		_, _ = rand.Read(b[:])
+		s.port = 40000 + (int(b[0])<<8|int(b[1]))%20000
+		out, err := s.run("start", s.dir, strconv.Itoa(s.port))
+		if err == nil {
+			break
+		}
+		if attempt == 4 {
+			t.Fatalf("start private PostgreSQL: %v: %s", err, out)
+		}
+	}
+	s.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", s.port)
+	return s
+}
+
+// Stop stops the server.
+func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	if out, err := s.run("stop", s.dir); err != nil {
+		t.Fatalf("stop PostgreSQL: %v: %s", err, out)
+	}
+}
+
+// Start starts the stopped server again on the same port.
+func (s *Server) Start(t testing.TB) {
+	t.Helper()
+	if out, err := s.run("start", s.dir, strconv.Itoa(s.port)); err != nil {
+		t.Fatalf("start PostgreSQL: %v: %s", err, out)
+	}
+}
+
+func (s *Server) run(args ...string) ([]byte, error) {
+	cmd := exec.Command(s.script, args...)
+	cmd.Env = append(os.Environ(), "PG_OPTS=-c fsync=off -c synchronous_commit=off")
+	return cmd.CombinedOutput()
+}
+
+// findScript finds scripts/pg at the module root, above the test's working directory.
+func findScript() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return filepath.Join(dir, "scripts", "pg"), nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("dbtest: no go.mod above the working directory")
+		}
+		dir = parent
+	}
 }

@@ -93,6 +93,8 @@ type Broker struct {
 	opts Options
 	log  *slog.Logger
 
+	listening chan struct{} // closed once LISTEN first succeeded
+
 	mu     sync.Mutex
 	subs   map[*subscriber]struct{}
 	closed bool
@@ -107,7 +109,7 @@ type subscriber struct {
 // New returns a broker; Run makes it deliver.
 func New(db *bun.DB, opts Options) *Broker {
 	if opts.Buffer <= 0 {
-		opts.Buffer = 64
+		opts.Buffer = 256
 	}
 	if opts.KeepDeleted <= 0 {
 		opts.KeepDeleted = 10 * time.Minute
@@ -115,18 +117,38 @@ func New(db *bun.DB, opts Options) *Broker {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Broker{db: db, opts: opts, log: opts.Logger, subs: make(map[*subscriber]struct{})}
+	return &Broker{db: db, opts: opts, log: opts.Logger, subs: make(map[*subscriber]struct{}), listening: make(chan struct{})}
 }
+
+// Listening is closed once the broker listens for changes.
+func (b *Broker) Listening() <-chan struct{} { return b.listening }
 
 // Run listens until ctx ends, then ends every subscription. It returns nil after a clean stop.
 func (b *Broker) Run(ctx context.Context) error {
 	defer b.closeAll()
 	ln := pgdriver.NewListener(b.db)
 	defer func() { _ = ln.Close() }()
-	if err := ln.Listen(ctx, Channel); err != nil && ctx.Err() == nil {
+	if err := ln.Listen(ctx, Channel); err != nil {
 		// Not fatal: the listener connects (and listens) again on its own once the database is back.
-		b.log.Warn("listen for changes", "error", err.Error())
+		if ctx.Err() == nil {
+			b.log.Warn("listen for changes", "error", err.Error())
+		}
 	}
+	// LISTEN takes effect asynchronously: a notification of our own coming back proves it.
+	hello := fmt.Sprintf(`{"e":"hello","id":%d}`, time.Now().UnixNano())
+	heard := sync.OnceFunc(func() { close(b.listening) })
+	go func() { // until it comes back: a hello sent before LISTEN took effect is lost
+		for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+			_ = pgdriver.Notify(ctx, b.db, Channel, hello)
+			select {
+			case <-b.listening:
+				return
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+	}()
 	notes := ln.Channel(pgdriver.WithChannelSize(10000), pgdriver.WithChannelOverflowHandler(func(pgdriver.Notification) {
 		b.log.Error("change notifications overflowed the listener buffer; events were lost")
 	}))
@@ -155,6 +177,11 @@ func (b *Broker) Run(ctx context.Context) error {
 					break drain
 				}
 			}
+			for _, n := range batch {
+				if n.Payload == hello {
+					heard()
+				}
+			}
 			b.dispatch(ctx, batch)
 		}
 	}
@@ -164,8 +191,9 @@ func (b *Broker) dispatch(ctx context.Context, batch []pgdriver.Notification) {
 	changes := make([]*change, 0, len(batch))
 	for _, n := range batch {
 		var c change
-		if n.Channel != Channel || json.Unmarshal([]byte(n.Payload), &c.notification) != nil {
-			continue
+		if n.Channel != Channel || json.Unmarshal([]byte(n.Payload), &c.notification) != nil ||
+			(c.Entity != "user" && c.Entity != "item") {
+			continue // another instance's hello, or not ours
 		}
 		changes = append(changes, &c)
 	}
@@ -267,11 +295,16 @@ func deletedRows[T any](ctx context.Context, db bun.IDB, entity string, ids []in
 }
 
 func (b *Broker) prune(ctx context.Context) {
-	_, err := b.db.NewRaw("DELETE FROM deleted_rows WHERE deleted_at < now() - ?::interval",
-		fmt.Sprintf("%d seconds", int(b.opts.KeepDeleted.Seconds()))).Exec(ctx)
-	if err != nil && ctx.Err() == nil {
+	if err := Prune(ctx, b.db, b.opts.KeepDeleted); err != nil && ctx.Err() == nil {
 		b.log.Warn("prune deleted rows", "error", err.Error())
 	}
+}
+
+// Prune forgets rows deleted longer ago than keep.
+func Prune(ctx context.Context, db bun.IDB, keep time.Duration) error {
+	_, err := db.NewRaw("DELETE FROM deleted_rows WHERE deleted_at < now() - ?::interval",
+		fmt.Sprintf("%d seconds", int(keep.Seconds()))).Exec(ctx)
+	return err
 }
 
 // subscribe registers a subscriber whose stream ends with ctx (or when it falls behind, or at

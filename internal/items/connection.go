@@ -109,7 +109,7 @@ func NewQuery(args paging.Args, filter *Filter, order *Order) (Query, error) {
 		}
 	}
 	var err error
-	q.page, err = paging.Parse(args, "item", string(q.order.Field))
+	q.page, err = paging.Parse(args, "item", string(q.order.Field), q.sort())
 	return q, err
 }
 
@@ -132,10 +132,10 @@ func (q Query) where(sq *bun.SelectQuery) *bun.SelectQuery {
 		sq = sq.Where("i.title ILIKE ? ESCAPE '\\'", "%"+database.EscapeLike(strings.TrimSpace(*f.TitleContains))+"%")
 	}
 	if f.CreatedAfter != nil {
-		sq = sq.Where("i.created_at >= ?", *f.CreatedAfter)
+		sq = sq.Where("i.created_at >= ?", database.CeilMicro(*f.CreatedAfter))
 	}
 	if f.CreatedBefore != nil {
-		sq = sq.Where("i.created_at < ?", *f.CreatedBefore)
+		sq = sq.Where("i.created_at < ?", database.CeilMicro(*f.CreatedBefore))
 	}
 	return sq
 }
@@ -162,11 +162,9 @@ func Page(ctx context.Context, db bun.IDB, args paging.Args, filter *Filter, ord
 		return nil, err
 	}
 	rows := make([]*Item, 0, q.page.Size+1)
-	if q.page.Size > 0 {
-		sq := q.page.Apply(db.NewSelect().Model(&rows).Apply(q.where), q.sort(), "i.id")
-		if err := sq.Scan(ctx); err != nil {
-			return nil, fmt.Errorf("items page: %w", err)
-		}
+	sq := q.page.Apply(db.NewSelect().Model(&rows).Apply(q.where), q.sort(), "i.id")
+	if err := sq.Scan(ctx); err != nil {
+		return nil, fmt.Errorf("items page: %w", err)
 	}
 	conn := q.connection(rows)
 	conn.count = func(ctx context.Context) (int, error) {
@@ -186,7 +184,7 @@ func PagesByOwner(ctx context.Context, db bun.IDB, owners []int64, q Query,
 	count func(ctx context.Context, owner int64) (int, error),
 ) (map[int64]*Connection, error) {
 	var rows []*Item
-	if q.page.Size > 0 && len(owners) > 0 {
+	if len(owners) > 0 {
 		s := q.sort()
 		sub := db.NewSelect().Model((*Item)(nil)).
 			ColumnExpr("i.*").ColumnExpr("row_number() OVER (ORDER BY " + q.page.OrderBy(s, "i.id") + ") AS rn").

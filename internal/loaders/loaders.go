@@ -3,11 +3,12 @@
 // fresh set is made per response (a query's, a mutation's, or one subscription event's), so
 // nothing is cached beyond it.
 //
-// Batching does not rely on timing alone. gqlgen resolves the elements of a list concurrently,
-// and a loader that waits a moment for keys splits a batch whenever the scheduler is slower than
-// the wait (as on a loaded 2-core machine). So the loaders remember which ids arrived together
-// (the users of one page, the owners of one page of items) and, when one of them is asked for,
-// load the whole group at once; its siblings then find their value already on its way.
+// Batching does not rely on timing. gqlgen resolves the elements of a list concurrently, and a
+// loader that waits a moment for keys splits a batch whenever the scheduler is slower than the
+// wait (as on a loaded 2-core machine). So the loaders remember which ids arrived together (the
+// users of one page, the owners of one page of items) and, when one of them is asked for, load
+// the whole group in one statement, exactly once; its siblings wait for that load. Only ids
+// that arrived alone go through dataloadgen's time-window batching.
 package loaders
 
 import (
@@ -29,6 +30,7 @@ const wait = time.Millisecond
 
 // Loaders are one operation's batch loaders.
 type Loaders struct {
+	db         bun.IDB
 	userByID   *dataloadgen.Loader[int64, *users.User]
 	ownerItems *dataloadgen.Loader[ownerKey, *items.Connection]
 	ownerCount *dataloadgen.Loader[ownerKey, int]
@@ -37,6 +39,36 @@ type Loaders struct {
 	queries map[string]items.Query // by Query.Key
 	users   groups                 // users listed together: their items load together
 	owners  groups                 // owners of items listed together: they load together
+
+	userCalls  map[groupKey]*groupCall[*users.User]
+	itemCalls  map[groupKey]*groupCall[*items.Connection]
+	countCalls map[groupKey]*groupCall[int]
+}
+
+// groupKey names one load of one group: the group (by its slice) and the query.
+type groupKey struct {
+	group *int64
+	query string
+}
+
+// groupCall is one group load, run once, shared by every member.
+type groupCall[V any] struct {
+	once sync.Once
+	vals map[int64]V
+	err  error
+}
+
+// loadGroup runs fetch for the group once and returns its result to every caller.
+func loadGroup[V any](l *Loaders, calls map[groupKey]*groupCall[V], key groupKey, fetch func() (map[int64]V, error)) (map[int64]V, error) {
+	l.mu.Lock()
+	c := calls[key]
+	if c == nil {
+		c = &groupCall[V]{}
+		calls[key] = c
+	}
+	l.mu.Unlock()
+	c.once.Do(func() { c.vals, c.err = fetch() })
+	return c.vals, c.err
 }
 
 type ownerKey struct {
@@ -46,60 +78,102 @@ type ownerKey struct {
 
 // New returns the loaders of one operation.
 func New(db bun.IDB) *Loaders {
-	l := &Loaders{queries: make(map[string]items.Query), users: groups{}, owners: groups{}}
-	l.userByID = dataloadgen.NewMappedLoader(func(ctx context.Context, ids []int64) (map[int64]*users.User, error) {
-		found, err := users.FindMany(ctx, db, ids)
-		if err != nil || len(found) == len(ids) {
-			return found, err
-		}
-		// The owner of an item in a DELETED event may be gone too (a cascade): as it was.
-		var gone []int64
-		for _, id := range ids {
-			if found[id] == nil {
-				gone = append(gone, id)
-			}
-		}
-		deleted, err := events.DeletedUsers(ctx, db, gone)
-		for id, u := range deleted {
-			found[id] = u
-		}
-		return found, err
-	}, dataloadgen.WithWait(wait))
+	l := &Loaders{
+		db:         db,
+		queries:    make(map[string]items.Query),
+		users:      groups{},
+		owners:     groups{},
+		userCalls:  make(map[groupKey]*groupCall[*users.User]),
+		itemCalls:  make(map[groupKey]*groupCall[*items.Connection]),
+		countCalls: make(map[groupKey]*groupCall[int]),
+	}
+	l.userByID = dataloadgen.NewMappedLoader(l.fetchUsers, dataloadgen.WithWait(wait))
 	l.ownerItems = dataloadgen.NewMappedLoader(func(ctx context.Context, keys []ownerKey) (map[ownerKey]*items.Connection, error) {
 		out := make(map[ownerKey]*items.Connection, len(keys))
 		for key, owners := range byQuery(keys) {
-			conns, err := items.PagesByOwner(ctx, db, owners, l.query(key), func(ctx context.Context, owner int64) (int, error) {
-				keys, at := l.ownerKeys(owner, key)
-				return loadAt(ctx, l.ownerCount, keys, at)
-			})
+			conns, err := l.fetchPages(ctx, owners, key)
 			if err != nil {
 				return nil, err
 			}
-			var listed []*items.Item
 			for owner, conn := range conns {
 				out[ownerKey{owner, key}] = conn
-				for _, e := range conn.Edges {
-					listed = append(listed, e.Node)
-				}
 			}
-			l.ObserveItems(listed)
 		}
 		return out, nil
 	}, dataloadgen.WithWait(wait))
 	l.ownerCount = dataloadgen.NewMappedLoader(func(ctx context.Context, keys []ownerKey) (map[ownerKey]int, error) {
 		out := make(map[ownerKey]int, len(keys))
 		for key, owners := range byQuery(keys) {
-			counts, err := items.CountByOwner(ctx, db, owners, l.query(key))
+			counts, err := l.fetchCounts(ctx, owners, key)
 			if err != nil {
 				return nil, err
 			}
-			for _, owner := range owners {
-				out[ownerKey{owner, key}] = counts[owner] // absent: no items, 0
+			for owner, n := range counts {
+				out[ownerKey{owner, key}] = n
 			}
 		}
 		return out, nil
 	}, dataloadgen.WithWait(wait))
 	return l
+}
+
+// fetchUsers loads users by id. The owner of an item in a DELETED event may be gone too (a
+// cascade): it comes as it was. Users loaded together list their items together.
+func (l *Loaders) fetchUsers(ctx context.Context, ids []int64) (map[int64]*users.User, error) {
+	found, err := users.FindMany(ctx, l.db, ids)
+	if err != nil {
+		return nil, err
+	}
+	if len(found) < len(ids) {
+		var gone []int64
+		for _, id := range ids {
+			if found[id] == nil {
+				gone = append(gone, id)
+			}
+		}
+		deleted, err := events.DeletedUsers(ctx, l.db, gone)
+		if err != nil {
+			return nil, err
+		}
+		for id, u := range deleted {
+			found[id] = u
+		}
+	}
+	l.mu.Lock()
+	l.users.add(ids)
+	l.mu.Unlock()
+	return found, nil
+}
+
+// fetchPages loads the item pages of owners for the query key, in one statement.
+func (l *Loaders) fetchPages(ctx context.Context, owners []int64, key string) (map[int64]*items.Connection, error) {
+	conns, err := items.PagesByOwner(ctx, l.db, owners, l.query(key), func(ctx context.Context, owner int64) (int, error) {
+		return l.count(ctx, owner, key)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var listed []*items.Item
+	for _, conn := range conns {
+		for _, e := range conn.Edges {
+			listed = append(listed, e.Node)
+		}
+	}
+	l.ObserveItems(listed)
+	return conns, nil
+}
+
+// fetchCounts counts the items of owners for the query key, in one statement.
+func (l *Loaders) fetchCounts(ctx context.Context, owners []int64, key string) (map[int64]int, error) {
+	counts, err := items.CountByOwner(ctx, l.db, owners, l.query(key))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]int, len(owners))
+	for _, owner := range owners {
+		out[owner] = counts[owner] // absent: no items, 0
+	}
+	return out, nil
 }
 
 // byQuery splits keys by query: one statement per distinct query.
@@ -117,43 +191,36 @@ func (l *Loaders) query(key string) items.Query {
 	return l.queries[key]
 }
 
-// members returns the ids listed with id (at least id itself) and id's index among them.
-func (l *Loaders) members(g groups, id int64) ([]int64, int) {
+// members returns the group listed with id, or nil when id arrived alone.
+func (l *Loaders) members(g groups, id int64) []int64 {
 	l.mu.Lock()
-	ids := g[id]
-	l.mu.Unlock()
-	for i, m := range ids {
-		if m == id {
-			return ids, i
-		}
-	}
-	return []int64{id}, 0
+	defer l.mu.Unlock()
+	return g[id]
 }
 
-// ownerKeys returns the keys of owner's group for query key, and owner's index among them.
-func (l *Loaders) ownerKeys(owner int64, key string) ([]ownerKey, int) {
-	ids, at := l.members(l.users, owner)
-	keys := make([]ownerKey, len(ids))
-	for i, id := range ids {
-		keys[i] = ownerKey{id, key}
-	}
-	return keys, at
-}
-
-// loadAt loads every key in one batch and returns the value at index at.
-func loadAt[K comparable, V any](ctx context.Context, loader *dataloadgen.Loader[K, V], keys []K, at int) (V, error) {
-	values, err := loader.LoadAll(ctx, keys)
+// pick returns id's value from a group load.
+func pick[V any](vals map[int64]V, err error, id int64) (V, error) {
+	var zero V
 	if err != nil {
-		// The error covers the whole group; this key's own result is cached, value or error.
-		return loader.Load(ctx, keys[at])
+		return zero, err
 	}
-	return values[at], nil
+	v, ok := vals[id]
+	if !ok {
+		return zero, dataloadgen.ErrNotFound
+	}
+	return v, nil
 }
 
 // User loads a user by id, together with the owners listed alongside it.
 func (l *Loaders) User(ctx context.Context, id int64) (*users.User, error) {
-	ids, at := l.members(l.owners, id)
-	return loadAt(ctx, l.userByID, ids, at)
+	ids := l.members(l.owners, id)
+	if ids == nil {
+		return l.userByID.Load(ctx, id)
+	}
+	vals, err := loadGroup(l, l.userCalls, groupKey{&ids[0], ""}, func() (map[int64]*users.User, error) {
+		return l.fetchUsers(ctx, ids)
+	})
+	return pick(vals, err, id)
 }
 
 // OwnerItems loads owner's page of the items the filter matches, together with the other users
@@ -167,8 +234,26 @@ func (l *Loaders) OwnerItems(ctx context.Context, owner int64, args paging.Args,
 	l.mu.Lock()
 	l.queries[key] = q
 	l.mu.Unlock()
-	keys, at := l.ownerKeys(owner, key)
-	return loadAt(ctx, l.ownerItems, keys, at)
+	ids := l.members(l.users, owner)
+	if ids == nil {
+		return l.ownerItems.Load(ctx, ownerKey{owner, key})
+	}
+	vals, err := loadGroup(l, l.itemCalls, groupKey{&ids[0], key}, func() (map[int64]*items.Connection, error) {
+		return l.fetchPages(ctx, ids, key)
+	})
+	return pick(vals, err, owner)
+}
+
+// count loads owner's item count for the query key, together with its group.
+func (l *Loaders) count(ctx context.Context, owner int64, key string) (int, error) {
+	ids := l.members(l.users, owner)
+	if ids == nil {
+		return l.ownerCount.Load(ctx, ownerKey{owner, key})
+	}
+	vals, err := loadGroup(l, l.countCalls, groupKey{&ids[0], key}, func() (map[int64]int, error) {
+		return l.fetchCounts(ctx, ids, key)
+	})
+	return pick(vals, err, owner)
 }
 
 // ObserveUsers records users listed together.

@@ -11,6 +11,9 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/uptrace/bun"
 
@@ -60,8 +63,9 @@ type Page struct {
 	Cursor   *Cursor // nil: from the start (or the end, backward)
 }
 
-// Parse validates args for a list (e.g. "user") sorted by field, and decodes the cursor.
-func Parse(args Args, list, field string) (Page, error) {
+// Parse validates args for a list (e.g. "user") sorted by field (with sort s), and decodes the
+// cursor.
+func Parse(args Args, list, field string, s Sort) (Page, error) {
 	if args.First != nil && args.Last != nil {
 		return Page{}, apperr.Invalid("last", "cannot be combined with first")
 	}
@@ -92,7 +96,7 @@ func Parse(args Args, list, field string) (Page, error) {
 		if (name == "after") == p.Backward {
 			return Page{}, apperr.Invalid(name, "after goes with first, before with last")
 		}
-		c, err := decode(*raw, list, field)
+		c, err := decode(*raw, list, field, s)
 		if err != nil {
 			return Page{}, apperr.Invalid(name, err.Error())
 		}
@@ -101,14 +105,31 @@ func Parse(args Args, list, field string) (Page, error) {
 	return p, nil
 }
 
-func decode(s, list, field string) (Cursor, error) {
+func decode(raw, list, field string, s Sort) (Cursor, error) {
 	var c Cursor
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) > 1024 || json.Unmarshal(b, &c) != nil || c.ID <= 0 {
-		return Cursor{}, fmt.Errorf("is not a valid cursor")
+	invalid := fmt.Errorf("is not a valid cursor")
+	b, err := base64.RawURLEncoding.DecodeString(raw)
+	if err != nil || len(b) > 2048 || json.Unmarshal(b, &c) != nil || c.ID <= 0 {
+		return Cursor{}, invalid
 	}
 	if c.List != list || c.Field != field {
 		return Cursor{}, fmt.Errorf("is a cursor of another list or order")
+	}
+	// A cursor is opaque but not trusted: its value must be one PostgreSQL reads as the column's type.
+	switch s.Cast {
+	case "":
+		if c.Value != "" {
+			return Cursor{}, invalid
+		}
+	case "timestamptz":
+		t, err := time.Parse(time.RFC3339Nano, c.Value)
+		if err != nil || t.Year() < 1 || t.Year() > 9999 {
+			return Cursor{}, invalid
+		}
+	default:
+		if !utf8.ValidString(c.Value) || strings.IndexByte(c.Value, 0) >= 0 || len(c.Value) > 1024 {
+			return Cursor{}, invalid
+		}
 	}
 	return c, nil
 }
@@ -160,9 +181,11 @@ func Finish[T any](p Page, rows []T, cursor func(T) Cursor) ([]T, PageInfo) {
 	if p.Backward {
 		slices.Reverse(rows)
 	}
-	info := PageInfo{HasNextPage: more, HasPreviousPage: p.Cursor != nil}
+	// Relay: the flag for the side the client is not paging towards may be false, as
+	// graphql-relay-js has it; true would need a second query to be right every time.
+	info := PageInfo{HasNextPage: more}
 	if p.Backward {
-		info = PageInfo{HasNextPage: p.Cursor != nil, HasPreviousPage: more}
+		info = PageInfo{HasPreviousPage: more}
 	}
 	if len(rows) > 0 {
 		start, end := cursor(rows[0]).Encode(), cursor(rows[len(rows)-1]).Encode()

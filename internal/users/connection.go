@@ -94,7 +94,9 @@ func Page(ctx context.Context, db bun.IDB, args paging.Args, filter *Filter, ord
 	if order == nil {
 		order = &Order{Field: OrderByID, Direction: paging.Asc}
 	}
-	page, err := paging.Parse(args, "user", string(order.Field))
+	sort := sorts[order.Field]
+	sort.Desc = order.Direction == paging.Desc
+	page, err := paging.Parse(args, "user", string(order.Field), sort)
 	if err != nil {
 		return nil, err
 	}
@@ -102,15 +104,11 @@ func Page(ctx context.Context, db bun.IDB, args paging.Args, filter *Filter, ord
 	if err != nil {
 		return nil, err
 	}
-	sort := sorts[order.Field]
-	sort.Desc = order.Direction == paging.Desc
 
 	rows := make([]*User, 0, page.Size+1)
-	if page.Size > 0 {
-		q := page.Apply(db.NewSelect().Model(&rows).Apply(where), sort, "u.id")
-		if err := q.Scan(ctx); err != nil {
-			return nil, fmt.Errorf("users page: %w", err)
-		}
+	q := page.Apply(db.NewSelect().Model(&rows).Apply(where), sort, "u.id")
+	if err := q.Scan(ctx); err != nil {
+		return nil, fmt.Errorf("users page: %w", err)
 	}
 	nodes, info := paging.Finish(page, rows, func(u *User) paging.Cursor { return u.cursor(order.Field) })
 	conn := &Connection{Edges: make([]*Edge, len(nodes)), PageInfo: info}
@@ -150,10 +148,10 @@ func (f *Filter) conditions() (func(*bun.SelectQuery) *bun.SelectQuery, error) {
 			q = q.Where("lower(substring(u.email from '[^@]*$')) = ?", strings.ToLower(strings.TrimSpace(*f.EmailDomain)))
 		}
 		if f.CreatedAfter != nil {
-			q = q.Where("u.created_at >= ?", *f.CreatedAfter)
+			q = q.Where("u.created_at >= ?", database.CeilMicro(*f.CreatedAfter))
 		}
 		if f.CreatedBefore != nil {
-			q = q.Where("u.created_at < ?", *f.CreatedBefore)
+			q = q.Where("u.created_at < ?", database.CeilMicro(*f.CreatedBefore))
 		}
 		return q
 	}, nil

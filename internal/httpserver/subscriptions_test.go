@@ -1,0 +1,445 @@
+package httpserver_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+
+	"github.com/wikigraph/wikigraph/graph"
+	"github.com/wikigraph/wikigraph/internal/api"
+	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/dbtest"
+	"github.com/wikigraph/wikigraph/internal/events"
+	"github.com/wikigraph/wikigraph/internal/httpserver"
+	"github.com/wikigraph/wikigraph/internal/logging"
+)
+
+// instance is a whole server (pool, change broker, GraphQL, HTTP) on 127.0.0.1.
+type instance struct {
+	base   string
+	db     *bun.DB
+	broker *events.Broker
+	stop   func() error // like SIGTERM: returns what Serve returned
+}
+
+func startInstance(t *testing.T, dbURL string, origins ...string) *instance {
+	t.Helper()
+	db, err := dbtest.Open(dbURL)
+	require.NoError(t, err)
+	logger := logging.New(&syncBuffer{}, "json", slog.LevelInfo)
+	broker := events.New(db, events.Options{Buffer: 16, Logger: logger})
+	gql := api.New(&graph.Resolver{DB: db, Events: broker}, api.Options{
+		QueryCacheSize: 10, Logger: logger, WebsocketOrigins: origins, KeepAlive: time.Second,
+	})
+	h := httpserver.Handler(httpserver.Routes{
+		GraphQL: gql, Logger: logger,
+		Ready: func(ctx context.Context) error { return database.Ready(ctx, db) },
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	brokerDone := make(chan error, 1)
+	go func() { brokerDone <- broker.Run(ctx) }()
+	served := make(chan error, 1)
+	go func() { served <- httpserver.Serve(ctx, httpserver.Server(h, logger), ln, 5*time.Second) }()
+	var once sync.Once
+	var result error
+	in := &instance{base: ln.Addr().String(), db: db, broker: broker}
+	in.stop = func() error {
+		once.Do(func() {
+			cancel()
+			result = <-served
+			<-brokerDone
+			_ = db.Close()
+		})
+		return result
+	}
+	t.Cleanup(func() { _ = in.stop() })
+	select {
+	case <-broker.Listening():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the broker never started listening")
+	}
+	return in
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (in *instance) mutate(t *testing.T, query string, vars map[string]any) map[string]any {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	resp, err := http.Post("http://"+in.base+"/query", "application/json", strings.NewReader(string(body)))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var out struct {
+		Data   map[string]any
+		Errors []any
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	require.Empty(t, out.Errors)
+	return out.Data
+}
+
+func (in *instance) createUser(t *testing.T, name string) string {
+	t.Helper()
+	data := in.mutate(t, `mutation($u: String!, $e: String!) { createUser(input: {username: $u, email: $e}) { id } }`,
+		map[string]any{"u": name, "e": name + "@example.com"})
+	return data["createUser"].(map[string]any)["id"].(string)
+}
+
+// waitSubscribers waits until the instance has n live subscriptions.
+func (in *instance) waitSubscribers(t *testing.T, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return in.broker.Subscribers() == n }, 10*time.Second, 10*time.Millisecond,
+		"want %d subscribers, have %d", n, in.broker.Subscribers())
+}
+
+// wsClient speaks graphql-transport-ws or the legacy graphql-ws.
+type wsClient struct {
+	t     *testing.T
+	conn  *websocket.Conn
+	proto string
+	msgs  chan map[string]any // closed when the connection ends
+}
+
+func dial(t *testing.T, in *instance, proto, origin string) (*wsClient, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	opts := &websocket.DialOptions{Subprotocols: []string{proto}, HTTPHeader: http.Header{}}
+	if origin != "" {
+		opts.HTTPHeader.Set("Origin", origin)
+	}
+	conn, resp, err := websocket.Dial(ctx, "ws://"+in.base+"/query", opts)
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	c := &wsClient{t: t, conn: conn, proto: proto, msgs: make(chan map[string]any, 100)}
+	t.Cleanup(func() { _ = conn.CloseNow() })
+	// One reader for the connection's life: coder/websocket closes a connection whose read is
+	// cancelled, so reads never time out; read waits on this channel instead.
+	go func() {
+		defer close(c.msgs)
+		for {
+			var msg map[string]any
+			if err := wsjson.Read(context.Background(), conn, &msg); err != nil {
+				return
+			}
+			switch msg["type"] {
+			case "ka", "pong":
+				continue
+			case "ping":
+				_ = wsjson.Write(context.Background(), conn, map[string]any{"type": "pong"})
+				continue
+			}
+			c.msgs <- msg
+		}
+	}()
+	require.NoError(t, wsjson.Write(ctx, conn, map[string]any{"type": "connection_init"}))
+	msg := c.read(5 * time.Second)
+	require.Equal(t, "connection_ack", msg["type"])
+	return c, nil
+}
+
+// read returns the next message, {"type": "closed"} when the connection ended, or
+// {"type": "timeout"}.
+func (c *wsClient) read(timeout time.Duration) map[string]any {
+	c.t.Helper()
+	select {
+	case msg, ok := <-c.msgs:
+		if !ok {
+			return map[string]any{"type": "closed"}
+		}
+		return msg
+	case <-time.After(timeout):
+		return map[string]any{"type": "timeout"}
+	}
+}
+
+func (c *wsClient) subscribe(id, query string, vars map[string]any) {
+	c.t.Helper()
+	typ := "subscribe"
+	if c.proto == "graphql-ws" {
+		typ = "start"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(c.t, wsjson.Write(ctx, c.conn, map[string]any{
+		"id": id, "type": typ, "payload": map[string]any{"query": query, "variables": vars},
+	}))
+}
+
+// next returns the data of the next event, failing after timeout.
+func (c *wsClient) next(timeout time.Duration) map[string]any {
+	c.t.Helper()
+	msg := c.read(timeout)
+	require.Contains(c.t, []any{"next", "data"}, msg["type"], "got %v", msg)
+	payload := msg["payload"].(map[string]any)
+	require.Nil(c.t, payload["errors"], "event errors: %v", payload["errors"])
+	return payload["data"].(map[string]any)
+}
+
+func TestSubscriptionsAcrossInstances(t *testing.T) {
+	u := dbtest.URL(t)
+	a, b := startInstance(t, u), startInstance(t, u)
+	c, err := dial(t, a, "graphql-transport-ws", "")
+	require.NoError(t, err)
+
+	// Each change is made on instance b and heard on instance a.
+	c.subscribe("created", `subscription { userCreated { id username } }`, nil)
+	a.waitSubscribers(t, 1)
+	owner := b.createUser(t, "sub_owner")
+	assert.Equal(t, map[string]any{"userCreated": map[string]any{"id": owner, "username": "sub_owner"}}, c.next(5*time.Second))
+
+	c.subscribe("updated", `subscription($id: ID) { userUpdated(id: $id) { id email } }`, map[string]any{"id": owner})
+	c.subscribe("items", `subscription($o: ID) { itemChanged(ownerId: $o) { kind item { id title owner { username } } } }`, map[string]any{"o": owner})
+	c.subscribe("deleted", `subscription { userDeleted }`, nil)
+	a.waitSubscribers(t, 4)
+	other := b.createUser(t, "sub_other")
+	created := c.next(5 * time.Second)
+	assert.Equal(t, map[string]any{"userCreated": map[string]any{"id": other, "username": "sub_other"}}, created)
+
+	b.mutate(t, `mutation($id: ID!) { updateUser(id: $id, input: {email: "x_other@example.com"}) { id } }`, map[string]any{"id": other})
+	b.mutate(t, `mutation($id: ID!) { updateUser(id: $id, input: {email: "new_owner@example.com"}) { id } }`, map[string]any{"id": owner})
+	updated := c.next(5 * time.Second)
+	assert.Equal(t, map[string]any{"userUpdated": map[string]any{"id": owner, "email": "new_owner@example.com"}}, updated,
+		"userUpdated(id) hears only that user")
+
+	b.mutate(t, `mutation($o: ID!) { createItem(input: {ownerId: $o, title: "elsewhere"}) { id } }`, map[string]any{"o": other})
+	item := b.mutate(t, `mutation($o: ID!) { createItem(input: {ownerId: $o, title: "lamp"}) { id } }`, map[string]any{"o": owner})
+	itemID := item["createItem"].(map[string]any)["id"]
+	ev := c.next(5 * time.Second)["itemChanged"].(map[string]any)
+	assert.Equal(t, "CREATED", ev["kind"], "itemChanged(ownerId) hears only that owner's items")
+	assert.Equal(t, map[string]any{"id": itemID, "title": "lamp", "owner": map[string]any{"username": "sub_owner"}}, ev["item"])
+
+	b.mutate(t, `mutation($id: ID!) { updateItem(id: $id, input: {title: "brass lamp"}) { id } }`, map[string]any{"id": itemID})
+	ev = c.next(5 * time.Second)["itemChanged"].(map[string]any)
+	assert.Equal(t, "UPDATED", ev["kind"])
+	assert.Equal(t, "brass lamp", ev["item"].(map[string]any)["title"])
+
+	// Deleting the owner deletes its item: both are announced, the item as it was, with its owner.
+	b.mutate(t, `mutation($id: ID!) { deleteUser(id: $id) { id } }`, map[string]any{"id": owner})
+	got := map[string]map[string]any{}
+	for range 2 {
+		data := c.next(5 * time.Second)
+		for k, v := range data {
+			got[k] = map[string]any{"v": v}
+		}
+	}
+	assert.Equal(t, owner, got["userDeleted"]["v"])
+	require.NotNil(t, got["itemChanged"])
+	deletedItem := got["itemChanged"]["v"].(map[string]any)
+	assert.Equal(t, "DELETED", deletedItem["kind"])
+	assert.Equal(t, map[string]any{"id": itemID, "title": "brass lamp", "owner": map[string]any{"username": "sub_owner"}}, deletedItem["item"])
+}
+
+func TestLegacyGraphQLWSProtocol(t *testing.T) {
+	in := startInstance(t, dbtest.URL(t))
+	c, err := dial(t, in, "graphql-ws", "")
+	require.NoError(t, err)
+	c.subscribe("1", `subscription { userCreated { username } }`, nil)
+	in.waitSubscribers(t, 1)
+	in.createUser(t, "legacy_ws")
+	assert.Equal(t, map[string]any{"userCreated": map[string]any{"username": "legacy_ws"}}, c.next(5*time.Second))
+}
+
+func TestServerSentEvents(t *testing.T) {
+	in := startInstance(t, dbtest.URL(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+in.base+"/query",
+		strings.NewReader(`{"query":"subscription { userCreated { username } }"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	assert.Contains(t, resp.Header.Get("Content-Type"), "text/event-stream")
+	in.waitSubscribers(t, 1)
+	in.createUser(t, "sse_user")
+
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case line, ok := <-lines:
+			require.True(t, ok, "stream ended early")
+			if data, found := strings.CutPrefix(line, "data: "); found && strings.Contains(data, "userCreated") {
+				assert.JSONEq(t, `{"data":{"userCreated":{"username":"sse_user"}}}`, data)
+				cancel()
+				in.waitSubscribers(t, 0)
+				return
+			}
+		case <-deadline:
+			t.Fatal("no event")
+		}
+	}
+}
+
+func TestRolledBackWriteSendsNothing(t *testing.T) {
+	in := startInstance(t, dbtest.URL(t))
+	c, err := dial(t, in, "graphql-transport-ws", "")
+	require.NoError(t, err)
+	c.subscribe("1", `subscription { userCreated { username } }`, nil)
+	in.waitSubscribers(t, 1)
+
+	ctx := context.Background()
+	tx, err := in.db.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	_, err = tx.ExecContext(ctx, "INSERT INTO users (username, email) VALUES ('rolled_back', 'rb@example.com')")
+	require.NoError(t, err)
+	require.NoError(t, tx.Rollback())
+	in.createUser(t, "committed_after")
+
+	assert.Equal(t, map[string]any{"userCreated": map[string]any{"username": "committed_after"}}, c.next(5*time.Second),
+		"the first event is the committed write: the rolled-back one was never announced")
+}
+
+func TestSubscriptionSurvivesDatabaseRestart(t *testing.T) {
+	pg := dbtest.NewServer(t)
+	admin, err := dbtest.Open(pg.URL)
+	require.NoError(t, err)
+	_, err = admin.ExecContext(context.Background(), "CREATE DATABASE wikigraph")
+	require.NoError(t, err)
+	admin.Close()
+	u := strings.Replace(pg.URL, "/postgres?", "/wikigraph?", 1)
+	migrator, err := dbtest.Open(u)
+	require.NoError(t, err)
+	_, err = database.Up(context.Background(), migrator)
+	require.NoError(t, err)
+	migrator.Close()
+
+	in := startInstance(t, u)
+	c, err := dial(t, in, "graphql-transport-ws", "")
+	require.NoError(t, err)
+	c.subscribe("1", `subscription { userCreated { username } }`, nil)
+	in.waitSubscribers(t, 1)
+	in.createUser(t, "before_restart")
+	assert.Equal(t, "before_restart", c.next(5 * time.Second)["userCreated"].(map[string]any)["username"])
+
+	pg.Stop(t)
+	pg.Start(t)
+
+	// The listener reconnects by itself; notifications sent before it listens again are lost, so
+	// keep writing until one arrives, on the same websocket, without resubscribing.
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; ; i++ {
+		require.True(t, time.Now().Before(deadline), "no event after the restart")
+		name := fmt.Sprintf("after_restart_%d", i)
+		body, _ := json.Marshal(map[string]any{"query": `mutation($u: String!) { createUser(input: {username: $u, email: "` + name + `@example.com"}) { id } }`,
+			"variables": map[string]any{"u": name}})
+		resp, err := http.Post("http://"+in.base+"/query", "application/json", strings.NewReader(string(body)))
+		if err == nil {
+			resp.Body.Close()
+		}
+		msg := c.read(time.Second)
+		if msg["type"] == "next" {
+			got := msg["payload"].(map[string]any)["data"].(map[string]any)["userCreated"].(map[string]any)["username"].(string)
+			assert.True(t, strings.HasPrefix(got, "after_restart_"), got)
+			break
+		}
+		require.Equal(t, "timeout", msg["type"], "the subscription must stay open: %v", msg)
+	}
+	in.createUser(t, "steady")
+	for {
+		data := c.next(5 * time.Second)
+		if data["userCreated"].(map[string]any)["username"] == "steady" {
+			break
+		}
+	}
+}
+
+func TestSubscriptionsReleaseGoroutines(t *testing.T) {
+	in := startInstance(t, dbtest.URL(t))
+	settle := func() int {
+		runtime.GC()
+		time.Sleep(100 * time.Millisecond)
+		return runtime.NumGoroutine()
+	}
+	before := settle()
+	var clients []*wsClient
+	for i := range 20 {
+		c, err := dial(t, in, "graphql-transport-ws", "")
+		require.NoError(t, err)
+		c.subscribe(fmt.Sprint(i), `subscription { itemChanged { kind } }`, nil)
+		clients = append(clients, c)
+	}
+	in.waitSubscribers(t, 20)
+	assert.Greater(t, runtime.NumGoroutine(), before+20, "subscriptions hold goroutines while open")
+	for _, c := range clients {
+		_ = c.conn.Close(websocket.StatusNormalClosure, "bye")
+	}
+	in.waitSubscribers(t, 0)
+	assert.Eventually(t, func() bool { return settle() <= before+2 }, 10*time.Second, 100*time.Millisecond,
+		"goroutines back to %d, have %d", before, runtime.NumGoroutine())
+
+	// At shutdown every subscription ends and Serve returns cleanly.
+	c, err := dial(t, in, "graphql-transport-ws", "")
+	require.NoError(t, err)
+	c.subscribe("last", `subscription { userDeleted }`, nil)
+	in.waitSubscribers(t, 1)
+	stopped := make(chan error, 1)
+	go func() { stopped <- in.stop() }()
+	select {
+	case err := <-stopped:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("shutdown waited on an open subscription")
+	}
+	msg := c.read(5 * time.Second)
+	assert.NotEqual(t, "next", msg["type"], "the stream ended: %v", msg)
+	assert.Zero(t, in.broker.Subscribers())
+}
+
+func TestWebsocketOriginAllowList(t *testing.T) {
+	in := startInstance(t, dbtest.URL(t), "app.example.com", "*.trusted.example")
+	for origin, allowed := range map[string]bool{
+		"":                            true, // not a browser
+		"http://" + in.base:           true, // same origin
+		"https://app.example.com":     true,
+		"https://ui.trusted.example":  true,
+		"https://evil.example":        false,
+		"http://app.example.com.evil": false,
+	} {
+		_, err := dial(t, in, "graphql-transport-ws", origin)
+		if allowed {
+			assert.NoError(t, err, origin)
+		} else {
+			assert.ErrorContains(t, err, "403", origin)
+		}
+	}
+}

@@ -15,12 +15,16 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+
 	"github.com/wikigraph/wikigraph/graph"
 	"github.com/wikigraph/wikigraph/internal/api"
+	"github.com/wikigraph/wikigraph/internal/auth"
 	"github.com/wikigraph/wikigraph/internal/config"
 	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/events"
@@ -76,15 +80,26 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
+	authMiddleware, wsInit, err := authentication(cfg, logger)
+	if err != nil {
+		return err
+	}
 	broker := events.New(db, events.Options{Buffer: cfg.SubscriptionBuffer, Logger: logger})
 	gql := api.New(&graph.Resolver{DB: db, Events: broker}, api.Options{
 		QueryCacheSize: cfg.QueryCacheSize, Logger: logger,
-		WebsocketOrigins: cfg.WebsocketOrigins, KeepAlive: cfg.WebsocketKeepAlive,
+		WebsocketOrigins: cfg.WebsocketOrigins, KeepAlive: cfg.WebsocketKeepAlive, WebsocketInit: wsInit,
+		Limits: api.Limits{
+			Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, Tokens: cfg.MaxTokens, Aliases: cfg.MaxAliases,
+			Timeout: cfg.OperationTimeout, NoIntrospection: !cfg.Introspection, APQCacheSize: cfg.APQCacheSize,
+		},
 	})
 	h := httpserver.Handler(httpserver.Routes{
-		GraphQL: gql,
-		Ready:   func(ctx context.Context) error { return database.Ready(ctx, db) },
-		Logger:  logger,
+		GraphQL:      gql,
+		Ready:        func(ctx context.Context) error { return database.Ready(ctx, db) },
+		Logger:       logger,
+		Auth:         authMiddleware,
+		CORSOrigins:  cfg.CORSOrigins,
+		MaxBodyBytes: cfg.MaxBodyBytes,
 	})
 	ln, err := net.Listen("tcp", cfg.Addr())
 	if err != nil {
@@ -100,7 +115,11 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		<-brokerDone
 	}()
 	served := make(chan error, 1)
-	go func() { served <- httpserver.Serve(serveCtx, httpserver.Server(h, logger), ln, cfg.ShutdownTimeout) }()
+	go func() {
+		served <- httpserver.Serve(serveCtx, httpserver.Server(h, logger, httpserver.Timeouts{
+			Read: cfg.ReadTimeout, Write: cfg.WriteTimeout, Idle: cfg.IdleTimeout,
+		}), ln, cfg.ShutdownTimeout)
+	}()
 
 	// Serving first: /healthz answers while migrations run, /readyz says 503 until they are done.
 	if cfg.MigrateOnStart {
@@ -117,6 +136,22 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// authentication returns the middleware and websocket check of the configured AUTH_MODE.
+func authentication(cfg config.Config, logger *slog.Logger) (func(http.Handler) http.Handler, transport.WebsocketInitFunc, error) {
+	if cfg.AuthMode == "none" {
+		logger.Warn("AUTH_MODE=none: anyone may read and write everything; set AUTH_MODE=jwt in production")
+		return auth.Open, nil, nil
+	}
+	v, err := auth.NewVerifier(auth.Options{
+		Secret: cfg.AuthJWTSecret, JWKSFile: cfg.AuthJWKSFile, Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience,
+		Policy: auth.Policy{OpenSignup: cfg.AuthOpenSignup},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return v.Middleware, v.WebsocketInit, nil
 }
 
 func migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) error {

@@ -88,6 +88,7 @@ type ComplexityRoot struct {
 		Item            func(childComplexity int, id int64) int
 		Items           func(childComplexity int, offset int, limit int, ownerID *int64) int
 		ItemsConnection func(childComplexity int, first *int, after *string, last *int, before *string, filter *items.Filter, orderBy *items.Order) int
+		Me              func(childComplexity int) int
 		User            func(childComplexity int, id int64) int
 		UserByUsername  func(childComplexity int, username string) int
 		Users           func(childComplexity int, offset int, limit int) int
@@ -138,6 +139,7 @@ type MutationResolver interface {
 	DeleteItem(ctx context.Context, id int64) (*items.Item, error)
 }
 type QueryResolver interface {
+	Me(ctx context.Context) (*users.User, error)
 	User(ctx context.Context, id int64) (*users.User, error)
 	UserByUsername(ctx context.Context, username string) (*users.User, error)
 	Users(ctx context.Context, offset int, limit int) ([]*users.User, error)
@@ -381,6 +383,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.ItemsConnection(childComplexity, args["first"].(*int), args["after"].(*string), args["last"].(*int), args["before"].(*string), args["filter"].(*items.Filter), args["orderBy"].(*items.Order)), true
+	case "Query.me":
+		if e.ComplexityRoot.Query.Me == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Me(childComplexity), true
 	case "Query.user":
 		if e.ComplexityRoot.Query.User == nil {
 			break
@@ -673,6 +681,8 @@ type User {
 }
 
 type Query {
+  "The user the bearer token names; null when anonymous. UNAUTHENTICATED for a refused token."
+  me: User
   "null when no user has this id"
   user(id: ID!): User
   "null when no user has this username (matched case-insensitively)"
@@ -822,6 +832,11 @@ input UpdateUser {
   email: String
 }
 
+"""
+Who may write (AUTH_MODE=jwt): an admin token anything; a user token only itself and the items
+it owns (FORBIDDEN otherwise); no token nothing (UNAUTHENTICATED). createUser needs an admin
+unless open sign-up is enabled. A refused write writes nothing.
+"""
 type Mutation {
   "Creates a user. BAD_USER_INPUT for invalid fields, CONFLICT for a taken username or email."
   createUser(input: NewUser!): User!
@@ -2277,6 +2292,38 @@ func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "String")
+}
+
+func (ec *executionContext) _Query_me(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_me(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Me(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *users.User) graphql.Marshaler {
+			return ec.marshalOUser2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋusersᚐUser(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_me(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_User(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Query_user(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -4953,6 +5000,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("Query")
+		case "me":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_me(ctx, field)
+				})
 		case "user":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, false,

@@ -43,6 +43,10 @@ func (r *mutationResolver) DeleteItem(ctx context.Context, id int64) (*items.Ite
 	return items.Delete(ctx, r.DB, id)
 }
 
+func (r *queryResolver) Me(ctx context.Context) (*users.User, error) {
+	return users.Me(ctx, r.DB)
+}
+
 func (r *queryResolver) User(ctx context.Context, id int64) (*users.User, error) {
 	return users.Find(ctx, r.DB, id)
 }

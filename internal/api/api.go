@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -18,9 +19,12 @@ import (
 	"github.com/coder/websocket"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"github.com/vektah/gqlparser/v2/validator/core"
+	"github.com/vektah/gqlparser/v2/validator/rules"
 
 	"github.com/wikigraph/wikigraph/graph"
 	"github.com/wikigraph/wikigraph/internal/apperr"
+	ruleset "github.com/wikigraph/wikigraph/internal/limits"
 	"github.com/wikigraph/wikigraph/internal/loaders"
 )
 
@@ -33,6 +37,39 @@ type Options struct {
 	WebsocketOrigins []string
 	// KeepAlive is the interval of websocket keep-alive messages and pings (default 10s).
 	KeepAlive time.Duration
+	// WebsocketInit authenticates a websocket from its connection_init payload (nil: open).
+	WebsocketInit transport.WebsocketInitFunc
+	Limits        Limits
+}
+
+// Limits bound what one request may cost; zero values take the defaults.
+type Limits struct {
+	Depth      int           // nesting of fields (default 12)
+	Complexity int           // gqlgen complexity, list fields costed by their page size (default 5000)
+	Tokens     int           // parser tokens of a document (default 15000)
+	Aliases    int           // aliased fields in a document (default 100)
+	Timeout    time.Duration // deadline of a query or mutation, database included (default 10s)
+	// NoIntrospection refuses __schema and __type queries (production).
+	NoIntrospection bool
+	// APQCacheSize is how many automatic persisted queries are kept (default 1000).
+	APQCacheSize int
+}
+
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.Depth, 12)
+	def(&l.Complexity, 5000)
+	def(&l.Tokens, 15000)
+	def(&l.Aliases, 100)
+	def(&l.APQCacheSize, 1000)
+	if l.Timeout <= 0 {
+		l.Timeout = 10 * time.Second
+	}
+	return l
 }
 
 // New returns the /query handler for the resolver's schema.
@@ -45,7 +82,8 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	if keepAlive <= 0 {
 		keepAlive = 10 * time.Second
 	}
-	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: r}))
+	limits := opts.Limits.withDefaults()
+	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: r, Complexity: complexity()}))
 	// Subscriptions: websocket (graphql-transport-ws and the legacy graphql-ws, coder/websocket)
 	// and server-sent events; SSE goes before POST, which would otherwise take its requests.
 	srv.AddTransport(transport.Websocket{
@@ -55,6 +93,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		KeepAlivePingInterval: keepAlive,
 		PingPongInterval:      keepAlive,
 		InitTimeout:           10 * time.Second,
+		InitFunc:              opts.WebsocketInit,
 	})
 	srv.AddTransport(transport.SSE{KeepAlivePingInterval: keepAlive})
 	srv.AddTransport(transport.Options{})
@@ -62,11 +101,31 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	srv.AddTransport(transport.POST{})
 	// Without a cache every request is parsed and validated again.
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](max(opts.QueryCacheSize, 1)))
-	srv.Use(extension.Introspection{})
+	if !limits.NoIntrospection {
+		srv.Use(extension.Introspection{})
+	}
+	// Refused before anything runs: too many tokens, too deep, too many aliases, too costly.
+	srv.SetParserTokenLimit(limits.Tokens)
+	srv.SetValidationRulesFn(func() *rules.Rules {
+		rs := rules.NewDefaultRules()
+		for _, rule := range []core.Rule{ruleset.Depth(limits.Depth), ruleset.Aliases(limits.Aliases)} {
+			rs.AddRule(rule.Name, rule.RuleFunc)
+		}
+		return rs
+	})
+	srv.Use(extension.FixedComplexityLimit(limits.Complexity))
+	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](limits.APQCacheSize)})
 	// Each response (a query's, a mutation's, or one subscription event's) batches its own
 	// lookups and caches nothing beyond itself.
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
-		return next(loaders.With(ctx, loaders.New(r.DB)))
+		ctx = loaders.With(ctx, loaders.New(r.DB))
+		if op := graphql.GetOperationContext(ctx); op.Operation != nil && op.Operation.Operation != ast.Subscription {
+			// A query or mutation, its SQL included, ends by its deadline; a subscription lives on.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, limits.Timeout)
+			defer cancel()
+		}
+		return next(ctx)
 	})
 	// Lists a resolver returns tell the loaders which ids to fetch together.
 	srv.AroundFields(func(ctx context.Context, next graphql.Resolver) (any, error) {
@@ -107,8 +166,25 @@ func Presenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 			}
 			return &gqlerror.Error{Message: msg, Path: gqlErr.Path, Locations: gqlErr.Locations, Extensions: ext}
 		}
+		switch {
+		case gqlErr.Rule == ruleset.DepthRule:
+			gqlErr.Extensions = map[string]any{"code": "QUERY_TOO_DEEP"}
+			return gqlErr
+		case gqlErr.Rule == ruleset.AliasesRule:
+			gqlErr.Extensions = map[string]any{"code": "TOO_MANY_ALIASES"}
+			return gqlErr
+		case strings.HasPrefix(gqlErr.Message, "exceeded token limit"):
+			gqlErr.Extensions = map[string]any{"code": "QUERY_TOO_LARGE"}
+			return gqlErr
+		case errors.Is(err, context.DeadlineExceeded):
+			logger.WarnContext(ctx, "operation deadline exceeded", "path", gqlErr.Path.String())
+			return &gqlerror.Error{
+				Message: "the operation took too long", Path: gqlErr.Path, Locations: gqlErr.Locations,
+				Extensions: map[string]any{"code": string(apperr.Timeout)},
+			}
+		}
 		if _, ok := gqlErr.Extensions["code"]; ok {
-			return gqlErr // gqlgen's GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, ...
+			return gqlErr // gqlgen's GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, COMPLEXITY_LIMIT_EXCEEDED, ...
 		}
 		if errors.Unwrap(gqlErr) == nil {
 			// Made by gqlgen itself for the client (an argument of the wrong type, say).

@@ -18,7 +18,13 @@ const (
 	BadUserInput Code = "BAD_USER_INPUT"
 	NotFound     Code = "NOT_FOUND"
 	Conflict     Code = "CONFLICT"
-	Internal     Code = "INTERNAL_SERVER_ERROR"
+	// Unauthenticated: the operation needs a valid token and has none.
+	Unauthenticated Code = "UNAUTHENTICATED"
+	// Forbidden: the token is valid but may not do this.
+	Forbidden Code = "FORBIDDEN"
+	// Timeout: the operation ran past its deadline.
+	Timeout  Code = "TIMEOUT"
+	Internal Code = "INTERNAL_SERVER_ERROR"
 )
 
 // Error is a fault the client caused. Message is safe to show; Field names the offending input
@@ -47,9 +53,11 @@ func (e *Error) Is(target error) bool {
 
 // Sentinels for errors.Is; they match every error of their code whatever its field or message.
 var (
-	ErrInvalid  = &Error{Code: BadUserInput}
-	ErrNotFound = &Error{Code: NotFound}
-	ErrConflict = &Error{Code: Conflict}
+	ErrInvalid         = &Error{Code: BadUserInput}
+	ErrNotFound        = &Error{Code: NotFound}
+	ErrConflict        = &Error{Code: Conflict}
+	ErrUnauthenticated = &Error{Code: Unauthenticated}
+	ErrForbidden       = &Error{Code: Forbidden}
 )
 
 // Invalid reports bad input in field.
@@ -65,6 +73,16 @@ func Missing(message string) *Error {
 // Taken reports that a unique field's value is already used.
 func Taken(field, message string) *Error {
 	return &Error{Code: Conflict, Field: field, Message: message}
+}
+
+// NotAuthenticated reports a missing or refused token.
+func NotAuthenticated(message string) *Error {
+	return &Error{Code: Unauthenticated, Message: message}
+}
+
+// NotAllowed reports a valid token acting beyond its rights.
+func NotAllowed(message string) *Error {
+	return &Error{Code: Forbidden, Message: message}
 }
 
 // CheckText rejects text PostgreSQL cannot store or that is longer than max characters

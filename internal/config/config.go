@@ -19,6 +19,29 @@ type Config struct {
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s"`
 	QueryCacheSize  int           `env:"QUERY_CACHE_SIZE" envDefault:"1000"`
 
+	ReadTimeout  time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"30s"`
+	WriteTimeout time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"60s"`
+	IdleTimeout  time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"120s"`
+	MaxBodyBytes int64         `env:"MAX_BODY_BYTES" envDefault:"1048576"`
+	CORSOrigins  []string      `env:"CORS_ALLOWED_ORIGINS" envSeparator:","`
+
+	// Authentication
+	AuthMode       string `env:"AUTH_MODE" envDefault:"none"`
+	AuthJWTSecret  string `env:"AUTH_JWT_SECRET"`
+	AuthJWKSFile   string `env:"AUTH_JWKS_FILE"`
+	AuthIssuer     string `env:"AUTH_ISSUER"`
+	AuthAudience   string `env:"AUTH_AUDIENCE"`
+	AuthOpenSignup bool   `env:"AUTH_OPEN_SIGNUP" envDefault:"false"`
+
+	// Query limits
+	MaxDepth         int           `env:"MAX_QUERY_DEPTH" envDefault:"12"`
+	MaxComplexity    int           `env:"MAX_QUERY_COMPLEXITY" envDefault:"5000"`
+	MaxTokens        int           `env:"MAX_QUERY_TOKENS" envDefault:"15000"`
+	MaxAliases       int           `env:"MAX_QUERY_ALIASES" envDefault:"100"`
+	OperationTimeout time.Duration `env:"OPERATION_TIMEOUT" envDefault:"10s"`
+	Introspection    bool          `env:"INTROSPECTION" envDefault:"true"`
+	APQCacheSize     int           `env:"APQ_CACHE_SIZE" envDefault:"1000"`
+
 	// Subscriptions
 	WebsocketOrigins   []string      `env:"WS_ALLOWED_ORIGINS" envSeparator:","`
 	WebsocketKeepAlive time.Duration `env:"WS_KEEPALIVE" envDefault:"10s"`
@@ -56,6 +79,24 @@ func (c Config) check() error {
 	}
 	if c.DBStatementTimeout <= 0 {
 		problems = append(problems, "DB_STATEMENT_TIMEOUT must be positive")
+	}
+	if c.AuthMode != "none" && c.AuthMode != "jwt" {
+		problems = append(problems, "AUTH_MODE must be none or jwt")
+	}
+	if c.AuthMode == "jwt" && c.AuthJWTSecret == "" && c.AuthJWKSFile == "" {
+		problems = append(problems, "AUTH_MODE=jwt needs AUTH_JWT_SECRET or AUTH_JWKS_FILE")
+	}
+	for name, v := range map[string]int{"MAX_QUERY_DEPTH": c.MaxDepth, "MAX_QUERY_COMPLEXITY": c.MaxComplexity,
+		"MAX_QUERY_TOKENS": c.MaxTokens, "MAX_QUERY_ALIASES": c.MaxAliases, "APQ_CACHE_SIZE": c.APQCacheSize} {
+		if v < 1 {
+			problems = append(problems, name+" must be at least 1")
+		}
+	}
+	if c.OperationTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0 {
+		problems = append(problems, "OPERATION_TIMEOUT and HTTP_*_TIMEOUT must be positive")
+	}
+	if c.MaxBodyBytes < 1024 {
+		problems = append(problems, "MAX_BODY_BYTES must be at least 1024")
 	}
 	if c.WebsocketKeepAlive <= 0 {
 		problems = append(problems, "WS_KEEPALIVE must be positive")

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/playground"
+	"github.com/rs/cors"
 
 	"github.com/wikigraph/wikigraph/internal/logging"
 )
@@ -29,13 +30,19 @@ type Routes struct {
 	Ready func(context.Context) error
 	// Logger gets one line per request.
 	Logger *slog.Logger
+	// Auth puts the caller in each /query request's context (auth.Open or a Verifier's).
+	Auth func(http.Handler) http.Handler
+	// CORSOrigins may call /query from a browser page of another origin ("*" for any).
+	CORSOrigins []string
+	// MaxBodyBytes bounds a /query request body (default 1 MiB).
+	MaxBodyBytes int64
 }
 
 // Handler returns the server's root handler.
 func Handler(rt Routes) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", playground.Handler("wikigraph", "/query"))
-	mux.Handle("/query", rt.GraphQL)
+	mux.Handle("/query", rt.query())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -53,6 +60,35 @@ func Handler(rt Routes) http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	return requestID(accessLog(rt.Logger, recoverPanics(rt.Logger, mux)))
+}
+
+// query wraps the GraphQL handler: body limit, caller, CORS.
+func (rt Routes) query() http.Handler {
+	limit := rt.MaxBodyBytes
+	if limit <= 0 {
+		limit = 1 << 20
+	}
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			http.Error(w, fmt.Sprintf("request body over %d bytes", limit), http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		rt.GraphQL.ServeHTTP(w, r)
+	})
+	if rt.Auth != nil {
+		h = rt.Auth(h)
+	}
+	if len(rt.CORSOrigins) > 0 {
+		h = cors.New(cors.Options{
+			AllowedOrigins: rt.CORSOrigins,
+			AllowedMethods: []string{http.MethodGet, http.MethodPost},
+			AllowedHeaders: []string{"Authorization", "Content-Type", RequestIDHeader},
+			ExposedHeaders: []string{RequestIDHeader},
+			MaxAge:         600,
+		}).Handler(h)
+	}
+	return h
 }
 
 // RequestIDHeader carries the request id both ways.
@@ -133,14 +169,26 @@ func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
 	})
 }
 
-// Server is an http.Server with the timeouts a public endpoint needs.
-func Server(h http.Handler, logger *slog.Logger) *http.Server {
+// Timeouts of the HTTP server; zero values take the defaults.
+type Timeouts struct {
+	Read, Write, Idle time.Duration
+}
+
+// Server is an http.Server with the timeouts a public endpoint needs (streams are exempt: see
+// Serve).
+func Server(h http.Handler, logger *slog.Logger, t Timeouts) *http.Server {
+	or := func(d, def time.Duration) time.Duration {
+		if d <= 0 {
+			return def
+		}
+		return d
+	}
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadTimeout:       or(t.Read, 30*time.Second),
+		WriteTimeout:      or(t.Write, 60*time.Second),
+		IdleTimeout:       or(t.Idle, 120*time.Second),
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}

@@ -51,7 +51,7 @@ func serve(t *testing.T, db *bun.DB, extra func(*http.ServeMux)) (string, *bytes
 	errc := make(chan error, 1)
 	done := make(chan error, 1) // what the test may read
 	go func() {
-		err := httpserver.Serve(ctx, httpserver.Server(h, logger), ln, 5*time.Second)
+		err := httpserver.Serve(ctx, httpserver.Server(h, logger, httpserver.Timeouts{}), ln, 5*time.Second)
 		done <- err
 		errc <- err
 	}()

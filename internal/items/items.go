@@ -15,6 +15,7 @@ import (
 	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/wikigraph/wikigraph/internal/apperr"
+	"github.com/wikigraph/wikigraph/internal/auth"
 	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/users"
 )
@@ -105,6 +106,9 @@ func List(ctx context.Context, db bun.IDB, offset, limit int, ownerID *int64) ([
 
 // Create validates in and inserts the item. An unknown owner is BAD_USER_INPUT on ownerId.
 func Create(ctx context.Context, db bun.IDB, in NewItem) (*Item, error) {
+	if err := auth.CanActAs(ctx, in.OwnerID); err != nil {
+		return nil, err
+	}
 	title, err := NormalizeTitle(in.Title)
 	if err != nil {
 		return nil, err
@@ -121,8 +125,15 @@ func Create(ctx context.Context, db bun.IDB, in NewItem) (*Item, error) {
 
 // Update changes the fields set in in. updatedAt moves forward on every successful call.
 func Update(ctx context.Context, db bun.IDB, id int64, in UpdateItem) (*Item, error) {
+	owner, restricted, err := auth.OwnerScope(ctx)
+	if err != nil {
+		return nil, err
+	}
 	q := db.NewUpdate().Model((*Item)(nil)).Where("id = ?", id).Returning("*").
 		Set("updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond')")
+	if restricted {
+		q = q.Where("owner_id = ?", owner) // the check and the write are one statement
+	}
 	if v, set := in.Title.ValueOK(); set {
 		if v == nil {
 			return nil, apperr.Invalid("title", "must not be null")
@@ -141,18 +152,42 @@ func Update(ctx context.Context, db bun.IDB, id int64, in UpdateItem) (*Item, er
 	}
 	it := new(Item)
 	if err := q.Scan(ctx, it); err != nil {
-		return nil, translate("update item", err)
+		return nil, refused(ctx, db, id, restricted, translate("update item", err))
 	}
 	return it, nil
 }
 
 // Delete removes the item and returns it as it was.
 func Delete(ctx context.Context, db bun.IDB, id int64) (*Item, error) {
+	owner, restricted, err := auth.OwnerScope(ctx)
+	if err != nil {
+		return nil, err
+	}
 	it := new(Item)
-	if err := db.NewDelete().Model(it).Where("id = ?", id).Returning("*").Scan(ctx); err != nil {
-		return nil, translate("delete item", err)
+	q := db.NewDelete().Model(it).Where("id = ?", id).Returning("*")
+	if restricted {
+		q = q.Where("owner_id = ?", owner)
+	}
+	if err := q.Scan(ctx); err != nil {
+		return nil, refused(ctx, db, id, restricted, translate("delete item", err))
 	}
 	return it, nil
+}
+
+// refused tells a missing item from someone else's, after a write restricted to the caller's
+// own items changed nothing.
+func refused(ctx context.Context, db bun.IDB, id int64, restricted bool, err error) error {
+	if !restricted || !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	exists, existsErr := db.NewSelect().Model((*Item)(nil)).Where("i.id = ?", id).Exists(ctx)
+	if existsErr != nil {
+		return fmt.Errorf("look for item %d: %w", id, existsErr)
+	}
+	if exists {
+		return auth.Forbidden()
+	}
+	return err
 }
 
 func translate(op string, err error) error {

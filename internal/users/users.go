@@ -20,6 +20,7 @@ import (
 	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/wikigraph/wikigraph/internal/apperr"
+	"github.com/wikigraph/wikigraph/internal/auth"
 	"github.com/wikigraph/wikigraph/internal/database"
 )
 
@@ -115,6 +116,15 @@ func Find(ctx context.Context, db bun.IDB, id int64) (*User, error) {
 	return u, nil
 }
 
+// Me returns the caller's own user: nil when anonymous, UNAUTHENTICATED for a refused token.
+func Me(ctx context.Context, db bun.IDB) (*User, error) {
+	id, ok, err := auth.Me(ctx)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return Find(ctx, db, id)
+}
+
 // FindByUsername returns the user with this username, compared case-insensitively, or nil.
 func FindByUsername(ctx context.Context, db bun.IDB, username string) (*User, error) {
 	username, err := NormalizeUsername(username)
@@ -147,6 +157,9 @@ func List(ctx context.Context, db bun.IDB, offset, limit int) ([]*User, error) {
 
 // Create validates in and inserts the user. A taken username or email is a CONFLICT.
 func Create(ctx context.Context, db bun.IDB, in NewUser) (*User, error) {
+	if err := auth.CanCreateUser(ctx); err != nil {
+		return nil, err
+	}
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
@@ -159,6 +172,9 @@ func Create(ctx context.Context, db bun.IDB, in NewUser) (*User, error) {
 
 // Update changes the fields set in in. updatedAt moves forward on every successful call.
 func Update(ctx context.Context, db bun.IDB, id int64, in UpdateUser) (*User, error) {
+	if err := auth.CanActAs(ctx, id); err != nil {
+		return nil, err
+	}
 	q := db.NewUpdate().Model((*User)(nil)).Where("id = ?", id).Returning("*").
 		// Strictly later than before even if the clock has not ticked.
 		Set("updated_at = greatest(clock_timestamp(), updated_at + interval '1 microsecond')")
@@ -191,6 +207,9 @@ func Update(ctx context.Context, db bun.IDB, id int64, in UpdateUser) (*User, er
 
 // Delete removes the user and returns it as it was.
 func Delete(ctx context.Context, db bun.IDB, id int64) (*User, error) {
+	if err := auth.CanActAs(ctx, id); err != nil {
+		return nil, err
+	}
 	u := new(User)
 	if err := db.NewDelete().Model(u).Where("id = ?", id).Returning("*").Scan(ctx); err != nil {
 		return nil, translate("delete user", err)

@@ -1,0 +1,134 @@
+// Package auth says who is asking and what they may do. In JWT mode a request carries
+// `Authorization: Bearer <JWT>` (a websocket carries it in its connection_init payload); the
+// token's sub is a user id and its role claim is admin or user. Anonymous callers may only read.
+// In open mode (AUTH_MODE=none) everyone may do everything.
+//
+// The domain packages call the checks here before they write, so a refused write writes nothing.
+package auth
+
+import (
+	"context"
+
+	"github.com/wikigraph/wikigraph/internal/apperr"
+)
+
+// Role is what a token's role claim grants.
+type Role string
+
+// Roles.
+const (
+	Admin Role = "admin"
+	User  Role = "user"
+)
+
+// Principal is the caller a valid token names.
+type Principal struct {
+	UserID int64
+	Role   Role
+}
+
+// Policy is what the server allows beyond the roles.
+type Policy struct {
+	// Open: no authentication at all (AUTH_MODE=none).
+	Open bool
+	// OpenSignup lets anyone, anonymous callers included, create a user.
+	OpenSignup bool
+}
+
+// caller is what a request's context knows about its caller.
+type caller struct {
+	policy    Policy
+	principal *Principal
+	err       error // a token was sent but is not valid
+}
+
+type ctxKey struct{}
+
+// WithCaller returns ctx for a caller: p nil is anonymous; err is a token that was sent but
+// refused, reported when an operation needs a caller.
+func WithCaller(ctx context.Context, policy Policy, p *Principal, err error) context.Context {
+	return context.WithValue(ctx, ctxKey{}, caller{policy: policy, principal: p, err: err})
+}
+
+func from(ctx context.Context) caller {
+	c, ok := ctx.Value(ctxKey{}).(caller)
+	if !ok {
+		// No middleware ran (a background job, a test of the domain): nothing is restricted.
+		return caller{policy: Policy{Open: true}}
+	}
+	return c
+}
+
+// Errors of this package.
+var (
+	ErrNoToken   = apperr.NotAuthenticated("this operation needs a bearer token")
+	errForbidden = apperr.NotAllowed("this token may not do that")
+)
+
+// Me returns the caller's user id, or false when anonymous (or in open mode). A refused token
+// is UNAUTHENTICATED.
+func Me(ctx context.Context) (int64, bool, error) {
+	c := from(ctx)
+	if c.err != nil {
+		return 0, false, c.err
+	}
+	if c.principal == nil {
+		return 0, false, nil
+	}
+	return c.principal.UserID, true, nil
+}
+
+// authenticated returns the caller's principal; nil with no error means open mode.
+func authenticated(ctx context.Context) (*Principal, error) {
+	c := from(ctx)
+	switch {
+	case c.policy.Open:
+		return nil, nil
+	case c.err != nil:
+		return nil, c.err
+	case c.principal == nil:
+		return nil, ErrNoToken
+	}
+	return c.principal, nil
+}
+
+// CanCreateUser: admins, or anyone when sign-up is open.
+func CanCreateUser(ctx context.Context) error {
+	c := from(ctx)
+	if c.policy.OpenSignup && c.err == nil {
+		return nil
+	}
+	p, err := authenticated(ctx)
+	if err != nil || p == nil {
+		return err
+	}
+	if p.Role != Admin {
+		return errForbidden
+	}
+	return nil
+}
+
+// CanActAs: admins, or the user itself (changing itself, or the items it owns).
+func CanActAs(ctx context.Context, userID int64) error {
+	p, err := authenticated(ctx)
+	if err != nil || p == nil {
+		return err
+	}
+	if p.Role != Admin && p.UserID != userID {
+		return errForbidden
+	}
+	return nil
+}
+
+// OwnerScope says whose rows the caller may change: restricted is false for admins and in open
+// mode; otherwise only rows owned by owner.
+func OwnerScope(ctx context.Context) (owner int64, restricted bool, err error) {
+	p, err := authenticated(ctx)
+	if err != nil || p == nil || p.Role == Admin {
+		return 0, false, err
+	}
+	return p.UserID, true, nil
+}
+
+// Forbidden is the error for a caller acting on a row it does not own.
+func Forbidden() error { return errForbidden }

@@ -1,0 +1,172 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/go-jose/go-jose/v4"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/wikigraph/wikigraph/internal/apperr"
+)
+
+// Options configure JWT verification. Secret enables HS256; JWKSFile enables RS256 and ES256
+// with the public keys of a JWKS file. Issuer and Audience are checked when set.
+type Options struct {
+	Secret   string
+	JWKSFile string
+	Issuer   string
+	Audience string
+	Policy   Policy
+}
+
+// Verifier checks bearer tokens.
+type Verifier struct {
+	parser  *jwt.Parser
+	keyfunc jwt.Keyfunc
+	policy  Policy
+}
+
+// claims are the claims a token must carry.
+type claims struct {
+	jwt.RegisteredClaims
+	Role Role `json:"role"`
+}
+
+// NewVerifier reads the keys.
+func NewVerifier(opts Options) (*Verifier, error) {
+	var methods []string
+	var jwks *jose.JSONWebKeySet
+	if opts.Secret != "" {
+		if len(opts.Secret) < 32 {
+			return nil, errors.New("auth: AUTH_JWT_SECRET must be at least 32 bytes")
+		}
+		methods = append(methods, "HS256")
+	}
+	if opts.JWKSFile != "" {
+		b, err := os.ReadFile(opts.JWKSFile)
+		if err != nil {
+			return nil, fmt.Errorf("auth: read JWKS: %w", err)
+		}
+		jwks = new(jose.JSONWebKeySet)
+		if err := json.Unmarshal(b, jwks); err != nil {
+			return nil, fmt.Errorf("auth: parse JWKS: %w", err)
+		}
+		if len(jwks.Keys) == 0 {
+			return nil, errors.New("auth: the JWKS file has no keys")
+		}
+		methods = append(methods, "RS256", "ES256")
+	}
+	if len(methods) == 0 {
+		return nil, errors.New("auth: AUTH_MODE=jwt needs AUTH_JWT_SECRET or AUTH_JWKS_FILE")
+	}
+	popts := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithLeeway(30 * time.Second)}
+	if opts.Issuer != "" {
+		popts = append(popts, jwt.WithIssuer(opts.Issuer))
+	}
+	if opts.Audience != "" {
+		popts = append(popts, jwt.WithAudience(opts.Audience))
+	}
+	keyfunc := func(t *jwt.Token) (any, error) {
+		switch t.Method.Alg() {
+		case "HS256":
+			return []byte(opts.Secret), nil
+		case "RS256", "ES256":
+			kid, _ := t.Header["kid"].(string)
+			for _, k := range jwks.Keys {
+				if (kid == "" || k.KeyID == kid) && k.IsPublic() && (k.Algorithm == "" || k.Algorithm == t.Method.Alg()) {
+					return k.Key, nil
+				}
+			}
+			return nil, errors.New("no key for this token")
+		}
+		return nil, errors.New("unexpected algorithm")
+	}
+	return &Verifier{parser: jwt.NewParser(popts...), keyfunc: keyfunc, policy: opts.Policy}, nil
+}
+
+// Verify checks a token and returns its principal. Every refusal is UNAUTHENTICATED, with a
+// message that says why but gives no key material away.
+func (v *Verifier) Verify(token string) (*Principal, error) {
+	var c claims
+	if _, err := v.parser.ParseWithClaims(token, &c, v.keyfunc); err != nil {
+		return nil, apperr.NotAuthenticated(reason(err))
+	}
+	id, err := strconv.ParseInt(c.Subject, 10, 64)
+	if err != nil || id <= 0 {
+		return nil, apperr.NotAuthenticated("token subject is not a user id")
+	}
+	if c.Role != Admin && c.Role != User {
+		return nil, apperr.NotAuthenticated("token role must be admin or user")
+	}
+	return &Principal{UserID: id, Role: c.Role}, nil
+}
+
+func reason(err error) string {
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return "token is expired"
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return "token is not valid yet"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return "token is for another audience"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return "token is from another issuer"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return "token signature is not valid"
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "token is malformed"
+	}
+	return "token is not valid"
+}
+
+// fromHeader reads "Bearer <token>"; ok is false when there is no such header.
+func (v *Verifier) fromHeader(h string) (p *Principal, ok bool, err error) {
+	if h == "" {
+		return nil, false, nil
+	}
+	scheme, token, found := strings.Cut(h, " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return nil, true, apperr.NotAuthenticated("authorization must be 'Bearer <token>'")
+	}
+	p, err = v.Verify(strings.TrimSpace(token))
+	return p, true, err
+}
+
+// Middleware puts the caller of each request in its context. A missing token is an anonymous
+// caller; a refused one is remembered and reported by operations that need a caller.
+func (v *Verifier) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, _, err := v.fromHeader(r.Header.Get("Authorization"))
+		next.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), v.policy, p, err)))
+	})
+}
+
+// WebsocketInit authenticates a websocket from its connection_init payload
+// ({"Authorization": "Bearer <token>"}). A refused token closes the socket with 4403, which
+// graphql-ws clients take as final rather than retrying forever.
+func (v *Verifier) WebsocketInit(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+	p, sent, err := v.fromHeader(payload.Authorization())
+	if err != nil {
+		return transport.WithWebsocketCloseCode(ctx, 4403), nil, err
+	}
+	if !sent {
+		return ctx, nil, nil // the upgrade request's own header, if any, stands
+	}
+	return WithCaller(ctx, v.policy, p, nil), nil, nil
+}
+
+// Open returns the middleware of AUTH_MODE=none: every caller may do everything.
+func Open(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(WithCaller(r.Context(), Policy{Open: true}, nil, nil)))
+	})
+}

@@ -4,6 +4,7 @@
 //	wikigraph migrate up|down|status
 //	wikigraph migrate create NAME  write a new pair of SQL files into ./migrations
 //	wikigraph healthcheck          exit 0 when the local server's /readyz answers 200
+//	wikigraph token SUB [ROLE]     print a development token (HS256, AUTH_JWT_SECRET; ROLE user or admin)
 package main
 
 //go:generate go tool gqlgen generate
@@ -18,7 +19,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 
@@ -54,6 +57,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	slog.SetDefault(logger)
 	if len(args) > 0 && args[0] == "healthcheck" {
 		return httpserver.Check(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", cfg.Port))
+	}
+	if len(args) > 0 && args[0] == "token" {
+		return mintToken(cfg, args[1:], out)
 	}
 
 	switch {
@@ -136,6 +142,26 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+func mintToken(cfg config.Config, args []string, out io.Writer) error {
+	if len(args) < 1 || len(args) > 2 {
+		return errors.New("token: want SUB [ROLE]")
+	}
+	sub, err := strconv.ParseInt(args[0], 10, 64)
+	if err != nil || sub <= 0 {
+		return errors.New("token: SUB must be a user id")
+	}
+	role := auth.User
+	if len(args) == 2 {
+		role = auth.Role(args[1])
+	}
+	tok, err := auth.Mint(cfg.AuthJWTSecret, sub, role, 24*time.Hour, cfg.AuthIssuer, cfg.AuthAudience)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(out, tok)
+	return err
 }
 
 // authentication returns the middleware and websocket check of the configured AUTH_MODE.

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wikigraph/wikigraph/internal/auth"
 	"github.com/wikigraph/wikigraph/internal/dbtest"
 )
 
@@ -136,11 +137,29 @@ func TestBinaryServesMigratesAndStopsOnSIGTERM(t *testing.T) {
 
 func TestBadConfigurationIsRefused(t *testing.T) {
 	bin := buildBinary(t)
-	for _, bad := range []string{"PORT=http", "DB_MAX_CONNS=1", "LOG_LEVEL=loud", "DB_STATEMENT_TIMEOUT=soon"} {
+	for _, bad := range []string{"PORT=http", "DB_MAX_CONNS=1", "LOG_LEVEL=loud", "DB_STATEMENT_TIMEOUT=soon",
+		"AUTH_MODE=jwt", "AUTH_MODE=maybe", "MAX_QUERY_DEPTH=0", "MAX_BODY_BYTES=10"} {
 		cmd := exec.Command(bin)
 		cmd.Env = append(os.Environ(), "DATABASE_URL="+dbtest.URL(t), bad)
 		out, err := cmd.CombinedOutput()
 		require.Error(t, err, bad)
 		assert.Contains(t, string(out), "config", bad)
 	}
+}
+
+func TestTokenCommand(t *testing.T) {
+	bin := buildBinary(t)
+	cmd := exec.Command(bin, "token", "7", "admin")
+	cmd.Env = append(os.Environ(), "AUTH_JWT_SECRET=0123456789abcdef0123456789abcdef")
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	v, err := auth.NewVerifier(auth.Options{Secret: "0123456789abcdef0123456789abcdef"})
+	require.NoError(t, err)
+	p, err := v.Verify(strings.TrimSpace(string(out)))
+	require.NoError(t, err)
+	assert.Equal(t, &auth.Principal{UserID: 7, Role: auth.Admin}, p)
+
+	cmd = exec.Command(bin, "token", "7")
+	cmd.Env = append(os.Environ(), "AUTH_JWT_SECRET=short")
+	assert.Error(t, cmd.Run(), "a short secret is refused")
 }

@@ -167,7 +167,7 @@ func Presenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 			return &gqlerror.Error{Message: msg, Path: gqlErr.Path, Locations: gqlErr.Locations, Extensions: ext}
 		}
 		switch {
-		case gqlErr.Rule == ruleset.DepthRule:
+		case gqlErr.Rule == ruleset.DepthRule, strings.HasPrefix(gqlErr.Message, "exceeded maximum nesting depth"):
 			gqlErr.Extensions = map[string]any{"code": "QUERY_TOO_DEEP"}
 			return gqlErr
 		case gqlErr.Rule == ruleset.AliasesRule:

@@ -70,7 +70,9 @@ func (rt Routes) query() http.Handler {
 	}
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > limit {
-			http.Error(w, fmt.Sprintf("request body over %d bytes", limit), http.StatusRequestEntityTooLarge)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			_, _ = fmt.Fprintf(w, `{"errors":[{"message":"request body over %d bytes","extensions":{"code":"REQUEST_TOO_LARGE"}}]}`, limit)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)

@@ -56,7 +56,9 @@ func startInstance(t *testing.T, dbURL string, origins ...string) *instance {
 	brokerDone := make(chan error, 1)
 	go func() { brokerDone <- broker.Run(ctx) }()
 	served := make(chan error, 1)
-	go func() { served <- httpserver.Serve(ctx, httpserver.Server(h, logger, httpserver.Timeouts{}), ln, 5*time.Second) }()
+	go func() {
+		served <- httpserver.Serve(ctx, httpserver.Server(h, logger, httpserver.Timeouts{}), ln, 5*time.Second)
+	}()
 	var once sync.Once
 	var result error
 	in := &instance{base: ln.Addr().String(), db: db, broker: broker}

@@ -9,7 +9,7 @@ PG_DB      ?= wikigraph
 BIN        := bin/wikigraph
 GO_TEST_FLAGS ?= -race -count=1 -timeout 10m
 
-.PHONY: help run build test bench generate check-generate vet db db-stop migrate-status clean
+.PHONY: help run build test test-deps playground bench generate check-generate vet db db-stop migrate-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -33,8 +33,19 @@ db: ## start the local PostgreSQL (initialised on first use) and print its URL
 db-stop: ## stop the local PostgreSQL
 	@scripts/pg stop "$(PGDATA_DIR)"
 
-test: check-generate ## run every test against a throwaway PostgreSQL (or TEST_DATABASE_URL)
+test: check-generate test-deps ## run every test against a throwaway PostgreSQL (or TEST_DATABASE_URL)
 	scripts/pg with-test-db go test $(GO_TEST_FLAGS) ./...
+
+# The browser test drives Debian's chromium; install it when missing (as root, as CI runs).
+test-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium for the browser test"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
+	  else echo "the browser test needs chromium: sudo apt-get install chromium"; exit 1; fi; }
+
+playground: ## rebuild the embedded GraphiQL from web/playground (needs Node.js and npm)
+	cd web/playground && npm ci --no-audit --no-fund && npx vite build
 
 BENCH ?= .
 bench: ## run the Go benchmarks (BENCH=regexp) against a throwaway PostgreSQL

@@ -33,6 +33,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/events"
 	"github.com/wikigraph/wikigraph/internal/httpserver"
 	"github.com/wikigraph/wikigraph/internal/logging"
+	"github.com/wikigraph/wikigraph/internal/playground"
 )
 
 func main() {
@@ -106,6 +107,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		Auth:         authMiddleware,
 		CORSOrigins:  cfg.CORSOrigins,
 		MaxBodyBytes: cfg.MaxBodyBytes,
+		Playground:   playgroundHandler(cfg),
 	})
 	ln, err := net.Listen("tcp", cfg.Addr())
 	if err != nil {
@@ -162,6 +164,13 @@ func mintToken(cfg config.Config, args []string, out io.Writer) error {
 	}
 	_, err = fmt.Fprintln(out, tok)
 	return err
+}
+
+func playgroundHandler(cfg config.Config) http.Handler {
+	if !cfg.Playground {
+		return nil
+	}
+	return playground.Handler()
 }
 
 // authentication returns the middleware and websocket check of the configured AUTH_MODE.

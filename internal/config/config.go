@@ -24,6 +24,7 @@ type Config struct {
 	IdleTimeout  time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"120s"`
 	MaxBodyBytes int64         `env:"MAX_BODY_BYTES" envDefault:"1048576"`
 	CORSOrigins  []string      `env:"CORS_ALLOWED_ORIGINS" envSeparator:","`
+	Playground   bool          `env:"PLAYGROUND" envDefault:"true"`
 
 	// Authentication
 	AuthMode       string `env:"AUTH_MODE" envDefault:"none"`

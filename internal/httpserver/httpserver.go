@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/rs/cors"
 
 	"github.com/wikigraph/wikigraph/internal/logging"
@@ -36,12 +35,17 @@ type Routes struct {
 	CORSOrigins []string
 	// MaxBodyBytes bounds a /query request body (default 1 MiB).
 	MaxBodyBytes int64
+	// Playground serves GraphiQL at / (nil: no playground).
+	Playground http.Handler
 }
 
 // Handler returns the server's root handler.
 func Handler(rt Routes) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /{$}", playground.Handler("wikigraph", "/query"))
+	if rt.Playground != nil {
+		mux.Handle("GET /{$}", rt.Playground)
+		mux.Handle("GET /assets/", rt.Playground)
+	}
 	mux.Handle("/query", rt.query())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

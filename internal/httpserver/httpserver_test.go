@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/dbtest"
 	"github.com/wikigraph/wikigraph/internal/httpserver"
 	"github.com/wikigraph/wikigraph/internal/logging"
+	"github.com/wikigraph/wikigraph/internal/playground"
 )
 
 func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
@@ -35,9 +37,10 @@ func serve(t *testing.T, db *bun.DB, extra func(*http.ServeMux)) (string, *bytes
 	logger := logging.New(logs, "json", slog.LevelInfo)
 	gql := api.New(&graph.Resolver{DB: db}, api.Options{QueryCacheSize: 10, Logger: logger})
 	var h http.Handler = httpserver.Handler(httpserver.Routes{
-		GraphQL: gql,
-		Ready:   func(ctx context.Context) error { return database.Ready(ctx, db) },
-		Logger:  logger,
+		GraphQL:    gql,
+		Ready:      func(ctx context.Context) error { return database.Ready(ctx, db) },
+		Logger:     logger,
+		Playground: playground.Handler(),
 	})
 	if extra != nil {
 		mux := http.NewServeMux()
@@ -128,7 +131,15 @@ func TestPlayground(t *testing.T) {
 	assert.Equal(t, http.StatusOK, code)
 	assert.Contains(t, hdr.Get("Content-Type"), "text/html")
 	assert.Contains(t, strings.ToLower(body), "graphiql")
-	assert.Contains(t, body, "/query")
+	assert.Contains(t, hdr.Get("Content-Security-Policy"), "default-src 'self'", "the page may load nothing from elsewhere")
+	assert.NotContains(t, body, "https://", "no external script or style")
+	scripts := regexp.MustCompile(`src="\./(assets/[^"]+\.js)"`).FindStringSubmatch(body)
+	require.Len(t, scripts, 2, "the page loads its bundled script")
+	code, hdr, js := get(t, base+"/"+scripts[1])
+	assert.Equal(t, http.StatusOK, code)
+	assert.Contains(t, hdr.Get("Content-Type"), "javascript")
+	assert.Contains(t, hdr.Get("Cache-Control"), "immutable")
+	assert.Greater(t, len(js), 100_000)
 
 	code, _, _ = get(t, base+"/no-such-page")
 	assert.Equal(t, http.StatusNotFound, code)

@@ -27,6 +27,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/events"
 	"github.com/wikigraph/wikigraph/internal/httpserver"
 	"github.com/wikigraph/wikigraph/internal/logging"
+	"github.com/wikigraph/wikigraph/internal/playground"
 )
 
 // instance is a whole server (pool, change broker, GraphQL, HTTP) on 127.0.0.1.
@@ -47,7 +48,7 @@ func startInstance(t *testing.T, dbURL string, origins ...string) *instance {
 		QueryCacheSize: 10, Logger: logger, WebsocketOrigins: origins, KeepAlive: time.Second,
 	})
 	h := httpserver.Handler(httpserver.Routes{
-		GraphQL: gql, Logger: logger,
+		GraphQL: gql, Logger: logger, Playground: playground.Handler(),
 		Ready: func(ctx context.Context) error { return database.Ready(ctx, db) },
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -9,7 +9,7 @@ PG_DB      ?= wikigraph
 BIN        := bin/wikigraph
 GO_TEST_FLAGS ?= -race -count=1 -timeout 10m
 
-.PHONY: help run build test test-deps playground bench generate check-generate vet db db-stop migrate-status clean
+.PHONY: help run build test test-deps frontend-check playground bench generate check-generate vet db db-stop migrate-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -33,8 +33,18 @@ db: ## start the local PostgreSQL (initialised on first use) and print its URL
 db-stop: ## stop the local PostgreSQL
 	@scripts/pg stop "$(PGDATA_DIR)"
 
-test: check-generate test-deps ## run every test against a throwaway PostgreSQL (or TEST_DATABASE_URL)
+test: check-generate frontend-check test-deps ## every check and test, against a throwaway PostgreSQL (or TEST_DATABASE_URL)
 	scripts/pg with-test-db go test $(GO_TEST_FLAGS) ./...
+
+# The schema-first frontend workflow: TypeScript types generated from schema.graphqls for the
+# operations in examples/ must be current (committed) and must type-check.
+frontend-check: ## regenerate examples/generated, fail if it was stale, then tsc --noEmit
+	@cd examples && npm ci --no-audit --no-fund --loglevel=error >/dev/null
+	@sum() { find examples/generated -type f | LC_ALL=C sort | xargs sha256sum; }; \
+	  before=$$(sum); (cd examples && npx graphql-codegen --config codegen.yml --silent) && after=$$(sum); \
+	  [ "$$before" = "$$after" ] || { diff <(echo "$$before") <(echo "$$after"); \
+	    echo "examples/generated was stale: the codegen changed the files above; commit them"; exit 1; }
+	cd examples && npx tsc --noEmit
 
 # The browser test drives Debian's chromium; install it when missing (as root, as CI runs).
 test-deps:

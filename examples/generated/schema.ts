@@ -1,0 +1,375 @@
+export type Maybe<T> = T | null;
+export type InputMaybe<T> = Maybe<T>;
+/** All built-in and custom scalars, mapped to their actual values */
+export type Scalars = {
+  ID: { input: string; output: string; }
+  String: { input: string; output: string; }
+  Boolean: { input: boolean; output: boolean; }
+  Int: { input: number; output: number; }
+  Float: { input: number; output: number; }
+  /**
+   * An instant in time, as an RFC 3339 string with nanoseconds in UTC, for example
+   * "2026-11-26T01:35:17.123456Z".
+   */
+  Time: { input: string; output: string; }
+};
+
+export type ChangeKind =
+  | 'CREATED'
+  | 'DELETED'
+  | 'UPDATED';
+
+/** Something a user owns. Deleting the owner deletes its items. */
+export type Item = {
+  __typename?: 'Item';
+  createdAt: Scalars['Time']['output'];
+  /** At most 10,000 characters. */
+  description: Maybe<Scalars['String']['output']>;
+  id: Scalars['ID']['output'];
+  owner: User;
+  /** 1 to 200 characters after trimming. */
+  title: Scalars['String']['output'];
+  /** Moves forward on every successful updateItem. */
+  updatedAt: Scalars['Time']['output'];
+};
+
+export type ItemConnection = {
+  __typename?: 'ItemConnection';
+  edges: Array<ItemEdge>;
+  pageInfo: PageInfo;
+  /** How many items match the filter, over all pages (computed only when asked for). */
+  totalCount: Scalars['Int']['output'];
+};
+
+export type ItemEdge = {
+  __typename?: 'ItemEdge';
+  cursor: Scalars['String']['output'];
+  node: Item;
+};
+
+export type ItemEvent = {
+  __typename?: 'ItemEvent';
+  item: Item;
+  kind: ChangeKind;
+};
+
+/** All given conditions must hold. */
+export type ItemFilter = {
+  /** created at or after this instant */
+  createdAfter: InputMaybe<Scalars['Time']['input']>;
+  /** created strictly before this instant */
+  createdBefore: InputMaybe<Scalars['Time']['input']>;
+  ownerId: InputMaybe<Scalars['ID']['input']>;
+  /** titles containing this, case-insensitively */
+  titleContains: InputMaybe<Scalars['String']['input']>;
+};
+
+/** Sort order; ties are always broken by id in the same direction. */
+export type ItemOrder = {
+  direction: OrderDirection;
+  field: ItemOrderField;
+};
+
+export type ItemOrderField =
+  | 'CREATED_AT'
+  | 'ID'
+  | 'TITLE';
+
+/**
+ * Who may write (AUTH_MODE=jwt): an admin token anything; a user token only itself and the items
+ * it owns (FORBIDDEN otherwise); no token nothing (UNAUTHENTICATED). createUser needs an admin
+ * unless open sign-up is enabled. A refused write writes nothing.
+ */
+export type Mutation = {
+  __typename?: 'Mutation';
+  /** Creates an item. BAD_USER_INPUT (field ownerId) when the owner does not exist. */
+  createItem: Item;
+  /** Creates a user. BAD_USER_INPUT for invalid fields, CONFLICT for a taken username or email. */
+  createUser: User;
+  /** returns the item as it was; NOT_FOUND when there is none */
+  deleteItem: Item;
+  /** returns the user as it was; NOT_FOUND when there is none. Deletes the user's items too. */
+  deleteUser: User;
+  /** Changes the given fields. NOT_FOUND when there is no such item. */
+  updateItem: Item;
+  /** Changes the given fields. NOT_FOUND when there is no such user. */
+  updateUser: User;
+};
+
+
+/**
+ * Who may write (AUTH_MODE=jwt): an admin token anything; a user token only itself and the items
+ * it owns (FORBIDDEN otherwise); no token nothing (UNAUTHENTICATED). createUser needs an admin
+ * unless open sign-up is enabled. A refused write writes nothing.
+ */
+export type MutationCreateItemArgs = {
+  input: NewItem;
+};
+
+
+/**
+ * Who may write (AUTH_MODE=jwt): an admin token anything; a user token only itself and the items
+ * it owns (FORBIDDEN otherwise); no token nothing (UNAUTHENTICATED). createUser needs an admin
+ * unless open sign-up is enabled. A refused write writes nothing.
+ */
+export type MutationCreateUserArgs = {
+  input: NewUser;
+};
+
+
+/**
+ * Who may write (AUTH_MODE=jwt): an admin token anything; a user token only itself and the items
+ * it owns (FORBIDDEN otherwise); no token nothing (UNAUTHENTICATED). createUser needs an admin
+ * unless open sign-up is enabled. A refused write writes nothing.
+ */
+export type MutationDeleteItemArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
+/**
+ * Who may write (AUTH_MODE=jwt): an admin token anything; a user token only itself and the items
+ * it owns (FORBIDDEN otherwise); no token nothing (UNAUTHENTICATED). createUser needs an admin
+ * unless open sign-up is enabled. A refused write writes nothing.
+ */
+export type MutationDeleteUserArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
+/**
+ * Who may write (AUTH_MODE=jwt): an admin token anything; a user token only itself and the items
+ * it owns (FORBIDDEN otherwise); no token nothing (UNAUTHENTICATED). createUser needs an admin
+ * unless open sign-up is enabled. A refused write writes nothing.
+ */
+export type MutationUpdateItemArgs = {
+  id: Scalars['ID']['input'];
+  input: UpdateItem;
+};
+
+
+/**
+ * Who may write (AUTH_MODE=jwt): an admin token anything; a user token only itself and the items
+ * it owns (FORBIDDEN otherwise); no token nothing (UNAUTHENTICATED). createUser needs an admin
+ * unless open sign-up is enabled. A refused write writes nothing.
+ */
+export type MutationUpdateUserArgs = {
+  id: Scalars['ID']['input'];
+  input: UpdateUser;
+};
+
+/** An item to create: title 1 to 200 characters after trimming, description at most 10,000. */
+export type NewItem = {
+  description: InputMaybe<Scalars['String']['input']>;
+  ownerId: Scalars['ID']['input'];
+  title: Scalars['String']['input'];
+};
+
+/**
+ * A user to create. The username is trimmed and must be 3 to 32 ASCII letters,
+ * digits, '_', '.' or '-'; the email must be a plain address (no display name) of at
+ * most 254 characters. Both must be unused, compared case-insensitively (CONFLICT).
+ */
+export type NewUser = {
+  email: Scalars['String']['input'];
+  username: Scalars['String']['input'];
+};
+
+export type OrderDirection =
+  | 'ASC'
+  | 'DESC';
+
+/** Where a page sits in the whole list. */
+export type PageInfo = {
+  __typename?: 'PageInfo';
+  endCursor: Maybe<Scalars['String']['output']>;
+  hasNextPage: Scalars['Boolean']['output'];
+  hasPreviousPage: Scalars['Boolean']['output'];
+  startCursor: Maybe<Scalars['String']['output']>;
+};
+
+export type Query = {
+  __typename?: 'Query';
+  /** null when no item has this id */
+  item: Maybe<Item>;
+  /** ordered by id ascending; limit 1..100; only one owner's items when ownerId is given */
+  items: Array<Item>;
+  /** Items a page at a time; paging as in usersConnection. */
+  itemsConnection: ItemConnection;
+  /** The user the bearer token names; null when anonymous. UNAUTHENTICATED for a refused token. */
+  me: Maybe<User>;
+  /** null when no user has this id */
+  user: Maybe<User>;
+  /** null when no user has this username (matched case-insensitively) */
+  userByUsername: Maybe<User>;
+  /** ordered by id ascending; limit 1..100 */
+  users: Array<User>;
+  /**
+   * Users a page at a time, following the Relay connection spec: first/after pages forward,
+   * last/before backward (at most 100 a page; default first: 10; first and last together are
+   * BAD_USER_INPUT). Cursors are opaque and only valid for the same orderBy field.
+   */
+  usersConnection: UserConnection;
+};
+
+
+export type QueryItemArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
+export type QueryItemsArgs = {
+  limit?: Scalars['Int']['input'];
+  offset?: Scalars['Int']['input'];
+  ownerId: InputMaybe<Scalars['ID']['input']>;
+};
+
+
+export type QueryItemsConnectionArgs = {
+  after: InputMaybe<Scalars['String']['input']>;
+  before: InputMaybe<Scalars['String']['input']>;
+  filter: InputMaybe<ItemFilter>;
+  first: InputMaybe<Scalars['Int']['input']>;
+  last: InputMaybe<Scalars['Int']['input']>;
+  orderBy?: InputMaybe<ItemOrder>;
+};
+
+
+export type QueryUserArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
+export type QueryUserByUsernameArgs = {
+  username: Scalars['String']['input'];
+};
+
+
+export type QueryUsersArgs = {
+  limit?: Scalars['Int']['input'];
+  offset?: Scalars['Int']['input'];
+};
+
+
+export type QueryUsersConnectionArgs = {
+  after: InputMaybe<Scalars['String']['input']>;
+  before: InputMaybe<Scalars['String']['input']>;
+  filter: InputMaybe<UserFilter>;
+  first: InputMaybe<Scalars['Int']['input']>;
+  last: InputMaybe<Scalars['Int']['input']>;
+  orderBy?: InputMaybe<UserOrder>;
+};
+
+/**
+ * Live changes, over websocket (graphql-transport-ws or the legacy graphql-ws) or server-sent
+ * events on /query. Every instance delivers every committed change, whichever instance made it;
+ * a rolled-back write is never announced. A subscriber that falls far behind is disconnected.
+ */
+export type Subscription = {
+  __typename?: 'Subscription';
+  /** changes to every item, or only to the items of this owner (deleted items as they were) */
+  itemChanged: ItemEvent;
+  userCreated: User;
+  /** the ids of deleted users */
+  userDeleted: Scalars['ID']['output'];
+  /** every user's updates, or only those of the user with this id */
+  userUpdated: User;
+};
+
+
+/**
+ * Live changes, over websocket (graphql-transport-ws or the legacy graphql-ws) or server-sent
+ * events on /query. Every instance delivers every committed change, whichever instance made it;
+ * a rolled-back write is never announced. A subscriber that falls far behind is disconnected.
+ */
+export type SubscriptionItemChangedArgs = {
+  ownerId: InputMaybe<Scalars['ID']['input']>;
+};
+
+
+/**
+ * Live changes, over websocket (graphql-transport-ws or the legacy graphql-ws) or server-sent
+ * events on /query. Every instance delivers every committed change, whichever instance made it;
+ * a rolled-back write is never announced. A subscriber that falls far behind is disconnected.
+ */
+export type SubscriptionUserUpdatedArgs = {
+  id: InputMaybe<Scalars['ID']['input']>;
+};
+
+/**
+ * omitted fields stay as they are; null for title is a BAD_USER_INPUT error, null for description
+ * clears it
+ */
+export type UpdateItem = {
+  description: InputMaybe<Scalars['String']['input']>;
+  title: InputMaybe<Scalars['String']['input']>;
+};
+
+/** omitted fields stay as they are; null for a field is a BAD_USER_INPUT error */
+export type UpdateUser = {
+  email: InputMaybe<Scalars['String']['input']>;
+  username: InputMaybe<Scalars['String']['input']>;
+};
+
+/** An account. Usernames and emails are unique regardless of case. */
+export type User = {
+  __typename?: 'User';
+  createdAt: Scalars['Time']['output'];
+  email: Scalars['String']['output'];
+  /** Opaque identifier; pass it back unchanged. */
+  id: Scalars['ID']['output'];
+  /** The items this user owns, a page at a time (default: the first 10 by id). */
+  items: ItemConnection;
+  /** Moves forward on every successful updateUser. */
+  updatedAt: Scalars['Time']['output'];
+  /** 3 to 32 characters: ASCII letters, digits, '_', '.' and '-'. */
+  username: Scalars['String']['output'];
+};
+
+
+/** An account. Usernames and emails are unique regardless of case. */
+export type UserItemsArgs = {
+  after: InputMaybe<Scalars['String']['input']>;
+  before: InputMaybe<Scalars['String']['input']>;
+  filter: InputMaybe<ItemFilter>;
+  first: InputMaybe<Scalars['Int']['input']>;
+  last: InputMaybe<Scalars['Int']['input']>;
+  orderBy?: InputMaybe<ItemOrder>;
+};
+
+export type UserConnection = {
+  __typename?: 'UserConnection';
+  edges: Array<UserEdge>;
+  pageInfo: PageInfo;
+  /** How many users match the filter, over all pages (computed only when asked for). */
+  totalCount: Scalars['Int']['output'];
+};
+
+export type UserEdge = {
+  __typename?: 'UserEdge';
+  cursor: Scalars['String']['output'];
+  node: User;
+};
+
+/** All given conditions must hold. */
+export type UserFilter = {
+  /** created at or after this instant */
+  createdAfter: InputMaybe<Scalars['Time']['input']>;
+  /** created strictly before this instant */
+  createdBefore: InputMaybe<Scalars['Time']['input']>;
+  /** emails at this domain (the part after '@'), case-insensitively */
+  emailDomain: InputMaybe<Scalars['String']['input']>;
+  /** usernames starting with this, case-insensitively */
+  usernamePrefix: InputMaybe<Scalars['String']['input']>;
+};
+
+/** Sort order; ties are always broken by id in the same direction. */
+export type UserOrder = {
+  direction: OrderDirection;
+  field: UserOrderField;
+};
+
+export type UserOrderField =
+  | 'CREATED_AT'
+  | 'ID'
+  | 'USERNAME';

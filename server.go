@@ -181,6 +181,7 @@ func authentication(cfg config.Config, logger *slog.Logger) (func(http.Handler) 
 	}
 	v, err := auth.NewVerifier(auth.Options{
 		Secret: cfg.AuthJWTSecret, JWKSFile: cfg.AuthJWKSFile, Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience,
+		Leeway: cfg.AuthLeeway,
 		Policy: auth.Policy{OpenSignup: cfg.AuthOpenSignup},
 	})
 	if err != nil {

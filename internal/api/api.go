@@ -114,12 +114,13 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		return rs
 	})
 	srv.Use(extension.FixedComplexityLimit(limits.Complexity))
-	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](limits.APQCacheSize)})
+	srv.Use(extension.AutomaticPersistedQuery{Cache: apqCache{lru.New[string](limits.APQCacheSize)}})
 	// Each response (a query's, a mutation's, or one subscription event's) batches its own
 	// lookups and caches nothing beyond itself.
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 		ctx = loaders.With(ctx, loaders.New(r.DB))
-		if op := graphql.GetOperationContext(ctx); op.Operation != nil && op.Operation.Operation != ast.Subscription {
+		if graphql.HasOperationContext(ctx) && graphql.GetOperationContext(ctx).Operation != nil &&
+			graphql.GetOperationContext(ctx).Operation.Operation != ast.Subscription {
 			// A query or mutation, its SQL included, ends by its deadline; a subscription lives on.
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, limits.Timeout)
@@ -198,6 +199,18 @@ func Presenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 			Locations:  gqlErr.Locations,
 			Extensions: map[string]any{"code": string(apperr.Internal)},
 		}
+	}
+}
+
+// maxPersistedQuery is the largest document kept for automatic persisted queries, so the cache
+// holds at most APQ_CACHE_SIZE times this much, whatever clients send.
+const maxPersistedQuery = 32 << 10
+
+type apqCache struct{ *lru.LRU[string] }
+
+func (c apqCache) Add(ctx context.Context, key, query string) {
+	if len(query) <= maxPersistedQuery {
+		c.LRU.Add(ctx, key, query)
 	}
 }
 

@@ -8,6 +8,7 @@ package auth
 
 import (
 	"context"
+	"time"
 
 	"github.com/wikigraph/wikigraph/internal/apperr"
 )
@@ -21,10 +22,11 @@ const (
 	User  Role = "user"
 )
 
-// Principal is the caller a valid token names.
+// Principal is the caller a valid token names, until the token expires.
 type Principal struct {
-	UserID int64
-	Role   Role
+	UserID  int64
+	Role    Role
+	Expires time.Time
 }
 
 // Policy is what the server allows beyond the roles.
@@ -69,13 +71,28 @@ var (
 // is UNAUTHENTICATED.
 func Me(ctx context.Context) (int64, bool, error) {
 	c := from(ctx)
-	if c.err != nil {
-		return 0, false, c.err
+	if err := c.refused(); err != nil {
+		return 0, false, err
 	}
 	if c.principal == nil {
 		return 0, false, nil
 	}
 	return c.principal.UserID, true, nil
+}
+
+// errExpired: a websocket outlives the token it was opened with.
+var errExpired = apperr.NotAuthenticated("token is expired")
+
+// refused is the caller's token fault, if any, checked again now: a token valid when a websocket
+// opened may have expired since.
+func (c caller) refused() error {
+	if c.err != nil {
+		return c.err
+	}
+	if c.principal != nil && time.Now().After(c.principal.Expires) {
+		return errExpired
+	}
+	return nil
 }
 
 // authenticated returns the caller's principal; nil with no error means open mode.
@@ -84,8 +101,8 @@ func authenticated(ctx context.Context) (*Principal, error) {
 	switch {
 	case c.policy.Open:
 		return nil, nil
-	case c.err != nil:
-		return nil, c.err
+	case c.refused() != nil:
+		return nil, c.refused()
 	case c.principal == nil:
 		return nil, ErrNoToken
 	}
@@ -95,7 +112,7 @@ func authenticated(ctx context.Context) (*Principal, error) {
 // CanCreateUser: admins, or anyone when sign-up is open.
 func CanCreateUser(ctx context.Context) error {
 	c := from(ctx)
-	if c.policy.OpenSignup && c.err == nil {
+	if c.policy.OpenSignup && c.refused() == nil {
 		return nil
 	}
 	p, err := authenticated(ctx)

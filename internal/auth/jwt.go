@@ -25,7 +25,9 @@ type Options struct {
 	JWKSFile string
 	Issuer   string
 	Audience string
-	Policy   Policy
+	// Leeway is the clock skew allowed on exp and nbf.
+	Leeway time.Duration
+	Policy Policy
 }
 
 // Verifier checks bearer tokens.
@@ -33,6 +35,7 @@ type Verifier struct {
 	parser  *jwt.Parser
 	keyfunc jwt.Keyfunc
 	policy  Policy
+	leeway  time.Duration
 }
 
 // claims are the claims a token must carry.
@@ -68,7 +71,7 @@ func NewVerifier(opts Options) (*Verifier, error) {
 	if len(methods) == 0 {
 		return nil, errors.New("auth: AUTH_MODE=jwt needs AUTH_JWT_SECRET or AUTH_JWKS_FILE")
 	}
-	popts := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithLeeway(30 * time.Second)}
+	popts := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithLeeway(opts.Leeway), jwt.WithExpirationRequired()}
 	if opts.Issuer != "" {
 		popts = append(popts, jwt.WithIssuer(opts.Issuer))
 	}
@@ -90,7 +93,7 @@ func NewVerifier(opts Options) (*Verifier, error) {
 		}
 		return nil, errors.New("unexpected algorithm")
 	}
-	return &Verifier{parser: jwt.NewParser(popts...), keyfunc: keyfunc, policy: opts.Policy}, nil
+	return &Verifier{parser: jwt.NewParser(popts...), keyfunc: keyfunc, policy: opts.Policy, leeway: opts.Leeway}, nil
 }
 
 // Verify checks a token and returns its principal. Every refusal is UNAUTHENTICATED, with a
@@ -107,7 +110,7 @@ func (v *Verifier) Verify(token string) (*Principal, error) {
 	if c.Role != Admin && c.Role != User {
 		return nil, apperr.NotAuthenticated("token role must be admin or user")
 	}
-	return &Principal{UserID: id, Role: c.Role}, nil
+	return &Principal{UserID: id, Role: c.Role, Expires: c.ExpiresAt.Add(v.leeway)}, nil
 }
 
 func reason(err error) string {
@@ -155,11 +158,12 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 // graphql-ws clients take as final rather than retrying forever.
 func (v *Verifier) WebsocketInit(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
 	p, sent, err := v.fromHeader(payload.Authorization())
+	if !sent {
+		err = from(ctx).refused() // the upgrade request's own header, if any, stands
+		p = from(ctx).principal
+	}
 	if err != nil {
 		return transport.WithWebsocketCloseCode(ctx, 4403), nil, err
-	}
-	if !sent {
-		return ctx, nil, nil // the upgrade request's own header, if any, stands
 	}
 	return WithCaller(ctx, v.policy, p, nil), nil, nil
 }

@@ -27,12 +27,13 @@ type Config struct {
 	Playground   bool          `env:"PLAYGROUND" envDefault:"true"`
 
 	// Authentication
-	AuthMode       string `env:"AUTH_MODE" envDefault:"none"`
-	AuthJWTSecret  string `env:"AUTH_JWT_SECRET"`
-	AuthJWKSFile   string `env:"AUTH_JWKS_FILE"`
-	AuthIssuer     string `env:"AUTH_ISSUER"`
-	AuthAudience   string `env:"AUTH_AUDIENCE"`
-	AuthOpenSignup bool   `env:"AUTH_OPEN_SIGNUP" envDefault:"false"`
+	AuthMode       string        `env:"AUTH_MODE" envDefault:"none"`
+	AuthJWTSecret  string        `env:"AUTH_JWT_SECRET"`
+	AuthJWKSFile   string        `env:"AUTH_JWKS_FILE"`
+	AuthIssuer     string        `env:"AUTH_ISSUER"`
+	AuthAudience   string        `env:"AUTH_AUDIENCE"`
+	AuthOpenSignup bool          `env:"AUTH_OPEN_SIGNUP" envDefault:"false"`
+	AuthLeeway     time.Duration `env:"AUTH_LEEWAY" envDefault:"30s"`
 
 	// Query limits
 	MaxDepth         int           `env:"MAX_QUERY_DEPTH" envDefault:"12"`

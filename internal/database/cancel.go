@@ -41,7 +41,8 @@ func (c *cancelConn) watch(ctx context.Context) (stop func() bool) {
 }
 
 func (c *cancelConn) err(ctx context.Context, err error) error {
-	if err != nil && c.killed.Load() && ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil {
+		// Whether this watch or the driver's own deadline stopped it, the context's end is why.
 		return fmt.Errorf("%w (statement stopped: %v)", ctx.Err(), err)
 	}
 	return err

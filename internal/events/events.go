@@ -197,8 +197,19 @@ func (b *Broker) dispatch(ctx context.Context, batch []pgdriver.Notification) {
 		}
 		changes = append(changes, &c)
 	}
-	if err := load(ctx, b.db, changes); err != nil {
-		b.log.Error("load changed rows", "error", err.Error())
+	// A short database fault should not lose what was already received: try a few times.
+	var err error
+	for wait := 100 * time.Millisecond; ; wait *= 4 {
+		if err = load(ctx, b.db, changes); err == nil || wait > 2*time.Second || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+	if err != nil {
+		b.log.Error("load changed rows: events lost", "error", err.Error(), "lost", len(changes))
 		return
 	}
 	b.mu.Lock()

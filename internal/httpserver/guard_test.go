@@ -11,9 +11,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,7 +75,7 @@ func startGuarded(t *testing.T, o guardOptions) *guarded {
 	require.NoError(t, os.WriteFile(file, b, 0o600))
 
 	v, err := auth.NewVerifier(auth.Options{Secret: secret, JWKSFile: file, Issuer: "wikigraph-test", Audience: "wikigraph",
-		Policy: auth.Policy{OpenSignup: o.openSignup}})
+		Policy: auth.Policy{OpenSignup: o.openSignup}, Leeway: 0})
 	require.NoError(t, err)
 	logger := logging.New(&syncBuffer{}, "json", slog.LevelInfo)
 	broker := events.New(g.db, events.Options{Logger: logger})
@@ -265,6 +267,14 @@ func TestEachRoleAgainstEachMutation(t *testing.T) {
 			})
 		}
 	}
+	t.Run("a user deletes itself", func(t *testing.T) {
+		leaving := g.seedUser(t, fmt.Sprintf("leaving%d", run))
+		resp := g.do(t, hs(t, leaving, "user"), `mutation($id: ID!) { deleteUser(id: $id) { id } }`, map[string]any{"id": leaving})
+		assert.Empty(t, resp.Errors)
+		n, err := g.db.NewSelect().Table("users").Where("id = ?", leaving).Count(context.Background())
+		require.NoError(t, err)
+		assert.Zero(t, n)
+	})
 	t.Run("admin deletes another user", func(t *testing.T) {
 		victim := g.seedUser(t, fmt.Sprintf("victim%d", run))
 		resp := g.do(t, callers["admin"], `mutation($id: ID!) { deleteUser(id: $id) { id } }`, map[string]any{"id": victim})
@@ -318,6 +328,7 @@ func TestTokenFaults(t *testing.T) {
 		"malformed":       "abc.def",
 		"bad role":        token(t, jwt.SigningMethodHS256, []byte(secret), "", id, "root", nil),
 		"bad subject":     token(t, jwt.SigningMethodHS256, []byte(secret), "", id, "user", func(c jwt.MapClaims) { c["sub"] = "alice" }),
+		"no expiry":       token(t, jwt.SigningMethodHS256, []byte(secret), "", id, "user", func(c jwt.MapClaims) { delete(c, "exp") }),
 	}
 	for name, tok := range faults {
 		t.Run(name, func(t *testing.T) {
@@ -371,34 +382,118 @@ func TestWebsocketAuthentication(t *testing.T) {
 	}
 	require.Error(t, err)
 	assert.Equal(t, websocket.StatusCode(4403), websocket.CloseStatus(err), "a bad token closes with 4403: %v", err)
+
+	t.Run("bad token in the upgrade header", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"},
+			HTTPHeader: http.Header{"Authorization": {"Bearer forged.token.here"}}})
+		require.NoError(t, err)
+		require.NoError(t, wsjson.Write(ctx, conn, map[string]any{"type": "connection_init"}))
+		var msg map[string]any
+		for err == nil {
+			err = wsjson.Read(ctx, conn, &msg)
+		}
+		assert.Equal(t, websocket.StatusCode(4403), websocket.CloseStatus(err), "%v", err)
+	})
+
+	t.Run("a token that expires while the socket is open", func(t *testing.T) {
+		short := token(t, jwt.SigningMethodHS256, []byte(secret), "", id, "user", func(c jwt.MapClaims) { c["exp"] = time.Now().Add(2 * time.Second).Unix() })
+		conn, msg, err := connect(map[string]any{"Authorization": "Bearer " + short})
+		require.NoError(t, err)
+		require.Equal(t, "connection_ack", msg["type"])
+		defer conn.CloseNow()
+		mutate := func(opID string) map[string]any {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			require.NoError(t, wsjson.Write(ctx, conn, map[string]any{"id": opID, "type": "subscribe", "payload": map[string]any{
+				"query": `mutation($id: ID!) { updateUser(id: $id, input: {}) { id } }`, "variables": map[string]any{"id": id}}}))
+			for {
+				var m map[string]any
+				require.NoError(t, wsjson.Read(ctx, conn, &m))
+				if m["id"] == opID && (m["type"] == "next" || m["type"] == "error") {
+					return m
+				}
+			}
+		}
+		first := mutate("1")
+		assert.Nil(t, first["payload"].(map[string]any)["errors"], "allowed while the token is valid: %v", first)
+		time.Sleep(time.Until(time.Unix(time.Now().Add(2*time.Second).Unix(), 0)) + 500*time.Millisecond)
+		later := mutate("2")
+		assert.Contains(t, fmt.Sprint(later["payload"]), "UNAUTHENTICATED", "refused once the token expired: %v", later)
+	})
 }
 
 func TestQueryLimits(t *testing.T) {
 	g := startGuarded(t, guardOptions{limits: api.Limits{Depth: 5, Aliases: 3, Complexity: 60, Tokens: 400}, maxBody: 4096})
+	// users(limit: N) { id username } costs 1 + 2N: 59 for N = 29, 61 for N = 30 (limit 60).
+	// "{ users { id ... } }" with k ids is 5 + k tokens, plus the end (limit 400).
 	cases := []struct {
 		name, query string
 		code        string
+		field       string // the top-level field, absent from data when refused
 	}{
-		{"depth at the limit", `{ user(id: "1") { items(first: 1) { edges { node { id } } } } }`, ""},
-		{"depth over the limit", `{ user(id: "1") { items(first: 1) { edges { node { owner { id } } } } } }`, "QUERY_TOO_DEEP"},
-		{"depth hidden in fragments", `{ user(id: "1") { ...A } } fragment A on User { items(first: 1) { edges { node { ...B } } } } fragment B on Item { owner { id } }`, "QUERY_TOO_DEEP"},
-		{"aliases at the limit", `{ a: user(id: "1") { id } b: user(id: "1") { id } c: user(id: "1") { id } }`, ""},
-		{"aliases over the limit", `{ a: user(id: "1") { id } b: user(id: "1") { id } c: user(id: "1") { id } d: user(id: "1") { id } }`, "TOO_MANY_ALIASES"},
-		{"complexity at the limit", `{ users(limit: 19) { id username } }`, ""},
-		{"complexity over the limit", `{ users(limit: 30) { id username } }`, "COMPLEXITY_LIMIT_EXCEEDED"},
-		{"tokens over the limit", "{ users { " + strings.Repeat("id ", 400) + "} }", "QUERY_TOO_LARGE"},
-		{"introspection stays allowed", `{ __schema { queryType { name } } }`, ""},
+		{"depth at the limit", `{ user(id: "1") { items(first: 1) { edges { node { id } } } } }`, "", "user"},
+		{"depth over the limit", `{ user(id: "1") { items(first: 1) { edges { node { owner { id } } } } } }`, "QUERY_TOO_DEEP", "user"},
+		{"depth hidden in fragments", `{ user(id: "1") { ...A } } fragment A on User { items(first: 1) { edges { node { ...B } } } } fragment B on Item { owner { id } }`, "QUERY_TOO_DEEP", "user"},
+		{"aliases at the limit", `{ a: user(id: "1") { id } b: user(id: "1") { id } c: user(id: "1") { id } }`, "", "a"},
+		{"aliases over the limit", `{ a: user(id: "1") { id } b: user(id: "1") { id } c: user(id: "1") { id } d: user(id: "1") { id } }`, "TOO_MANY_ALIASES", "a"},
+		{"aliases in a fragment, counted once", `{ ...F } fragment F on Query { a: user(id: "1") { id } b: user(id: "1") { id } }`, "", "a"},
+		{"aliases in a fragment spread twice", `{ x: user(id: "1") { ...U } y: user(id: "2") { ...U } } fragment U on User { i: id }`, "TOO_MANY_ALIASES", "x"},
+		{"complexity just under", `{ users(limit: 29) { id username } }`, "", "users"},
+		{"complexity just over", `{ users(limit: 30) { id username } }`, "COMPLEXITY_LIMIT_EXCEEDED", "users"},
+		{"introspection stays allowed", `{ __schema { queryType { name } } }`, "", "__schema"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := g.do(t, "", tc.query, nil)
 			assert.Equal(t, tc.code, resp.code(), "%+v", resp.Errors)
-			if tc.code != "" {
-				assert.Nil(t, resp.Data["users"], "nothing ran")
-			}
+			_, ran := resp.Data[tc.field]
+			assert.Equal(t, tc.code == "", ran, "the operation ran only when within the limits: %v", resp.Data)
 		})
 	}
+	t.Run("every way in is limited", func(t *testing.T) {
+		deep := `{ user(id: "1") { items(first: 1) { edges { node { owner { id } } } } } }`
+		resp, err := http.Get(g.base + "/query?query=" + url.QueryEscape(deep))
+		require.NoError(t, err)
+		var got gqlResp
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
+		resp.Body.Close()
+		assert.Equal(t, "QUERY_TOO_DEEP", got.code(), "GET")
+
+		sum := sha256.Sum256([]byte(deep))
+		body, _ := json.Marshal(map[string]any{"query": deep, "extensions": map[string]any{
+			"persistedQuery": map[string]any{"version": 1, "sha256Hash": hex.EncodeToString(sum[:])}}})
+		assert.Equal(t, "QUERY_TOO_DEEP", g.raw(t, "", body, nil).code(), "APQ")
+
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(g.base, "http")+"/query",
+			&websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+		require.NoError(t, err)
+		defer conn.CloseNow()
+		require.NoError(t, wsjson.Write(ctx, conn, map[string]any{"type": "connection_init"}))
+		require.NoError(t, wsjson.Write(ctx, conn, map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{"query": deep}}))
+		for {
+			var m map[string]any
+			require.NoError(t, wsjson.Read(ctx, conn, &m))
+			if m["id"] == "1" {
+				assert.Contains(t, fmt.Sprint(m["payload"]), "QUERY_TOO_DEEP", "websocket: %v", m)
+				break
+			}
+		}
+	})
 	big := startGuarded(t, guardOptions{maxBody: 1 << 20}) // the default limits
+	t.Run("tokens just under and just over", func(t *testing.T) {
+		tokens := startGuarded(t, guardOptions{limits: api.Limits{Tokens: 400}})
+		// "{ users { id ... } }" with k ids is 5 + k tokens, plus the end of the document.
+		under := tokens.do(t, "", "{ users { "+strings.Repeat("id ", 394)+"} }", nil)
+		assert.Empty(t, under.Errors)
+		assert.Contains(t, under.Data, "users")
+		over := tokens.do(t, "", "{ users { "+strings.Repeat("id ", 397)+"} }", nil)
+		assert.Equal(t, "QUERY_TOO_LARGE", over.code(), "%+v", over.Errors)
+		assert.NotContains(t, over.Data, "users")
+	})
 	t.Run("1,000 levels", func(t *testing.T) {
 		q := "{ user(id: \"1\") { " + strings.Repeat("items(first: 1) { edges { node { owner { ", 250) + "id" +
 			strings.Repeat(" } } } }", 250) + " } }"
@@ -515,4 +610,40 @@ func TestCORS(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, "https://app.example.com", resp.Header.Get("Access-Control-Allow-Origin"))
+}
+
+// Bodies a client gets wrong come back as clear errors, never as internal ones.
+func TestMalformedRequests(t *testing.T) {
+	g := startGuarded(t, guardOptions{maxBody: 4096})
+	for name, body := range map[string]string{
+		"not JSON":            `{bad`,
+		"an array":            `[]`,
+		"query not a string":  `{"query": 5}`,
+		"no query":            `{}`,
+		"variables not a map": `{"query": "{ users { id } }", "variables": [1]}`,
+		"invalid UTF-8":       "{\"query\": \"{ users { id } }\xff\"}",
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp := g.raw(t, "", []byte(body), nil)
+			assert.GreaterOrEqual(t, resp.Status, 400, "%+v", resp)
+			assert.Less(t, resp.Status, 500, "%+v", resp)
+			assert.NotEqual(t, "INTERNAL_SERVER_ERROR", resp.code())
+		})
+	}
+	t.Run("chunked body over the limit", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodPost, g.base+"/query", io.MultiReader(strings.NewReader(`{"query":"{ users { id } }","x":"`),
+			strings.NewReader(strings.Repeat("a", 8192)), strings.NewReader(`"}`)))
+		req.Header.Set("Content-Type", "application/json")
+		req.ContentLength = -1
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var got gqlResp
+		_ = json.NewDecoder(resp.Body).Decode(&got)
+		assert.GreaterOrEqual(t, resp.StatusCode, 400)
+		assert.Less(t, resp.StatusCode, 500)
+		assert.NotEqual(t, "INTERNAL_SERVER_ERROR", got.code())
+	})
+	resp := g.do(t, "", `{ users(limit: 1) { id } }`, nil)
+	assert.Empty(t, resp.Errors, "the server is still fine")
 }

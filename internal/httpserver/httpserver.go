@@ -3,11 +3,13 @@
 package httpserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -72,14 +74,30 @@ func (rt Routes) query() http.Handler {
 	if limit <= 0 {
 		limit = 1 << 20
 	}
+	tooLarge := func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		_, _ = fmt.Fprintf(w, `{"errors":[{"message":"request body over %d bytes","extensions":{"code":"REQUEST_TOO_LARGE"}}]}`, limit)
+	}
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > limit {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusRequestEntityTooLarge)
-			_, _ = fmt.Fprintf(w, `{"errors":[{"message":"request body over %d bytes","extensions":{"code":"REQUEST_TOO_LARGE"}}]}`, limit)
+			tooLarge(w)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		if r.Body != nil && r.Body != http.NoBody {
+			// Read here, bounded, so a body of unknown length (chunked) over the limit gets the
+			// same clear answer as one that declared its length.
+			body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+			if int64(len(body)) > limit {
+				tooLarge(w)
+				return
+			}
+			if err != nil {
+				http.Error(w, "could not read the request body", http.StatusBadRequest)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
 		rt.GraphQL.ServeHTTP(w, r)
 	})
 	if rt.Auth != nil {
@@ -209,7 +227,16 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Du
 	next := srv.Handler
 	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isStream(r) {
-			// A stream lives past the server's read and write timeouts; keep-alive pings watch it.
+			// The request itself is read under the read timeout; only the stream that follows
+			// lives past the server's timeouts (keep-alive pings watch it).
+			if r.Body != nil && r.Body != http.NoBody {
+				body, err := io.ReadAll(io.LimitReader(r.Body, maxStreamRequest+1))
+				if err != nil || len(body) > maxStreamRequest {
+					http.Error(w, "stream request unreadable or too large", http.StatusBadRequest)
+					return
+				}
+				r.Body = io.NopCloser(bytes.NewReader(body))
+			}
 			rc := http.NewResponseController(w)
 			_ = rc.SetReadDeadline(time.Time{})
 			_ = rc.SetWriteDeadline(time.Time{})
@@ -241,6 +268,9 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Du
 	}
 	return nil
 }
+
+// maxStreamRequest bounds the body of a subscription request over SSE.
+const maxStreamRequest = 1 << 20
 
 // isStream reports whether r opens a long-lived stream: a websocket or server-sent events.
 func isStream(r *http.Request) bool {

@@ -424,8 +424,10 @@ func TestSubscriptionsReleaseGoroutines(t *testing.T) {
 		t.Fatal("shutdown waited on an open subscription")
 	}
 	msg := c.read(5 * time.Second)
-	assert.NotEqual(t, "next", msg["type"], "the stream ended: %v", msg)
+	assert.Contains(t, []any{"complete", "closed"}, msg["type"], "the stream ended: %v", msg)
 	assert.Zero(t, in.broker.Subscribers())
+	assert.Eventually(t, func() bool { return settle() <= before+2 }, 10*time.Second, 100*time.Millisecond,
+		"goroutines back to %d after shutdown, have %d", before, runtime.NumGoroutine())
 }
 
 func TestWebsocketOriginAllowList(t *testing.T) {

@@ -76,20 +76,58 @@ func (d *depth) fragment(name string) int {
 	return n
 }
 
-// Aliases refuses documents with more than max aliased fields: aliases let one small document
-// ask for the same costly field thousands of times.
+// Aliases refuses operations with more than max aliased fields, fragments counted wherever they
+// are spread: aliases let one small document ask for the same costly field thousands of times.
 func Aliases(max int) core.Rule {
 	return core.Rule{Name: AliasesRule, RuleFunc: func(observers *core.Events, addError core.AddErrFunc) {
-		count, reported := 0, false
-		observers.OnField(func(_ *core.Walker, field *ast.Field) {
-			if field.Alias == "" || field.Alias == field.Name {
-				return
-			}
-			count++
-			if count > max && !reported {
-				reported = true
-				addError(core.Message("the document has more than %d aliases", max), core.At(field.Position))
+		observers.OnOperation(func(walker *core.Walker, op *ast.OperationDefinition) {
+			a := &aliases{doc: walker.Document, memo: map[string]int{}, visiting: map[string]bool{}, max: max}
+			if n := a.of(op.SelectionSet); n > max {
+				addError(core.Message("the operation has %d aliases; the limit is %d", n, max), core.At(op.Position))
 			}
 		})
 	}}
+}
+
+type aliases struct {
+	doc      *ast.QueryDocument
+	memo     map[string]int
+	visiting map[string]bool
+	max      int
+}
+
+func (a *aliases) of(set ast.SelectionSet) int {
+	n := 0
+	for _, sel := range set {
+		switch sel := sel.(type) {
+		case *ast.Field:
+			if sel.Alias != "" && sel.Alias != sel.Name {
+				n++
+			}
+			n += a.of(sel.SelectionSet)
+		case *ast.InlineFragment:
+			n += a.of(sel.SelectionSet)
+		case *ast.FragmentSpread:
+			n += a.fragment(sel.Name)
+		}
+		if n > a.max {
+			return n // enough to refuse: stop counting
+		}
+	}
+	return n
+}
+
+func (a *aliases) fragment(name string) int {
+	if n, ok := a.memo[name]; ok {
+		return n
+	}
+	def := a.doc.Fragments.ForName(name)
+	if def == nil || a.visiting[name] {
+		return 0 // unknown or cyclic: other rules report it
+	}
+	a.visiting[name] = true
+	n := a.of(def.SelectionSet)
+	delete(a.visiting, name)
+	a.memo[name] = n
+	return n
 }

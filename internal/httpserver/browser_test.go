@@ -107,18 +107,50 @@ func TestPlaygroundInBrowser(t *testing.T) {
 			`(() => { const r = document.querySelector('.graphiql-response'); return r && r.innerText.includes('"email"') ? r.innerText : false })()`,
 			chromedp.WithPollingTimeout(30*time.Second)))
 	}
-	shot, shotErr := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil && shotErr == nil {
-		failure := filepath.Join(os.TempDir(), "wikigraph-playground-failure.png")
-		_ = os.WriteFile(failure, shot, 0o644)
-		t.Logf("screenshot of the failure: %s", failure)
+	var shot []byte // the query and its result, for docs/playground.png
+	if err == nil {
+		shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	}
+
+	// A subscription from the same editor streams over websocket: a user created elsewhere appears.
+	live := fmt.Sprintf("live_%d", time.Now().UnixNano()%1e9)
+	var streamed string
+	if err == nil {
+		err = chromedp.Do(ctx,
+			chromedp.Click(chromedp.CSS(`.graphiql-query-editor .monaco-editor .view-lines`)),
+			chromedp.KeyEvent("a", chromedp.KeyModifiers(chromedp.ModifierCtrl)),
+			chromedp.KeyEvent(kb.Delete),
+			chromedp.SendKeys(chromedp.CSS(`.graphiql-query-editor .monaco-editor textarea`), `subscription Live { userCreated { username } }`),
+			chromedp.Sleep(time.Second),
+			chromedp.Click(chromedp.CSS(`.graphiql-execute-button`)),
+		)
+	}
+	if err == nil {
+		require.Eventually(t, func() bool { return in.broker.Subscribers() == 1 }, 15*time.Second, 50*time.Millisecond,
+			"the playground subscribed")
+		in.createUser(t, live)
+		streamed, err = chromedp.Run(ctx, chromedp.Poll[string](
+			fmt.Sprintf(`(() => { const r = document.querySelector('.graphiql-response'); return r && r.innerText.includes('%s') ? r.innerText : false })()`, live),
+			chromedp.WithPollingTimeout(15*time.Second)))
+	}
+	if err != nil {
+		if failShot, shotErr := chromedp.Run(ctx, chromedp.FullScreenshot(100)); shotErr == nil {
+			failure := filepath.Join(os.TempDir(), "wikigraph-playground-failure.png")
+			_ = os.WriteFile(failure, failShot, 0o644)
+			t.Logf("screenshot of the failure: %s", failure)
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	require.NoError(t, err, "requests: %d, exceptions: %v", len(requests), console)
-	require.NoError(t, shotErr)
 	assert.Contains(t, result, name)
 	assert.Contains(t, result, name+"@example.com")
+	assert.Contains(t, streamed, live)
+	var sawWebsocket bool
+	for _, r := range requests {
+		sawWebsocket = sawWebsocket || strings.HasPrefix(r, "ws://"+in.base+"/query")
+	}
+	assert.True(t, sawWebsocket, "the subscription ran over websocket: %v", requests)
 
 	require.NotEmpty(t, requests)
 	for _, r := range requests {

@@ -33,6 +33,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/events"
 	"github.com/wikigraph/wikigraph/internal/httpserver"
 	"github.com/wikigraph/wikigraph/internal/logging"
+	"github.com/wikigraph/wikigraph/internal/metrics"
 	"github.com/wikigraph/wikigraph/internal/playground"
 )
 
@@ -92,15 +93,17 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return err
 	}
 	broker := events.New(db, events.Options{Buffer: cfg.SubscriptionBuffer, Logger: logger})
+	stats := metrics.New(db.DB, broker.Subscribers)
 	gql := api.New(&graph.Resolver{DB: db, Events: broker}, api.Options{
 		QueryCacheSize: cfg.QueryCacheSize, Logger: logger,
 		WebsocketOrigins: cfg.WebsocketOrigins, KeepAlive: cfg.WebsocketKeepAlive, WebsocketInit: wsInit,
+		Observer: stats,
 		Limits: api.Limits{
 			Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, Tokens: cfg.MaxTokens, Aliases: cfg.MaxAliases,
 			Timeout: cfg.OperationTimeout, NoIntrospection: !cfg.Introspection, APQCacheSize: cfg.APQCacheSize,
 		},
 	})
-	h := httpserver.Handler(httpserver.Routes{
+	routes := httpserver.Routes{
 		GraphQL:      gql,
 		Ready:        func(ctx context.Context) error { return database.Ready(ctx, db) },
 		Logger:       logger,
@@ -108,7 +111,14 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		CORSOrigins:  cfg.CORSOrigins,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Playground:   playgroundHandler(cfg),
-	})
+		Wrap:         stats.InFlight,
+	}
+	if cfg.MetricsAddr == "" {
+		routes.Metrics = stats.Handler()
+	} else if err := serveMetrics(ctx, cfg.MetricsAddr, stats.Handler(), logger); err != nil {
+		return err
+	}
+	h := httpserver.Handler(routes)
 	ln, err := net.Listen("tcp", cfg.Addr())
 	if err != nil {
 		return err
@@ -171,6 +181,20 @@ func playgroundHandler(cfg config.Config) http.Handler {
 		return nil
 	}
 	return playground.Handler()
+}
+
+// serveMetrics serves /metrics on a listener of its own, so it need not be public.
+func serveMetrics(ctx context.Context, addr string, h http.Handler, logger *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	srv := httpserver.Server(mux, logger, httpserver.Timeouts{})
+	go func() { _ = httpserver.Serve(ctx, srv, ln, time.Second) }()
+	logger.Info("serving metrics", "addr", ln.Addr().String())
+	return nil
 }
 
 // authentication returns the middleware and websocket check of the configured AUTH_MODE.

@@ -69,8 +69,9 @@ func freePort(t *testing.T) int {
 func TestBinaryServesMigratesAndStopsOnSIGTERM(t *testing.T) {
 	bin := buildBinary(t)
 	dbURL := dbtest.Empty(t)
-	port := freePort(t)
-	env := append(os.Environ(), "DATABASE_URL="+dbURL, fmt.Sprintf("PORT=%d", port), "HOST=127.0.0.1", "LOG_SQL=true")
+	port, metricsPort := freePort(t), freePort(t)
+	env := append(os.Environ(), "DATABASE_URL="+dbURL, fmt.Sprintf("PORT=%d", port), "HOST=127.0.0.1", "LOG_SQL=true",
+		fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metricsPort))
 
 	status := exec.Command(bin, "migrate", "status")
 	status.Env = env
@@ -113,6 +114,32 @@ func TestBinaryServesMigratesAndStopsOnSIGTERM(t *testing.T) {
 	resp.Body.Close()
 	assert.JSONEq(t, `{"data":{"createUser":{"id":"1"}}}`, string(body))
 
+	resp, err = http.Post(base+"/query", "application/json", strings.NewReader(`{"query":"query Named { user(id: \"x\") { id } }"}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+	require.NoError(t, err)
+	scraped, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`wikigraph_graphql_operations_total{name="anonymous",outcome="ok",type="mutation"} 1`,
+		`wikigraph_graphql_operations_total{name="Named",outcome="BAD_USER_INPUT",type="query"} 1`,
+		`wikigraph_graphql_errors_total{code="BAD_USER_INPUT"} 1`,
+		`wikigraph_graphql_operation_duration_seconds_bucket{name="Named",type="query"`,
+		`wikigraph_http_requests_in_flight`,
+		`wikigraph_subscriptions_active 0`,
+		`go_sql_max_open_connections{db_name="wikigraph"} 8`,
+		`go_sql_wait_count_total{db_name="wikigraph"}`,
+		`go_build_info{`,
+		`process_resident_memory_bytes`,
+	} {
+		assert.Contains(t, string(scraped), want)
+	}
+	resp, err = http.Get(base + "/metrics")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode, "with METRICS_ADDR, metrics are not on the public port")
+
 	require.NoError(t, srv.Process.Signal(syscall.SIGTERM))
 	select {
 	case err := <-exited:
@@ -123,6 +150,8 @@ func TestBinaryServesMigratesAndStopsOnSIGTERM(t *testing.T) {
 	assert.Contains(t, logs.String(), `"msg":"stopped"`)
 	assert.Contains(t, logs.String(), `"msg":"sql"`, "LOG_SQL logs statements")
 	assert.Contains(t, logs.String(), "INSERT INTO")
+	assert.Regexp(t, `"msg":"graphql","operation":"Named","type":"query","duration_ms":[0-9.]+,"outcome":"BAD_USER_INPUT","request_id":"[0-9a-f]+"`,
+		logs.String(), "one line per operation")
 
 	check = exec.Command(bin, "healthcheck")
 	check.Env = env

@@ -40,7 +40,20 @@ type Options struct {
 	// WebsocketInit authenticates a websocket from its connection_init payload (nil: open).
 	WebsocketInit transport.WebsocketInitFunc
 	Limits        Limits
+	// Observer is told about every answered operation and every error sent (nil: nobody).
+	Observer Observer
 }
+
+// Observer records operations and errors, for metrics.
+type Observer interface {
+	Operation(typ, name, outcome string, d time.Duration)
+	Error(code string)
+}
+
+type noObserver struct{}
+
+func (noObserver) Operation(string, string, string, time.Duration) {}
+func (noObserver) Error(string)                                    {}
 
 // Limits bound what one request may cost; zero values take the defaults.
 type Limits struct {
@@ -83,6 +96,10 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		keepAlive = 10 * time.Second
 	}
 	limits := opts.Limits.withDefaults()
+	observer := opts.Observer
+	if observer == nil {
+		observer = noObserver{}
+	}
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: r, Complexity: complexity()}))
 	// Subscriptions: websocket (graphql-transport-ws and the legacy graphql-ws, coder/websocket)
 	// and server-sent events; SSE goes before POST, which would otherwise take its requests.
@@ -119,14 +136,33 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	// lookups and caches nothing beyond itself.
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 		ctx = loaders.With(ctx, loaders.New(r.DB))
-		if graphql.HasOperationContext(ctx) && graphql.GetOperationContext(ctx).Operation != nil &&
-			graphql.GetOperationContext(ctx).Operation.Operation != ast.Subscription {
-			// A query or mutation, its SQL included, ends by its deadline; a subscription lives on.
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, limits.Timeout)
-			defer cancel()
+		typ, name := "unknown", "" // a document that did not parse has no operation
+		if graphql.HasOperationContext(ctx) {
+			if op := graphql.GetOperationContext(ctx); op.Operation != nil {
+				typ, name = string(op.Operation.Operation), op.OperationName
+				if name == "" {
+					name = op.Operation.Name
+				}
+			}
 		}
-		return next(ctx)
+		if typ == string(ast.Subscription) {
+			return next(ctx) // one response per event, for as long as the client wants
+		}
+		// A query or mutation, its SQL included, ends by its deadline.
+		ctx, cancel := context.WithTimeout(ctx, limits.Timeout)
+		defer cancel()
+		start := time.Now()
+		resp := next(ctx)
+		outcome := "ok"
+		if resp != nil && len(resp.Errors) > 0 {
+			outcome = errorCode(resp.Errors[0])
+		}
+		d := time.Since(start)
+		observer.Operation(typ, name, outcome, d)
+		logger.LogAttrs(ctx, slog.LevelInfo, "graphql",
+			slog.String("operation", name), slog.String("type", typ),
+			slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("outcome", outcome))
+		return resp
 	})
 	// Lists a resolver returns tell the loaders which ids to fetch together.
 	srv.AroundFields(func(ctx context.Context, next graphql.Resolver) (any, error) {
@@ -136,7 +172,12 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		}
 		return res, err
 	})
-	srv.SetErrorPresenter(Presenter(logger))
+	present := Presenter(logger)
+	srv.SetErrorPresenter(func(ctx context.Context, err error) *gqlerror.Error {
+		gqlErr := present(ctx, err)
+		observer.Error(errorCode(gqlErr))
+		return gqlErr
+	})
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
 		logger.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		return errors.New("panic") // presented as INTERNAL_SERVER_ERROR
@@ -212,6 +253,13 @@ func (c apqCache) Add(ctx context.Context, key, query string) {
 	if len(query) <= maxPersistedQuery {
 		c.LRU.Add(ctx, key, query)
 	}
+}
+
+func errorCode(e *gqlerror.Error) string {
+	if code, ok := e.Extensions["code"].(string); ok {
+		return code
+	}
+	return string(apperr.Internal)
 }
 
 func lastName(p ast.Path) string {

@@ -25,6 +25,7 @@ type Config struct {
 	MaxBodyBytes int64         `env:"MAX_BODY_BYTES" envDefault:"1048576"`
 	CORSOrigins  []string      `env:"CORS_ALLOWED_ORIGINS" envSeparator:","`
 	Playground   bool          `env:"PLAYGROUND" envDefault:"true"`
+	MetricsAddr  string        `env:"METRICS_ADDR"`
 
 	// Authentication
 	AuthMode       string        `env:"AUTH_MODE" envDefault:"none"`

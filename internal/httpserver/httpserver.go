@@ -39,6 +39,10 @@ type Routes struct {
 	MaxBodyBytes int64
 	// Playground serves GraphiQL at / (nil: no playground).
 	Playground http.Handler
+	// Metrics serves /metrics here (nil: not on this listener).
+	Metrics http.Handler
+	// Wrap wraps the whole handler (in-flight counting).
+	Wrap func(http.Handler) http.Handler
 }
 
 // Handler returns the server's root handler.
@@ -65,7 +69,14 @@ func Handler(rt Routes) http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	return requestID(accessLog(rt.Logger, recoverPanics(rt.Logger, mux)))
+	if rt.Metrics != nil {
+		mux.Handle("GET /metrics", rt.Metrics)
+	}
+	var h http.Handler = requestID(accessLog(rt.Logger, recoverPanics(rt.Logger, mux)))
+	if rt.Wrap != nil {
+		h = rt.Wrap(h)
+	}
+	return h
 }
 
 // query wraps the GraphQL handler: body limit, caller, CORS.

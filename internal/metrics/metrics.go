@@ -1,0 +1,110 @@
+// Package metrics exposes the server's Prometheus metrics: GraphQL operations by type, name and
+// outcome with their latency, errors by code, in-flight HTTP requests, live subscriptions, the
+// connection pool, the Go runtime and the build.
+package metrics
+
+import (
+	"database/sql"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// maxNames bounds the operation-name label: names are chosen by clients.
+const maxNames = 200
+
+// Metrics holds the collectors; its methods are safe for concurrent use.
+type Metrics struct {
+	registry   *prometheus.Registry
+	operations *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	errors     *prometheus.CounterVec
+	inFlight   prometheus.Gauge
+
+	mu    sync.Mutex
+	names map[string]bool
+}
+
+// New registers the collectors. db is the pool whose statistics are exported; subscriptions
+// counts the live subscriptions.
+func New(db *sql.DB, subscriptions func() int) *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		operations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wikigraph_graphql_operations_total",
+			Help: "GraphQL operations by type, name and outcome (ok or the first error's code).",
+		}, []string{"type", "name", "outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "wikigraph_graphql_operation_duration_seconds",
+			Help:    "Time to answer a GraphQL query or mutation.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"type", "name"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wikigraph_graphql_errors_total",
+			Help: "GraphQL errors sent to clients, by extensions.code.",
+		}, []string{"code"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wikigraph_http_requests_in_flight",
+			Help: "HTTP requests being served (open streams included).",
+		}),
+		names: make(map[string]bool),
+	}
+	m.registry.MustRegister(
+		m.operations, m.latency, m.errors, m.inFlight,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wikigraph_subscriptions_active",
+			Help: "Live GraphQL subscriptions on this instance.",
+		}, func() float64 { return float64(subscriptions()) }),
+		collectors.NewDBStatsCollector(db, "wikigraph"),
+		collectors.NewBuildInfoCollector(),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+}
+
+// InFlight counts the requests next is serving.
+func (m *Metrics) InFlight(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.inFlight.Inc()
+		defer m.inFlight.Dec()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Operation records one answered operation.
+func (m *Metrics) Operation(typ, name, outcome string, d time.Duration) {
+	name = m.label(name)
+	m.operations.WithLabelValues(typ, name, outcome).Inc()
+	m.latency.WithLabelValues(typ, name).Observe(d.Seconds())
+}
+
+// Error records one error sent to a client.
+func (m *Metrics) Error(code string) { m.errors.WithLabelValues(code).Inc() }
+
+func (m *Metrics) label(name string) string {
+	if name == "" {
+		return "anonymous"
+	}
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.names[name] {
+		if len(m.names) >= maxNames {
+			return "other"
+		}
+		m.names[name] = true
+	}
+	return name
+}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/wikigraph/wikigraph/graph"
 	"github.com/wikigraph/wikigraph/internal/apperr"
+	"github.com/wikigraph/wikigraph/internal/database"
 	ruleset "github.com/wikigraph/wikigraph/internal/limits"
 	"github.com/wikigraph/wikigraph/internal/loaders"
 )
@@ -218,6 +219,12 @@ func Presenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 		case strings.HasPrefix(gqlErr.Message, "exceeded token limit"):
 			gqlErr.Extensions = map[string]any{"code": "QUERY_TOO_LARGE"}
 			return gqlErr
+		case database.Unavailable(err) && !errors.Is(err, context.DeadlineExceeded):
+			logger.WarnContext(ctx, "database unavailable", "error", err.Error(), "path", gqlErr.Path.String())
+			return &gqlerror.Error{
+				Message: "the database is unavailable; try again shortly", Path: gqlErr.Path, Locations: gqlErr.Locations,
+				Extensions: map[string]any{"code": string(apperr.Unavailable)},
+			}
 		case errors.Is(err, context.DeadlineExceeded):
 			logger.WarnContext(ctx, "operation deadline exceeded", "path", gqlErr.Path.String())
 			return &gqlerror.Error{

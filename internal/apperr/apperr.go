@@ -23,8 +23,10 @@ const (
 	// Forbidden: the token is valid but may not do this.
 	Forbidden Code = "FORBIDDEN"
 	// Timeout: the operation ran past its deadline.
-	Timeout  Code = "TIMEOUT"
-	Internal Code = "INTERNAL_SERVER_ERROR"
+	Timeout Code = "TIMEOUT"
+	// Unavailable: the database cannot be reached right now; try again.
+	Unavailable Code = "SERVICE_UNAVAILABLE"
+	Internal    Code = "INTERNAL_SERVER_ERROR"
 )
 
 // Error is a fault the client caused. Message is safe to show; Field names the offending input

@@ -5,11 +5,15 @@ package database
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -124,6 +128,23 @@ func EscapeLike(s string) string {
 }
 
 var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+
+// Unavailable reports whether err means the database cannot be reached right now (down,
+// restarting, refusing connections), as opposed to a fault in a query.
+func Unavailable(err error) bool {
+	var pgErr pgdriver.Error
+	if errors.As(err, &pgErr) {
+		switch pgErr.Field('C') {
+		case "57P01", "57P02", "57P03", "08000", "08001", "08003", "08004", "08006", "53300":
+			// shutdown, crash, starting up, connection failures, too many connections
+			return true
+		}
+		return false
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+}
 
 // Ready reports whether the database answers and every migration is applied.
 func Ready(ctx context.Context, db *bun.DB) error {

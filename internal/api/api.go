@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -133,6 +134,19 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	})
 	srv.Use(extension.FixedComplexityLimit(limits.Complexity))
 	srv.Use(extension.AutomaticPersistedQuery{Cache: apqCache{lru.New[string](limits.APQCacheSize)}})
+	// A subscription needs a stream: over plain POST or GET it would hold the request open with
+	// nothing to say until an event comes.
+	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+		op := graphql.GetOperationContext(ctx)
+		if op.Operation != nil && op.Operation.Operation == ast.Subscription && !streaming(op.Headers) {
+			observer.Error("BAD_REQUEST")
+			return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{
+				Message:    "subscriptions need a websocket, or server-sent events (Accept: text/event-stream)",
+				Extensions: map[string]any{"code": "BAD_REQUEST"},
+			}}})
+		}
+		return next(ctx)
+	})
 	// Each response (a query's, a mutation's, or one subscription event's) batches its own
 	// lookups and caches nothing beyond itself.
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
@@ -260,6 +274,11 @@ func (c apqCache) Add(ctx context.Context, key, query string) {
 	if len(query) <= maxPersistedQuery {
 		c.LRU.Add(ctx, key, query)
 	}
+}
+
+// streaming reports whether a request's headers open a stream (websocket or SSE).
+func streaming(h http.Header) bool {
+	return strings.EqualFold(h.Get("Upgrade"), "websocket") || strings.Contains(h.Get("Accept"), "text/event-stream")
 }
 
 func errorCode(e *gqlerror.Error) string {

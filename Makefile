@@ -9,7 +9,7 @@ PG_DB      ?= wikigraph
 BIN        := bin/wikigraph
 GO_TEST_FLAGS ?= -race -count=1 -timeout 10m
 
-.PHONY: help run build test test-deps frontend-check playground bench generate check-generate vet db db-stop migrate-status clean
+.PHONY: help run build test test-deps frontend-check playground bench soak generate check-generate vet db db-stop migrate-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -60,6 +60,10 @@ playground: ## rebuild the embedded GraphiQL from web/playground (needs Node.js 
 BENCH ?= .
 bench: ## run the Go benchmarks (BENCH=regexp) against a throwaway PostgreSQL
 	scripts/pg with-test-db go test -run '^$$' -bench '$(BENCH)' -benchmem -count=1 ./...
+
+SOAK_DURATION ?= 3m
+soak: ## bounded soak of the built server: mixed reads and writes at concurrency 64 (SOAK_DURATION)
+	scripts/pg with-test-db env SOAK_DURATION=$(SOAK_DURATION) go test -count=1 -run '^TestSoak$$' -v -timeout 30m .
 
 generate: ## regenerate graph/ from schema.graphqls
 	go generate ./...

@@ -19,11 +19,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/uptrace/bun/extra/bunotel"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/wikigraph/wikigraph/graph"
 	"github.com/wikigraph/wikigraph/internal/api"
@@ -35,6 +38,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/logging"
 	"github.com/wikigraph/wikigraph/internal/metrics"
 	"github.com/wikigraph/wikigraph/internal/playground"
+	"github.com/wikigraph/wikigraph/internal/tracing"
 )
 
 func main() {
@@ -88,6 +92,16 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
+	traced := tracing.Configured()
+	if traced {
+		shutdown, err := tracing.Setup(ctx, version())
+		if err != nil {
+			return fmt.Errorf("tracing: %w", err)
+		}
+		defer func() { _ = shutdown(context.WithoutCancel(ctx)) }()
+		db.AddQueryHook(bunotel.NewQueryHook(bunotel.WithDBName("wikigraph")))
+		logger.Info("tracing to OTLP", "endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")+os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+	}
 	authMiddleware, wsInit, err := authentication(cfg, logger)
 	if err != nil {
 		return err
@@ -97,7 +111,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	gql := api.New(&graph.Resolver{DB: db, Events: broker}, api.Options{
 		QueryCacheSize: cfg.QueryCacheSize, Logger: logger,
 		WebsocketOrigins: cfg.WebsocketOrigins, KeepAlive: cfg.WebsocketKeepAlive, WebsocketInit: wsInit,
-		Observer: stats,
+		Observer: stats, Tracing: traced,
 		Limits: api.Limits{
 			Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, Tokens: cfg.MaxTokens, Aliases: cfg.MaxAliases,
 			Timeout: cfg.OperationTimeout, NoIntrospection: !cfg.Introspection, APQCacheSize: cfg.APQCacheSize,
@@ -112,6 +126,9 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Playground:   playgroundHandler(cfg),
 		Wrap:         stats.InFlight,
+	}
+	if traced {
+		routes.Wrap = func(h http.Handler) http.Handler { return otelhttp.NewHandler(stats.InFlight(h), "http") }
 	}
 	if cfg.MetricsAddr == "" {
 		routes.Metrics = stats.Handler()
@@ -181,6 +198,14 @@ func playgroundHandler(cfg config.Config) http.Handler {
 		return nil
 	}
 	return playground.Handler()
+}
+
+// version is the module version the binary was built from, for traces.
+func version() string {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		return info.Main.Version
+	}
+	return "unknown"
 }
 
 // serveMetrics serves /metrics on a listener of its own, so it need not be public.

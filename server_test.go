@@ -8,11 +8,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -285,4 +287,41 @@ func TestSIGTERMUnderWriteLoad(t *testing.T) {
 		assert.Zero(t, count, "no write happened without its answer: %v", unanswered)
 	}
 	t.Logf("%d writes acknowledged before and during shutdown, all present; %d queued connections reset unread", len(acknowledged), len(unanswered))
+}
+
+// With the standard OTEL_* variables set, the binary exports its traces over OTLP/HTTP.
+func TestBinaryExportsTraces(t *testing.T) {
+	var exported atomic.Int64
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/traces" {
+			body, _ := io.ReadAll(r.Body)
+			if len(body) > 0 {
+				exported.Add(1)
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer collector.Close()
+
+	bin := buildBinary(t)
+	port := freePort(t)
+	srv := exec.Command(bin)
+	srv.Env = append(os.Environ(), "DATABASE_URL="+dbtest.URL(t), fmt.Sprintf("PORT=%d", port), "HOST=127.0.0.1",
+		"OTEL_EXPORTER_OTLP_ENDPOINT="+collector.URL, "OTEL_BSP_SCHEDULE_DELAY=100")
+	var logs bytes.Buffer
+	srv.Stderr = &logs
+	require.NoError(t, srv.Start())
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	require.Eventually(t, func() bool {
+		resp, err := http.Post(base+"/query", "application/json", strings.NewReader(`{"query":"{ users(limit: 1) { id } }"}`))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 20*time.Second, 100*time.Millisecond)
+	require.NoError(t, srv.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, srv.Wait(), logs.String())
+	assert.Positive(t, exported.Load(), "spans reached the collector; logs:\n%s", logs.String())
+	assert.Contains(t, logs.String(), "tracing to OTLP")
 }

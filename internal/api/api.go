@@ -22,12 +22,15 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"github.com/vektah/gqlparser/v2/validator/core"
 	"github.com/vektah/gqlparser/v2/validator/rules"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wikigraph/wikigraph/graph"
 	"github.com/wikigraph/wikigraph/internal/apperr"
 	"github.com/wikigraph/wikigraph/internal/database"
 	ruleset "github.com/wikigraph/wikigraph/internal/limits"
 	"github.com/wikigraph/wikigraph/internal/loaders"
+	"github.com/wikigraph/wikigraph/internal/tracing"
 )
 
 // Options configure the GraphQL handler.
@@ -44,6 +47,8 @@ type Options struct {
 	Limits        Limits
 	// Observer is told about every answered operation and every error sent (nil: nobody).
 	Observer Observer
+	// Tracing makes every query and mutation a span (OpenTelemetry's global provider).
+	Tracing bool
 }
 
 // Observer records operations and errors, for metrics.
@@ -166,11 +171,19 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		// A query or mutation, its SQL included, ends by its deadline.
 		ctx, cancel := context.WithTimeout(ctx, limits.Timeout)
 		defer cancel()
+		var span trace.Span
+		if opts.Tracing {
+			ctx, span = tracing.Operation(ctx, typ, name)
+			defer span.End()
+		}
 		start := time.Now()
 		resp := next(ctx)
 		outcome := "ok"
 		if resp != nil && len(resp.Errors) > 0 {
 			outcome = errorCode(resp.Errors[0])
+			if span != nil {
+				span.SetStatus(codes.Error, outcome)
+			}
 		}
 		d := time.Since(start)
 		observer.Operation(typ, name, outcome, d)

@@ -49,7 +49,9 @@ func TestTracingLinksHTTPGraphQLAndSQL(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- httpserver.Serve(ctx, httpserver.Server(h, logger, httpserver.Timeouts{}), ln, time.Second) }()
+	go func() {
+		done <- httpserver.Serve(ctx, httpserver.Server(h, logger, httpserver.Timeouts{}), ln, time.Second)
+	}()
 	defer func() { cancel(); <-done }()
 
 	resp, err := http.Post("http://"+ln.Addr().String()+"/query", "application/json",

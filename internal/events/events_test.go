@@ -41,7 +41,7 @@ func startBroker(t *testing.T, buffer int) *events.Broker {
 // A subscriber that stops reading is disconnected once its buffer is full; the others get
 // every event, unslowed.
 func TestSlowSubscriberIsDisconnected(t *testing.T) {
-	const buffer = 16
+	const buffer = 64
 	b := startBroker(t, buffer)
 	ctx := context.Background()
 	slow, err := b.UserCreated(ctx)
@@ -49,7 +49,7 @@ func TestSlowSubscriberIsDisconnected(t *testing.T) {
 	fast, err := b.UserCreated(ctx)
 	require.NoError(t, err)
 
-	const n = 40
+	const n = 150
 	got := make(chan string, n)
 	go func() {
 		for u := range fast {

@@ -1,0 +1,205 @@
+// Package app assembles the server from its parts: the pool, the change broker, the GraphQL
+// handler with its limits and authentication, metrics, tracing and the HTTP server, and runs it
+// until its context ends.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/uptrace/bun/extra/bunotel"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+	"github.com/wikigraph/wikigraph/graph"
+	"github.com/wikigraph/wikigraph/internal/api"
+	"github.com/wikigraph/wikigraph/internal/auth"
+	"github.com/wikigraph/wikigraph/internal/config"
+	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/events"
+	"github.com/wikigraph/wikigraph/internal/httpserver"
+	"github.com/wikigraph/wikigraph/internal/metrics"
+	"github.com/wikigraph/wikigraph/internal/playground"
+	"github.com/wikigraph/wikigraph/internal/tracing"
+)
+
+// Serve runs the server until ctx ends, then shuts it down gracefully; nil after a clean stop.
+func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	db, err := database.Open(database.Options{
+		URL: cfg.DatabaseURL, AppName: cfg.DBAppName, MaxConns: cfg.DBMaxConns,
+		StatementTimeout: cfg.DBStatementTimeout, LogSQL: cfg.LogSQL, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	traced := tracing.Configured()
+	if traced {
+		shutdown, err := tracing.Setup(ctx, version())
+		if err != nil {
+			return fmt.Errorf("tracing: %w", err)
+		}
+		defer func() { _ = shutdown(context.WithoutCancel(ctx)) }()
+		db.AddQueryHook(bunotel.NewQueryHook(bunotel.WithDBName("wikigraph")))
+		logger.Info("tracing to OTLP", "endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")+os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+	}
+	authMiddleware, wsInit, err := authentication(cfg, logger)
+	if err != nil {
+		return err
+	}
+	broker := events.New(db, events.Options{Buffer: cfg.SubscriptionBuffer, Logger: logger})
+	stats := metrics.New(db.DB, broker.Subscribers)
+	gql := api.New(&graph.Resolver{DB: db, Events: broker}, api.Options{
+		QueryCacheSize: cfg.QueryCacheSize, Logger: logger,
+		WebsocketOrigins: cfg.WebsocketOrigins, KeepAlive: cfg.WebsocketKeepAlive, WebsocketInit: wsInit,
+		Observer: stats, Tracing: traced,
+		Limits: api.Limits{
+			Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, Tokens: cfg.MaxTokens, Aliases: cfg.MaxAliases,
+			Timeout: cfg.OperationTimeout, NoIntrospection: !cfg.Introspection, APQCacheSize: cfg.APQCacheSize,
+		},
+	})
+	routes := httpserver.Routes{
+		GraphQL:      gql,
+		Ready:        func(ctx context.Context) error { return database.Ready(ctx, db) },
+		Logger:       logger,
+		Auth:         authMiddleware,
+		CORSOrigins:  cfg.CORSOrigins,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Playground:   playgroundHandler(cfg),
+		Wrap:         stats.InFlight,
+	}
+	if traced {
+		routes.Wrap = func(h http.Handler) http.Handler { return otelhttp.NewHandler(stats.InFlight(h), "http") }
+	}
+	if cfg.MetricsAddr == "" {
+		routes.Metrics = stats.Handler()
+	} else if err := serveMetrics(ctx, cfg.MetricsAddr, stats.Handler(), logger); err != nil {
+		return err
+	}
+	h := httpserver.Handler(routes)
+	ln, err := net.Listen("tcp", cfg.Addr())
+	if err != nil {
+		return err
+	}
+	logger.Info("serving", "addr", ln.Addr().String(), "playground", fmt.Sprintf("http://%s/", ln.Addr()))
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	brokerDone := make(chan error, 1)
+	go func() { brokerDone <- broker.Run(serveCtx) }()
+	defer func() { // subscriptions end before the pool closes
+		stopServing()
+		<-brokerDone
+	}()
+	served := make(chan error, 1)
+	go func() {
+		served <- httpserver.Serve(serveCtx, httpserver.Server(h, logger, httpserver.Timeouts{
+			Read: cfg.ReadTimeout, Write: cfg.WriteTimeout, Idle: cfg.IdleTimeout,
+		}), ln, cfg.ShutdownTimeout)
+	}()
+
+	// Serving first: /healthz answers while migrations run, /readyz says 503 until they are done.
+	if cfg.MigrateOnStart {
+		if err := migrate(ctx, cfg, logger); err != nil {
+			stopServing()
+			if ctx.Err() != nil { // stopped while waiting for another instance's migration
+				return <-served
+			}
+			return errors.Join(fmt.Errorf("migrate on start: %w", err), <-served)
+		}
+	}
+	if err := <-served; err != nil {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// Token prints a development token: args are SUB [ROLE].
+func Token(cfg config.Config, args []string, out io.Writer) error {
+	if len(args) < 1 || len(args) > 2 {
+		return errors.New("token: want SUB [ROLE]")
+	}
+	sub, err := strconv.ParseInt(args[0], 10, 64)
+	if err != nil || sub <= 0 {
+		return errors.New("token: SUB must be a user id")
+	}
+	role := auth.User
+	if len(args) == 2 {
+		role = auth.Role(args[1])
+	}
+	tok, err := auth.Mint(cfg.AuthJWTSecret, sub, role, 24*time.Hour, cfg.AuthIssuer, cfg.AuthAudience)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(out, tok)
+	return err
+}
+
+func playgroundHandler(cfg config.Config) http.Handler {
+	if !cfg.Playground {
+		return nil
+	}
+	return playground.Handler()
+}
+
+// version is the module version the binary was built from, for traces.
+func version() string {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		return info.Main.Version
+	}
+	return "unknown"
+}
+
+// serveMetrics serves /metrics on a listener of its own, so it need not be public.
+func serveMetrics(ctx context.Context, addr string, h http.Handler, logger *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	srv := httpserver.Server(mux, logger, httpserver.Timeouts{})
+	go func() { _ = httpserver.Serve(ctx, srv, ln, time.Second) }()
+	logger.Info("serving metrics", "addr", ln.Addr().String())
+	return nil
+}
+
+// authentication returns the middleware and websocket check of the configured AUTH_MODE.
+func authentication(cfg config.Config, logger *slog.Logger) (func(http.Handler) http.Handler, transport.WebsocketInitFunc, error) {
+	if cfg.AuthMode == "none" {
+		logger.Warn("AUTH_MODE=none: anyone may read and write everything; set AUTH_MODE=jwt in production")
+		return auth.Open, nil, nil
+	}
+	v, err := auth.NewVerifier(auth.Options{
+		Secret: cfg.AuthJWTSecret, JWKSFile: cfg.AuthJWKSFile, Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience,
+		Leeway: cfg.AuthLeeway,
+		Policy: auth.Policy{OpenSignup: cfg.AuthOpenSignup},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return v.Middleware, v.WebsocketInit, nil
+}
+
+func migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	db, err := database.OpenForMigrations(cfg.DatabaseURL, cfg.DBAppName)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	applied, err := database.Up(ctx, db)
+	if err != nil {
+		return err
+	}
+	logger.Info("migrations applied", "applied", applied)
+	return nil
+}

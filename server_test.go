@@ -61,6 +61,50 @@ func buildBinary(t *testing.T) string {
 	return binPath
 }
 
+// running is the built binary serving on 127.0.0.1, started by startServer.
+type running struct {
+	base   string
+	cmd    *exec.Cmd
+	logs   *bytes.Buffer // read it once the process has exited
+	exited chan error
+}
+
+// startServer runs the built binary with env added to the environment (and PORT, HOST) and
+// waits until /readyz answers 200. It is stopped at the end of the test if still running.
+func startServer(t *testing.T, env ...string) *running {
+	t.Helper()
+	port := freePort(t)
+	cmd := exec.Command(buildBinary(t))
+	cmd.Env = append(append(os.Environ(), env...), fmt.Sprintf("PORT=%d", port), "HOST=127.0.0.1")
+	r := &running{base: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, logs: new(bytes.Buffer), exited: make(chan error, 1)}
+	cmd.Stderr = r.logs
+	require.NoError(t, cmd.Start())
+	go func() { r.exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(r.base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond, "the server never became ready")
+	return r
+}
+
+// stop sends SIGTERM and returns how the process exited.
+func (r *running) stop(t *testing.T) error {
+	t.Helper()
+	require.NoError(t, r.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-r.exited:
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no exit after SIGTERM; logs:\n%s", r.logs)
+		return nil
+	}
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -203,25 +247,9 @@ func TestTokenCommand(t *testing.T) {
 // SIGTERM during a write load: every write the client saw acknowledged is in the database, the
 // requests in flight complete, and the process exits 0.
 func TestSIGTERMUnderWriteLoad(t *testing.T) {
-	bin := buildBinary(t)
 	dbURL := dbtest.Empty(t)
-	port := freePort(t)
-	srv := exec.Command(bin)
-	srv.Env = append(os.Environ(), "DATABASE_URL="+dbURL, fmt.Sprintf("PORT=%d", port), "HOST=127.0.0.1")
-	var logs bytes.Buffer
-	srv.Stderr = &logs
-	require.NoError(t, srv.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- srv.Wait() }()
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 20*time.Second, 50*time.Millisecond)
+	srv := startServer(t, "DATABASE_URL="+dbURL)
+	base := srv.base
 
 	// One connection per request: after shutdown a client sees "connection refused", never a
 	// half-answered request.
@@ -264,13 +292,7 @@ func TestSIGTERMUnderWriteLoad(t *testing.T) {
 		})
 	}
 	time.Sleep(time.Second)
-	require.NoError(t, srv.Process.Signal(syscall.SIGTERM))
-	select {
-	case err := <-exited:
-		require.NoError(t, err, "exit status 0; logs:\n%s", logs.String())
-	case <-time.After(30 * time.Second):
-		t.Fatal("no exit after SIGTERM")
-	}
+	require.NoError(t, srv.stop(t), "exit status 0; logs:\n%s", srv.logs)
 	wg.Wait()
 	assert.Empty(t, cut, "no request was cut mid-way")
 	require.NotEmpty(t, acknowledged)
@@ -303,25 +325,12 @@ func TestBinaryExportsTraces(t *testing.T) {
 	}))
 	defer collector.Close()
 
-	bin := buildBinary(t)
-	port := freePort(t)
-	srv := exec.Command(bin)
-	srv.Env = append(os.Environ(), "DATABASE_URL="+dbtest.URL(t), fmt.Sprintf("PORT=%d", port), "HOST=127.0.0.1",
-		"OTEL_EXPORTER_OTLP_ENDPOINT="+collector.URL, "OTEL_BSP_SCHEDULE_DELAY=100")
-	var logs bytes.Buffer
-	srv.Stderr = &logs
-	require.NoError(t, srv.Start())
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	require.Eventually(t, func() bool {
-		resp, err := http.Post(base+"/query", "application/json", strings.NewReader(`{"query":"{ users(limit: 1) { id } }"}`))
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 20*time.Second, 100*time.Millisecond)
-	require.NoError(t, srv.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, srv.Wait(), logs.String())
-	assert.Positive(t, exported.Load(), "spans reached the collector; logs:\n%s", logs.String())
-	assert.Contains(t, logs.String(), "tracing to OTLP")
+	srv := startServer(t, "DATABASE_URL="+dbtest.URL(t), "OTEL_EXPORTER_OTLP_ENDPOINT="+collector.URL, "OTEL_BSP_SCHEDULE_DELAY=100")
+	resp, err := http.Post(srv.base+"/query", "application/json", strings.NewReader(`{"query":"{ users(limit: 1) { id } }"}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, srv.stop(t), srv.logs.String()) // shutdown flushes the spans
+	assert.Positive(t, exported.Load(), "spans reached the collector; logs:\n%s", srv.logs)
+	assert.Contains(t, srv.logs.String(), "tracing to OTLP")
 }

@@ -7,13 +7,11 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,26 +33,9 @@ func TestSoak(t *testing.T) {
 	if c, err := strconv.Atoi(os.Getenv("SOAK_CONCURRENCY")); err == nil && c > 0 {
 		concurrency = c
 	}
-	bin := buildBinary(t)
-	dbURL := dbtest.Empty(t)
-	port := freePort(t)
-	srv := exec.Command(bin)
-	srv.Env = append(os.Environ(), "DATABASE_URL="+dbURL, fmt.Sprintf("PORT=%d", port), "HOST=127.0.0.1", "LOG_LEVEL=warn")
-	srv.Stderr = io.Discard
-	require.NoError(t, srv.Start())
-	defer func() {
-		_ = srv.Process.Signal(syscall.SIGTERM)
-		_ = srv.Wait()
-	}()
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 100*time.Millisecond)
+	srv := startServer(t, "DATABASE_URL="+dbtest.Empty(t), "LOG_LEVEL=warn")
+	defer func() { _ = srv.stop(t) }()
+	base := srv.base
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency}, Timeout: 30 * time.Second}
 	post := func(body string) error {
@@ -77,7 +58,7 @@ func TestSoak(t *testing.T) {
 		}
 	}
 	sample := func() (rss, goroutines int64) {
-		f, err := os.Open(fmt.Sprintf("/proc/%d/status", srv.Process.Pid))
+		f, err := os.Open(fmt.Sprintf("/proc/%d/status", srv.cmd.Process.Pid))
 		require.NoError(t, err)
 		defer f.Close()
 		sc := bufio.NewScanner(f)

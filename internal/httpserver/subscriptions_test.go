@@ -333,19 +333,7 @@ func TestRolledBackWriteSendsNothing(t *testing.T) {
 }
 
 func TestSubscriptionSurvivesDatabaseRestart(t *testing.T) {
-	pg := dbtest.NewServer(t)
-	admin, err := dbtest.Open(pg.URL)
-	require.NoError(t, err)
-	_, err = admin.ExecContext(context.Background(), "CREATE DATABASE wikigraph")
-	require.NoError(t, err)
-	admin.Close()
-	u := strings.Replace(pg.URL, "/postgres?", "/wikigraph?", 1)
-	migrator, err := dbtest.Open(u)
-	require.NoError(t, err)
-	_, err = database.Up(context.Background(), migrator)
-	require.NoError(t, err)
-	migrator.Close()
-
+	pg, u := privateDatabase(t)
 	in := startInstance(t, u)
 	c, err := dial(t, in, "graphql-transport-ws", "")
 	require.NoError(t, err)

@@ -48,7 +48,7 @@ type Config struct {
 	// Subscriptions
 	WebsocketOrigins   []string      `env:"WS_ALLOWED_ORIGINS" envSeparator:","`
 	WebsocketKeepAlive time.Duration `env:"WS_KEEPALIVE" envDefault:"10s"`
-	SubscriptionBuffer int           `env:"SUBSCRIPTION_BUFFER" envDefault:"256"`
+	SubscriptionBuffer int           `env:"SUBSCRIPTION_BUFFER" envDefault:"1024"`
 
 	// Database
 	DatabaseURL        string        `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/wikigraph?sslmode=disable"`

@@ -109,7 +109,7 @@ type subscriber struct {
 // New returns a broker; Run makes it deliver.
 func New(db *bun.DB, opts Options) *Broker {
 	if opts.Buffer <= 0 {
-		opts.Buffer = 256
+		opts.Buffer = 1024
 	}
 	if opts.KeepDeleted <= 0 {
 		opts.KeepDeleted = 10 * time.Minute

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +21,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun/dialect/pgdialect"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/wikigraph/wikigraph/internal/auth"
 	"github.com/wikigraph/wikigraph/internal/dbtest"
@@ -277,14 +279,18 @@ func TestSIGTERMUnderWriteLoad(t *testing.T) {
 					return
 				}
 				var out struct {
-					Data struct{ CreateUser struct{ ID string } }
+					Data   struct{ CreateUser struct{ ID string } }
+					Errors []any
 				}
 				decodeErr := json.NewDecoder(resp.Body).Decode(&out)
 				resp.Body.Close()
 				mu.Lock()
-				if decodeErr != nil {
+				switch {
+				case decodeErr != nil:
 					cut = append(cut, decodeErr.Error())
-				} else if out.Data.CreateUser.ID != "" {
+				case resp.StatusCode != http.StatusOK || len(out.Errors) > 0 || out.Data.CreateUser.ID == "":
+					cut = append(cut, fmt.Sprintf("HTTP %d %v", resp.StatusCode, out.Errors)) // answered, but not done
+				default:
 					acknowledged = append(acknowledged, out.Data.CreateUser.ID)
 				}
 				mu.Unlock()
@@ -294,7 +300,7 @@ func TestSIGTERMUnderWriteLoad(t *testing.T) {
 	time.Sleep(time.Second)
 	require.NoError(t, srv.stop(t), "exit status 0; logs:\n%s", srv.logs)
 	wg.Wait()
-	assert.Empty(t, cut, "no request was cut mid-way")
+	assert.Empty(t, cut, "every request that was answered completed")
 	require.NotEmpty(t, acknowledged)
 
 	db, err := dbtest.Open(dbURL)
@@ -313,12 +319,22 @@ func TestSIGTERMUnderWriteLoad(t *testing.T) {
 
 // With the standard OTEL_* variables set, the binary exports its traces over OTLP/HTTP.
 func TestBinaryExportsTraces(t *testing.T) {
-	var exported atomic.Int64
+	var (
+		mu    sync.Mutex
+		spans []*tracepb.Span
+	)
 	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v1/traces" {
 			body, _ := io.ReadAll(r.Body)
-			if len(body) > 0 {
-				exported.Add(1)
+			var req coltracepb.ExportTraceServiceRequest
+			if proto.Unmarshal(body, &req) == nil {
+				mu.Lock()
+				for _, rs := range req.ResourceSpans {
+					for _, ss := range rs.ScopeSpans {
+						spans = append(spans, ss.Spans...)
+					}
+				}
+				mu.Unlock()
 			}
 		}
 		w.WriteHeader(http.StatusOK)
@@ -326,11 +342,35 @@ func TestBinaryExportsTraces(t *testing.T) {
 	defer collector.Close()
 
 	srv := startServer(t, "DATABASE_URL="+dbtest.URL(t), "OTEL_EXPORTER_OTLP_ENDPOINT="+collector.URL, "OTEL_BSP_SCHEDULE_DELAY=100")
-	resp, err := http.Post(srv.base+"/query", "application/json", strings.NewReader(`{"query":"{ users(limit: 1) { id } }"}`))
+	resp, err := http.Post(srv.base+"/query", "application/json", strings.NewReader(`{"query":"query Exported { users(limit: 1) { id } }"}`))
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.NoError(t, srv.stop(t), srv.logs.String()) // shutdown flushes the spans
-	assert.Positive(t, exported.Load(), "spans reached the collector; logs:\n%s", srv.logs)
 	assert.Contains(t, srv.logs.String(), "tracing to OTLP")
+	mu.Lock()
+	defer mu.Unlock()
+	var server, op, stmt *tracepb.Span
+	for _, sp := range spans {
+		switch {
+		case sp.Kind == tracepb.Span_SPAN_KIND_SERVER && server == nil:
+			server = sp
+		case sp.Name == "graphql.query Exported":
+			op = sp
+		case strings.HasPrefix(sp.Name, "SELECT") && op != nil && bytes.Equal(sp.ParentSpanId, op.SpanId):
+			stmt = sp
+		}
+	}
+	require.NotNil(t, op, "the operation's span was exported (%d spans)", len(spans))
+	for _, sp := range spans { // the statement may come before the operation in the batch
+		if strings.HasPrefix(sp.Name, "SELECT") && bytes.Equal(sp.ParentSpanId, op.SpanId) {
+			stmt = sp
+		}
+		if sp.Kind == tracepb.Span_SPAN_KIND_SERVER && bytes.Equal(sp.SpanId, op.ParentSpanId) {
+			server = sp
+		}
+	}
+	require.NotNil(t, stmt, "a SQL span under the operation")
+	require.NotNil(t, server, "an HTTP span over the operation")
+	assert.Equal(t, server.TraceId, stmt.TraceId, "one trace")
 }

@@ -252,7 +252,7 @@ func Presenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 				Message: "the database is unavailable; try again shortly", Path: gqlErr.Path, Locations: gqlErr.Locations,
 				Extensions: map[string]any{"code": string(apperr.Unavailable)},
 			}
-		case errors.Is(err, context.DeadlineExceeded):
+		case errors.Is(err, context.DeadlineExceeded), database.StatementTimeout(err):
 			logger.WarnContext(ctx, "operation deadline exceeded", "path", gqlErr.Path.String())
 			return &gqlerror.Error{
 				Message: "the operation took too long", Path: gqlErr.Path, Locations: gqlErr.Locations,

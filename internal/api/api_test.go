@@ -21,6 +21,7 @@ import (
 
 	"github.com/wikigraph/wikigraph/graph"
 	"github.com/wikigraph/wikigraph/internal/api"
+	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/dbtest"
 )
 
@@ -444,4 +445,22 @@ func TestGetRequests(t *testing.T) {
 	var still struct{ User *user }
 	e.c.MustPost(`query($id: ID!) { user(id: $id) { id } }`, &still, client.Var("id", u.ID))
 	assert.NotNil(t, still.User)
+}
+
+// A statement PostgreSQL cancels for running past statement_timeout is TIMEOUT, not internal.
+func TestStatementTimeoutIsTIMEOUT(t *testing.T) {
+	db, err := database.Open(database.Options{URL: dbtest.URL(t), AppName: "st-test", MaxConns: 2, StatementTimeout: 200 * time.Millisecond})
+	require.NoError(t, err)
+	defer db.Close()
+	e := &env{t: t, h: api.New(&graph.Resolver{DB: db}, api.Options{QueryCacheSize: 10, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})}
+	name := unique("stuck")
+	u := newEnv(t).createUser(name, name+"@example.com")
+	ctx := context.Background()
+	tx, err := dbtest.DB(t).BeginTx(ctx, nil)
+	require.NoError(t, err)
+	defer tx.Rollback()
+	_, err = tx.ExecContext(ctx, "SELECT 1 FROM users WHERE id = ? FOR UPDATE", idNum(t, u.ID))
+	require.NoError(t, err)
+	gqlErr := e.mustFail(`mutation($id: ID!) { updateUser(id: $id, input: {email: "late@x.example"}) { id } }`, map[string]any{"id": u.ID})
+	assert.Equal(t, "TIMEOUT", gqlErr.code(), gqlErr.Message)
 }

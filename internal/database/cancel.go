@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/uptrace/bun/driver/pgdriver"
 )
@@ -41,9 +42,16 @@ func (c *cancelConn) watch(ctx context.Context) (stop func() bool) {
 }
 
 func (c *cancelConn) err(ctx context.Context, err error) error {
-	if err != nil && ctx.Err() != nil {
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
 		// Whether this watch or the driver's own deadline stopped it, the context's end is why.
 		return fmt.Errorf("%w (statement stopped: %v)", ctx.Err(), err)
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		// pgdriver's socket deadline is the context's: it can fire before the context's timer.
+		return fmt.Errorf("%w (statement stopped: %v)", context.DeadlineExceeded, err)
 	}
 	return err
 }

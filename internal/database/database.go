@@ -142,8 +142,17 @@ func Unavailable(err error) bool {
 		return false
 	}
 	var netErr net.Error
+	if errors.As(err, &netErr) && netErr.Timeout() {
+		return false // a slow statement, not an absent database
+	}
 	return errors.As(err, &netErr) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+}
+
+// StatementTimeout reports whether PostgreSQL cancelled a statement (statement_timeout).
+func StatementTimeout(err error) bool {
+	var pgErr pgdriver.Error
+	return errors.As(err, &pgErr) && pgErr.StatementTimeout()
 }
 
 // Ready reports whether the database answers and every migration is applied.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -19,7 +20,7 @@ import (
 // healthy. (Depth, aliases, tokens and body size are in guard_test.go.)
 func TestHostileInput(t *testing.T) {
 	in := startInstance(t, dbtest.URL(t))
-	owner := in.createUser(t, fmt.Sprintf("hostile_%d", len(t.Name())))
+	owner := in.createUser(t, fmt.Sprintf("hostile_%d", time.Now().UnixNano()%1e9))
 	post := func(t *testing.T, contentType string, body []byte) (int, string) {
 		t.Helper()
 		resp, err := http.Post("http://"+in.base+"/query", contentType, bytes.NewReader(body))
@@ -38,10 +39,14 @@ func TestHostileInput(t *testing.T) {
 
 	t.Run("content types", func(t *testing.T) {
 		query := []byte(`{"query":"{ users(limit: 1) { id } }"}`)
-		for _, ct := range []string{"text/plain", "application/xml", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded", ""} {
+		for _, ct := range []string{"text/plain", "application/xml", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded", "", "application/jsonx"} {
 			status, body := post(t, ct, query)
 			clear(t, status, body)
+			assert.Equal(t, http.StatusUnsupportedMediaType, status, ct)
+			assert.Contains(t, body, `"code":"UNSUPPORTED_MEDIA_TYPE"`, ct)
 		}
+		status, body := post(t, "application/json; charset=utf-8", query)
+		assert.Equal(t, http.StatusOK, status, body)
 	})
 	t.Run("10 MB body", func(t *testing.T) {
 		status, body := post(t, "application/json", bytes.Repeat([]byte("a"), 10<<20))

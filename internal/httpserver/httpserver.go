@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"regexp"
@@ -91,6 +92,12 @@ func (rt Routes) query() http.Handler {
 		_, _ = fmt.Fprintf(w, `{"errors":[{"message":"request body over %d bytes","extensions":{"code":"REQUEST_TOO_LARGE"}}]}`, limit)
 	}
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && !isJSON(r.Header.Get("Content-Type")) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnsupportedMediaType)
+			_, _ = io.WriteString(w, `{"errors":[{"message":"POST a JSON body (Content-Type: application/json)","extensions":{"code":"UNSUPPORTED_MEDIA_TYPE"}}]}`)
+			return
+		}
 		if r.ContentLength > limit {
 			tooLarge(w)
 			return
@@ -278,6 +285,12 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Du
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// isJSON reports whether a Content-Type is JSON (application/json, with or without parameters).
+func isJSON(contentType string) bool {
+	media, _, err := mime.ParseMediaType(contentType)
+	return err == nil && media == "application/json"
 }
 
 // maxStreamRequest bounds the body of a subscription request over SSE.

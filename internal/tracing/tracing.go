@@ -32,8 +32,10 @@ func Setup(ctx context.Context, version string) (shutdown func(context.Context) 
 	if err != nil {
 		return nil, err
 	}
-	res, err := resource.New(ctx, resource.WithFromEnv(), resource.WithTelemetrySDK(),
-		resource.WithAttributes(attribute.String("service.name", "wikigraph"), attribute.String("service.version", version)))
+	// Defaults first: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override them.
+	res, err := resource.New(ctx,
+		resource.WithAttributes(attribute.String("service.name", "wikigraph"), attribute.String("service.version", version)),
+		resource.WithTelemetrySDK(), resource.WithFromEnv())
 	if err != nil {
 		return nil, err
 	}

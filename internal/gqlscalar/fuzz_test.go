@@ -1,0 +1,63 @@
+package gqlscalar_test
+
+import (
+	"bytes"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/wikigraph/wikigraph/internal/apperr"
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
+)
+
+// go test -fuzz=FuzzID ./internal/gqlscalar
+func FuzzID(f *testing.F) {
+	for _, s := range []string{"1", "0", "-1", "9223372036854775807", "9223372036854775808", "1e3", " 1", "abc", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		id, err := gqlscalar.UnmarshalID(s)
+		if err != nil {
+			if !apperr.ErrInvalid.Is(err) {
+				t.Fatalf("%q: want BAD_USER_INPUT, got %v", s, err)
+			}
+			return
+		}
+		if id <= 0 {
+			t.Fatalf("%q -> %d", s, id)
+		}
+		var b bytes.Buffer
+		gqlscalar.MarshalID(id).MarshalGQL(&b)
+		if b.String() != strconv.Quote(strconv.FormatInt(id, 10)) {
+			t.Fatalf("%d marshals as %s", id, b.String())
+		}
+	})
+}
+
+// go test -fuzz=FuzzTime ./internal/gqlscalar
+func FuzzTime(f *testing.F) {
+	for _, s := range []string{"2026-01-02T03:04:05Z", "2026-01-02T03:04:05.123456789+02:00", "0000-01-01T00:00:00Z", "yesterday", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ts, err := gqlscalar.UnmarshalTime(s)
+		if err != nil {
+			if !apperr.ErrInvalid.Is(err) {
+				t.Fatalf("%q: want BAD_USER_INPUT, got %v", s, err)
+			}
+			return
+		}
+		if ts.Year() < 1 || ts.Year() > 9999 {
+			t.Fatalf("%q -> year %d", s, ts.Year())
+		}
+		var b bytes.Buffer
+		gqlscalar.MarshalTime(ts).MarshalGQL(&b)
+		back, err := strconv.Unquote(b.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, err := time.Parse(time.RFC3339Nano, back); err != nil || !again.Equal(ts) {
+			t.Fatalf("%q does not round-trip: %s, %v", s, back, err)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -15,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -124,18 +127,69 @@ func TestSoak(t *testing.T) {
 	}
 	run(time.Now().Add(10*time.Second), false) // warm-up: pool, caches, heap
 	rss0, g0 := sample()
+
+	// Subscribers over websocket for the whole run: they must keep receiving, and every one must
+	// be released when it goes.
+	const subscribers = 16
+	var events atomic.Int64
+	var subs []*websocket.Conn
+	for range subscribers {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/query",
+			&websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+		require.NoError(t, err)
+		require.NoError(t, wsjson.Write(ctx, conn, map[string]any{"type": "connection_init"}))
+		require.NoError(t, wsjson.Write(ctx, conn, map[string]any{"id": "1", "type": "subscribe",
+			"payload": map[string]any{"query": "subscription { userUpdated { id email } }"}}))
+		cancel()
+		subs = append(subs, conn)
+		go func() {
+			for {
+				var msg map[string]any
+				if wsjson.Read(context.Background(), conn, &msg) != nil {
+					return
+				}
+				if msg["type"] == "next" {
+					events.Add(1)
+				}
+			}
+		}()
+	}
 	run(time.Now().Add(duration), true)
+	for _, conn := range subs {
+		_ = conn.Close(websocket.StatusNormalClosure, "done")
+	}
+	require.Eventually(t, func() bool { return gauge(t, base, "wikigraph_subscriptions_active") == 0 }, 10*time.Second, 100*time.Millisecond,
+		"every subscription released")
 	rss1, g1 := sample()
 
 	slices.Sort(latencies)
 	q := func(p float64) time.Duration { return latencies[int(p*float64(len(latencies)-1))] }
-	report := fmt.Sprintf("soak: %s at concurrency %d: %d requests (%.0f/s), %d errors, p50 %s, p99 %s, max %s; RSS %.1f MB -> %.1f MB; goroutines %d -> %d",
+	report := fmt.Sprintf("soak: %s at concurrency %d: %d requests (%.0f/s), %d errors, p50 %s, p99 %s, max %s; RSS %.1f MB -> %.1f MB; goroutines %d -> %d; %d subscribers got %d events",
 		duration, concurrency, requests.Load(), float64(requests.Load())/duration.Seconds(), failures.Load(),
 		q(0.5).Round(time.Microsecond), q(0.99).Round(time.Microsecond), latencies[len(latencies)-1].Round(time.Microsecond),
-		float64(rss0)/(1<<20), float64(rss1)/(1<<20), g0, g1)
+		float64(rss0)/(1<<20), float64(rss1)/(1<<20), g0, g1, subscribers, events.Load())
 	t.Log(report)
 	fmt.Println(report)
 	assert.Zero(t, failures.Load(), "first error: %v", firstErr.Load())
+	assert.Positive(t, events.Load(), "subscribers kept receiving")
 	assert.Less(t, rss1, rss0*3/2+(20<<20), "memory flat")
 	assert.LessOrEqual(t, g1, g0+10, "goroutines flat")
+}
+
+// gauge reads one unlabelled metric from the server's /metrics.
+func gauge(t *testing.T, base, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	t.Fatalf("no %s in /metrics", name)
+	return 0
 }

@@ -43,7 +43,7 @@ func startInstance(t *testing.T, dbURL string, origins ...string) *instance {
 	db, err := dbtest.Open(dbURL)
 	require.NoError(t, err)
 	logger := logging.New(&syncBuffer{}, "json", slog.LevelInfo)
-	broker := events.New(db, events.Options{Buffer: 16, Logger: logger})
+	broker := events.New(db, events.Options{Buffer: 1024, Logger: logger})
 	gql := api.New(&graph.Resolver{DB: db, Events: broker}, api.Options{
 		QueryCacheSize: 10, Logger: logger, WebsocketOrigins: origins, KeepAlive: time.Second,
 	})

@@ -64,13 +64,9 @@ var sorts = map[OrderField]paging.Sort{
 }
 
 // UnmarshalGQL implements graphql.Unmarshaler.
-func (f *OrderField) UnmarshalGQL(v any) error {
-	s, _ := v.(string)
-	if _, ok := sorts[OrderField(s)]; !ok {
-		return apperr.Invalid("field", "must be ID, TITLE or CREATED_AT")
-	}
-	*f = OrderField(s)
-	return nil
+func (f *OrderField) UnmarshalGQL(v any) (err error) {
+	*f, err = paging.ParseField(v, sorts, "must be ID, TITLE or CREATED_AT")
+	return err
 }
 
 // MarshalGQL implements graphql.Marshaler.
@@ -147,12 +143,9 @@ func (q Query) sort() paging.Sort {
 }
 
 func (q Query) connection(rows []*Item) *Connection {
-	nodes, info := paging.Finish(q.page, rows, func(it *Item) paging.Cursor { return it.cursor(q.order.Field) })
-	conn := &Connection{Edges: make([]*Edge, len(nodes)), PageInfo: info}
-	for i, it := range nodes {
-		conn.Edges[i] = &Edge{Cursor: it.cursor(q.order.Field).Encode(), Node: it}
-	}
-	return conn
+	edges, info := paging.Finish(q.page, rows, func(it *Item) paging.Cursor { return it.cursor(q.order.Field) },
+		func(c string, it *Item) *Edge { return &Edge{Cursor: c, Node: it} })
+	return &Connection{Edges: edges, PageInfo: info}
 }
 
 // Page returns one page of the items the filter matches, in the given order.

@@ -171,9 +171,10 @@ func (p Page) OrderBy(s Sort, idColumn string) string {
 	return s.Column + dir + ", " + idColumn + dir
 }
 
-// Finish turns the rows a query built by Apply returned into the page's nodes, in list order,
-// and its PageInfo. cursor gives a node's cursor.
-func Finish[T any](p Page, rows []T, cursor func(T) Cursor) ([]T, PageInfo) {
+// Finish turns the rows a query built by Apply returned into the page's edges, in list order,
+// and its PageInfo. cursor gives a node's cursor; edge makes an edge of a node and its encoded
+// cursor.
+func Finish[T, E any](p Page, rows []T, cursor func(T) Cursor, edge func(cursor string, node T) E) ([]E, PageInfo) {
 	more := len(rows) > p.Size
 	if more {
 		rows = rows[:p.Size]
@@ -187,11 +188,28 @@ func Finish[T any](p Page, rows []T, cursor func(T) Cursor) ([]T, PageInfo) {
 	if p.Backward {
 		info = PageInfo{HasPreviousPage: more}
 	}
-	if len(rows) > 0 {
-		start, end := cursor(rows[0]).Encode(), cursor(rows[len(rows)-1]).Encode()
-		info.StartCursor, info.EndCursor = &start, &end
+	edges := make([]E, len(rows))
+	for i, node := range rows {
+		c := cursor(node).Encode()
+		edges[i] = edge(c, node)
+		if i == 0 {
+			info.StartCursor = &c
+		}
+		if i == len(rows)-1 {
+			info.EndCursor = &c
+		}
 	}
-	return rows, info
+	return edges, info
+}
+
+// ParseField reads a GraphQL order-field enum value: one of the keys of allowed, or
+// BAD_USER_INPUT with message.
+func ParseField[F ~string](v any, allowed map[F]Sort, message string) (F, error) {
+	s, _ := v.(string)
+	if _, ok := allowed[F(s)]; !ok {
+		return "", apperr.Invalid("field", message)
+	}
+	return F(s), nil
 }
 
 // Direction is the GraphQL enum OrderDirection.

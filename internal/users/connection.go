@@ -63,13 +63,9 @@ var sorts = map[OrderField]paging.Sort{
 }
 
 // UnmarshalGQL implements graphql.Unmarshaler.
-func (f *OrderField) UnmarshalGQL(v any) error {
-	s, _ := v.(string)
-	if _, ok := sorts[OrderField(s)]; !ok {
-		return apperr.Invalid("field", "must be ID, USERNAME or CREATED_AT")
-	}
-	*f = OrderField(s)
-	return nil
+func (f *OrderField) UnmarshalGQL(v any) (err error) {
+	*f, err = paging.ParseField(v, sorts, "must be ID, USERNAME or CREATED_AT")
+	return err
 }
 
 // MarshalGQL implements graphql.Marshaler.
@@ -110,11 +106,9 @@ func Page(ctx context.Context, db bun.IDB, args paging.Args, filter *Filter, ord
 	if err := q.Scan(ctx); err != nil {
 		return nil, fmt.Errorf("users page: %w", err)
 	}
-	nodes, info := paging.Finish(page, rows, func(u *User) paging.Cursor { return u.cursor(order.Field) })
-	conn := &Connection{Edges: make([]*Edge, len(nodes)), PageInfo: info}
-	for i, u := range nodes {
-		conn.Edges[i] = &Edge{Cursor: u.cursor(order.Field).Encode(), Node: u}
-	}
+	edges, info := paging.Finish(page, rows, func(u *User) paging.Cursor { return u.cursor(order.Field) },
+		func(c string, u *User) *Edge { return &Edge{Cursor: c, Node: u} })
+	conn := &Connection{Edges: edges, PageInfo: info}
 	conn.count = func(ctx context.Context) (int, error) {
 		n, err := db.NewSelect().Model((*User)(nil)).Apply(where).Count(ctx)
 		if err != nil {

@@ -9,7 +9,7 @@ PG_DB      ?= wikigraph
 BIN        := bin/wikigraph
 GO_TEST_FLAGS ?= -race -count=1 -timeout 10m
 
-.PHONY: help run build test test-deps frontend-check playground bench soak generate check-generate vet db db-stop migrate-status clean
+.PHONY: help run build test test-deps frontend-check playground bench gobench soak generate check-generate vet db db-stop migrate-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -57,8 +57,16 @@ test-deps:
 playground: ## rebuild the embedded GraphiQL from web/playground (needs Node.js and npm)
 	cd web/playground && npm ci --no-audit --no-fund && npx vite build
 
+# The performance suite: seeds 100k users and 500k items in a throwaway PostgreSQL, drives the
+# built server and pgbench at each concurrency, prints the table and writes bin/bench.json.
+# BENCH_FLAGS passes options to cmd/bench (e.g. -duration 10s -c 32 -ops 'user\(id\)').
+BENCH_FLAGS ?=
+bench: build ## the load suite against the built server and pgbench (BENCH_FLAGS), then the Go benchmarks
+	scripts/pg with-test-db go run ./cmd/bench -server $(BIN) $(BENCH_FLAGS)
+	$(MAKE) --no-print-directory gobench
+
 BENCH ?= .
-bench: ## run the Go benchmarks (BENCH=regexp) against a throwaway PostgreSQL
+gobench: ## the Go benchmarks only (BENCH=regexp), against a throwaway PostgreSQL
 	scripts/pg with-test-db go test -run '^$$' -bench '$(BENCH)' -benchmem -count=1 ./...
 
 SOAK_DURATION ?= 3m

@@ -1,0 +1,455 @@
+// Command bench is the performance suite behind `make bench`. It seeds a database with 100,000
+// users and 500,000 items, starts the server binary on it, drives each operation over loopback
+// with keep-alive connections at fixed concurrency levels, runs the same SQL with pgbench
+// (prepared mode, same concurrency) right after, and prints both with their ratio, the number
+// that matters: the machine's noise mostly cancels in it.
+//
+//	go run ./cmd/bench -server bin/wikigraph -db "$TEST_DATABASE_URL" -pgdata "$PG_TEST_DATA"
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/uptrace/bun/driver/pgdriver"
+)
+
+type benchEnv struct {
+	workDir                        string
+	dbHost, dbPort, dbUser, dbName string
+	dbURL                          string
+	postmaster                     int
+}
+
+// Stats are the numbers of one side (server or pgbench) of one operation at one concurrency.
+type Stats struct {
+	Requests  int     `json:"requests"`
+	Errors    int     `json:"errors"`
+	PerSecond float64 `json:"per_second"`
+	P50ms     float64 `json:"p50_ms"`
+	P90ms     float64 `json:"p90_ms"`
+	P99ms     float64 `json:"p99_ms"`
+	MaxMs     float64 `json:"max_ms"`
+	// CPU seconds used inside the window: the server process (server side only), the PostgreSQL
+	// cluster, and the load generator (ours or pgbench, scaled to the window).
+	ServerCPU  float64 `json:"server_cpu_s,omitempty"`
+	DBCPU      float64 `json:"db_cpu_s"`
+	ClientCPU  float64 `json:"client_cpu_s"`
+	PeakRSSMB  float64 `json:"peak_rss_mb,omitempty"`
+	FirstError string  `json:"first_error,omitempty"`
+}
+
+// Result is one operation at one concurrency.
+type Result struct {
+	Operation   string  `json:"operation"`
+	Concurrency int     `json:"concurrency"`
+	Server      Stats   `json:"server"`
+	Pgbench     *Stats  `json:"pgbench,omitempty"`
+	Ratio       float64 `json:"ratio_server_to_pgbench,omitempty"`
+}
+
+// Report is the JSON the suite writes.
+type Report struct {
+	Started     time.Time `json:"started"`
+	CPUs        int       `json:"cpus"`
+	WindowS     float64   `json:"window_s"`
+	WarmupS     float64   `json:"warmup_s"`
+	ServerEnv   []string  `json:"server_env,omitempty"`
+	Results     []Result  `json:"results"`
+	PeakRSSMB   float64   `json:"server_peak_rss_mb"`
+	TotalS      float64   `json:"total_s"`
+	SeedSeconds float64   `json:"seed_s"`
+}
+
+func main() {
+	log.SetFlags(0)
+	log.SetPrefix("bench: ")
+	var (
+		server   = flag.String("server", "bin/wikigraph", "the server binary")
+		dbURL    = flag.String("db", os.Getenv("TEST_DATABASE_URL"), "URL of a PostgreSQL database the suite may create databases from (superuser)")
+		pgdata   = flag.String("pgdata", os.Getenv("PG_TEST_DATA"), "data folder of that cluster, to measure its CPU time (optional)")
+		window   = flag.Duration("duration", 5*time.Second, "measured time per operation, concurrency and side")
+		warmup   = flag.Duration("warmup", time.Second, "unmeasured time before each window")
+		levels   = flag.String("c", "8,32,128", "concurrency levels")
+		only     = flag.String("ops", "", "only operations whose name matches this regexp")
+		out      = flag.String("out", "bin/bench.json", "where the JSON report goes")
+		noPgb    = flag.Bool("no-pgbench", false, "skip the pgbench side")
+		profile  = flag.String("profile", "", "write the server's CPU and heap profiles of each run into this folder")
+		workDirF = flag.String("work", "bin/bench", "folder for the server log and pgbench logs")
+	)
+	flag.Parse()
+	if *dbURL == "" {
+		log.Fatal("no database: set -db or TEST_DATABASE_URL (make bench does)")
+	}
+	var concurrencies []int
+	for _, f := range strings.Split(*levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			log.Fatalf("bad concurrency %q", f)
+		}
+		concurrencies = append(concurrencies, n)
+	}
+	var filter *regexp.Regexp
+	if *only != "" {
+		filter = regexp.MustCompile(*only)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := os.MkdirAll(*workDirF, 0o755); err != nil {
+		log.Fatal(err)
+	}
+	began := time.Now()
+	env, err := prepare(ctx, *dbURL, *pgdata, *workDirF)
+	if err != nil {
+		log.Fatal(err)
+	}
+	report := Report{Started: began.UTC(), CPUs: runtime.NumCPU(), WindowS: window.Seconds(), WarmupS: warmup.Seconds()}
+	log.Printf("seeding %d users and %d items", seedUsers, seedItems)
+	t0 := time.Now()
+	if err := seed(ctx, env, *server); err != nil {
+		log.Fatal(err)
+	}
+	report.SeedSeconds = time.Since(t0).Seconds()
+	log.Printf("seeded in %.1fs", report.SeedSeconds)
+
+	srv, err := startServer(ctx, *server, env, *profile != "")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.stop()
+	report.ServerEnv = srv.extraEnv
+	run := strconv.FormatInt(began.Unix()%1_000_000, 36)
+	for _, c := range concurrencies {
+		for _, op := range operations {
+			if filter != nil && !filter.MatchString(op.Name) {
+				continue
+			}
+			if ctx.Err() != nil {
+				log.Fatal("interrupted")
+			}
+			tag := fmt.Sprintf("%s%d", run, c)
+			r := Result{Operation: op.Name, Concurrency: c}
+			var prof *profiler
+			if *profile != "" {
+				prof = srv.profile(ctx, *profile, op.Name, c, *warmup, *window)
+			}
+			r.Server, err = measureServer(ctx, env, srv, op, c, *warmup, *window, tag)
+			if err != nil {
+				log.Fatal(err)
+			}
+			if prof != nil {
+				prof.wait()
+			}
+			if !*noPgb {
+				p, err := runPgbench(ctx, env, op, c, *warmup, *window, tag)
+				if err != nil {
+					log.Fatal(err)
+				}
+				s := stats(p.loadResult, *window)
+				s.DBCPU = p.DBCPU.Seconds()
+				s.ClientCPU = p.ClientCPU.Seconds() * window.Seconds() / (*warmup + *window).Seconds()
+				r.Pgbench = &s
+				if s.PerSecond > 0 {
+					r.Ratio = r.Server.PerSecond / s.PerSecond
+				}
+			}
+			report.Results = append(report.Results, r)
+			printResult(r)
+		}
+	}
+	report.PeakRSSMB = srv.peakRSS
+	report.TotalS = time.Since(began).Seconds()
+	fmt.Println()
+	printTable(os.Stdout, report)
+	data, _ := json.MarshalIndent(report, "", "  ")
+	if err := os.WriteFile(*out, append(data, '\n'), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("\nJSON: %s; server log: %s; took %s\n", *out, filepath.Join(env.workDir, "server.log"), time.Since(began).Round(time.Second))
+	errs := 0
+	for _, r := range report.Results {
+		errs += r.Server.Errors
+		if r.Pgbench != nil {
+			errs += r.Pgbench.Errors
+		}
+	}
+	if errs > 0 {
+		srv.stop()
+		log.Fatalf("%d requests failed", errs)
+	}
+}
+
+// prepare creates a fresh database for the suite in the cluster dbURL names.
+func prepare(ctx context.Context, dbURL, pgdata, workDir string) (benchEnv, error) {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		return benchEnv{}, err
+	}
+	env := benchEnv{workDir: workDir, dbHost: u.Hostname(), dbPort: u.Port(), dbUser: u.User.Username(), dbName: "wikigraph_bench"}
+	if env.dbPort == "" {
+		env.dbPort = "5432"
+	}
+	if pgdata != "" {
+		env.postmaster = postmasterPID(pgdata)
+	}
+	admin := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(dbURL)))
+	defer admin.Close()
+	for _, stmt := range []string{
+		"DROP DATABASE IF EXISTS " + env.dbName + " WITH (FORCE)",
+		"CREATE DATABASE " + env.dbName,
+	} {
+		if _, err := admin.ExecContext(ctx, stmt); err != nil {
+			return env, fmt.Errorf("%s: %w", stmt, err)
+		}
+	}
+	u.Path = "/" + env.dbName
+	env.dbURL = u.String()
+	return env, nil
+}
+
+// seed migrates the suite's database with the server binary and fills it in a few statements.
+// Triggers are off while seeding (session_replication_role): the seed announces no changes.
+func seed(ctx context.Context, env benchEnv, server string) error {
+	cmd := exec.CommandContext(ctx, server, "migrate", "up")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+env.dbURL, "LOG_LEVEL=warn")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("migrate: %v\n%s", err, out)
+	}
+	db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(env.dbURL), pgdriver.WithTimeout(10*time.Minute)))
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	for _, stmt := range []string{
+		"SET session_replication_role = replica",
+		fmt.Sprintf(`INSERT INTO users (username, email, created_at, updated_at)
+			SELECT 'user_' || g, 'user_' || g || '@bench.example', t, t
+			FROM generate_series(1, %d) g, LATERAL (SELECT now() - (%d - g) * interval '1 second' AS t) x`, seedUsers, seedUsers),
+		fmt.Sprintf(`INSERT INTO items (owner_id, title, description)
+			SELECT 1 + (g - 1) %% %d, 'item ' || g, CASE WHEN g %% 2 = 0 THEN 'a description' END
+			FROM generate_series(1, %d) g`, seedUsers, seedItems),
+		"SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users))",
+		"SELECT setval(pg_get_serial_sequence('items', 'id'), (SELECT max(id) FROM items))",
+		"RESET session_replication_role",
+		"VACUUM (ANALYZE) users",
+		"VACUUM (ANALYZE) items",
+	} {
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+	}
+	return nil
+}
+
+type serverProc struct {
+	cmd      *exec.Cmd
+	addr     string
+	pprof    string
+	extraEnv []string
+	peakRSS  float64
+	done     chan error
+}
+
+// startServer runs the server binary on a free loopback port with the caller's environment (so
+// DB_MAX_CONNS=… make bench measures another setting) and waits until it is ready.
+func startServer(ctx context.Context, binary string, env benchEnv, pprof bool) (*serverProc, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	s := &serverProc{addr: "127.0.0.1:" + strconv.Itoa(port), done: make(chan error, 1)}
+	extra := []string{"DATABASE_URL=" + env.dbURL, "HOST=127.0.0.1", "PORT=" + strconv.Itoa(port)}
+	if pprof {
+		pport, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		s.pprof = "127.0.0.1:" + strconv.Itoa(pport)
+		extra = append(extra, "PPROF_ADDR="+s.pprof)
+	}
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if known(name) && !slices.ContainsFunc(extra, func(e string) bool { return strings.HasPrefix(e, name+"=") }) {
+			s.extraEnv = append(s.extraEnv, kv)
+		}
+	}
+	logFile, err := os.Create(filepath.Join(env.workDir, "server.log"))
+	if err != nil {
+		return nil, err
+	}
+	s.cmd = exec.Command(binary)
+	s.cmd.Env = append(os.Environ(), extra...)
+	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
+	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { s.done <- s.cmd.Wait(); logFile.Close() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + s.addr + "/readyz")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s, nil
+			}
+		}
+		select {
+		case err := <-s.done:
+			return nil, fmt.Errorf("server exited: %v (see %s)", err, logFile.Name())
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return nil, errors.New("server not ready after 30s")
+		}
+	}
+}
+
+// known reports whether name is one of the server's settings (listed in the report).
+func known(name string) bool {
+	for _, p := range []string{"DB_", "QUERY_", "LOG_", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "OPERATION_", "MAX_"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *serverProc) stop() {
+	if s.cmd.ProcessState != nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// measureServer drives op against the server and measures its CPU time and RSS in the window.
+func measureServer(ctx context.Context, env benchEnv, srv *serverProc, op operation, c int, warmup, window time.Duration, run string) (Stats, error) {
+	pid := srv.cmd.Process.Pid
+	var self0 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self0)
+	type cpu struct {
+		server time.Duration
+		db     map[int]time.Duration
+	}
+	sampled := make(chan [2]cpu, 1)
+	peak := make(chan int64, 1)
+	go func() {
+		time.Sleep(warmup)
+		var s [2]cpu
+		s[0].server, _ = cpuTime(pid)
+		s[0].db = clusterCPU(env.postmaster)
+		var top int64
+		end := time.Now().Add(window)
+		for time.Now().Before(end) {
+			top = max(top, rss(pid))
+			time.Sleep(50 * time.Millisecond)
+		}
+		s[1].server, _ = cpuTime(pid)
+		s[1].db = clusterCPU(env.postmaster)
+		sampled <- s
+		peak <- top
+	}()
+	res, err := drive(ctx, srv.addr, op, c, warmup, window, run)
+	if err != nil {
+		return Stats{}, err
+	}
+	s := <-sampled
+	var self1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self1)
+	st := stats(res, window)
+	st.ServerCPU = (s[1].server - s[0].server).Seconds()
+	st.DBCPU = cpuSince(s[0].db, s[1].db).Seconds()
+	clientCPU := time.Duration(self1.Utime.Nano() + self1.Stime.Nano() - self0.Utime.Nano() - self0.Stime.Nano())
+	st.ClientCPU = clientCPU.Seconds() * window.Seconds() / (warmup + window).Seconds()
+	st.PeakRSSMB = float64(<-peak) / (1 << 20)
+	srv.peakRSS = max(srv.peakRSS, st.PeakRSSMB)
+	return st, nil
+}
+
+func stats(res loadResult, window time.Duration) Stats {
+	s := Stats{Requests: res.Requests, Errors: res.Errors, FirstError: res.FirstErr}
+	s.PerSecond = float64(res.Requests) / window.Seconds()
+	if n := len(res.Latencies); n > 0 {
+		slices.Sort(res.Latencies)
+		at := func(q float64) float64 {
+			return float64(res.Latencies[min(n-1, int(q*float64(n)))]) / 1e6
+		}
+		s.P50ms, s.P90ms, s.P99ms, s.MaxMs = at(0.50), at(0.90), at(0.99), float64(res.Latencies[n-1])/1e6
+	}
+	return s
+}
+
+func printResult(r Result) {
+	line := fmt.Sprintf("%-28s c=%-3d server %8.0f/s p99 %6.2f ms errors %d", r.Operation, r.Concurrency, r.Server.PerSecond, r.Server.P99ms, r.Server.Errors)
+	if r.Pgbench != nil {
+		line += fmt.Sprintf(" | pgbench %8.0f/s p99 %6.2f ms errors %d | ratio %.2f", r.Pgbench.PerSecond, r.Pgbench.P99ms, r.Pgbench.Errors, r.Ratio)
+	}
+	log.Print(line)
+	if r.Server.FirstError != "" {
+		log.Printf("  first server error: %s", r.Server.FirstError)
+	}
+	if r.Pgbench != nil && r.Pgbench.FirstError != "" {
+		log.Printf("  pgbench: %s", r.Pgbench.FirstError)
+	}
+}
+
+func printTable(w io.Writer, rep Report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "operation\tc\treq/s\tp50 ms\tp90 ms\tp99 ms\terrors\tserver CPU s\tdb CPU s\tclient CPU s\tRSS MB\t| pgbench tx/s\tp50 ms\tp99 ms\tdb CPU s\tclient CPU s\t| ratio\t")
+	for _, r := range rep.Results {
+		s := r.Server
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%.2f\t%.2f\t%.2f\t%.0f\t", r.Operation, r.Concurrency,
+			s.PerSecond, s.P50ms, s.P90ms, s.P99ms, s.Errors, s.ServerCPU, s.DBCPU, s.ClientCPU, s.PeakRSSMB)
+		if p := r.Pgbench; p != nil {
+			fmt.Fprintf(tw, "| %.0f\t%.2f\t%.2f\t%.2f\t%.2f\t| %.2f\t\n", p.PerSecond, p.P50ms, p.P99ms, p.DBCPU, p.ClientCPU, r.Ratio)
+		} else {
+			fmt.Fprintln(tw, "|\t\t\t\t\t|\t")
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "window %.0fs after %.0fs warm-up per row and side; %d CPUs shared by load generator, server and PostgreSQL; server peak RSS %.0f MB\n",
+		rep.WindowS, rep.WarmupS, rep.CPUs, rep.PeakRSSMB)
+	if len(rep.ServerEnv) > 0 {
+		fmt.Fprintf(w, "server settings: %s\n", strings.Join(rep.ServerEnv, " "))
+	}
+}

@@ -1,0 +1,158 @@
+// Package coalesce merges lookups by key that different requests make at the same time into one
+// statement: group commit, for reads. At most Slots statements of a Group run at once; while
+// they do, the keys asked for gather in one pending batch, which runs as one statement as soon
+// as a slot frees. So a lone request never waits for a timer, and under load many requests share
+// one round trip to PostgreSQL and one parse and plan there.
+//
+// A batch starts only after every request in it has joined (a batch that has started takes no
+// more keys), so each request still sees every write committed before it arrived.
+package coalesce
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Options configure a Group; zero values take the defaults.
+type Options struct {
+	// Slots is how many statements may run at once (default 2). Fewer make bigger batches.
+	Slots int
+	// MaxKeys is the batch size at which a new batch starts (default 100).
+	MaxKeys int
+	// Timeout bounds one statement (default 10s). A statement serves many requests, so it does
+	// not end when the request that started it gives up; each request still waits only as long
+	// as its own context allows.
+	Timeout time.Duration
+}
+
+// Group coalesces the lookups of one kind (say, users by id).
+type Group[K comparable, V any] struct {
+	fetch   func(ctx context.Context, keys []K) (map[K]V, error)
+	slots   chan struct{}
+	maxKeys int
+	timeout time.Duration
+
+	mu      sync.Mutex
+	pending *batch[K, V]
+}
+
+type batch[K comparable, V any] struct {
+	keys []K
+	done chan struct{}
+	vals map[K]V
+	err  error
+}
+
+// New returns a Group that loads keys with fetch; fetch returns the values found, by key (a
+// missing key has no value).
+func New[K comparable, V any](fetch func(ctx context.Context, keys []K) (map[K]V, error), opts Options) *Group[K, V] {
+	if opts.Slots <= 0 {
+		opts.Slots = 2
+	}
+	if opts.MaxKeys <= 0 {
+		opts.MaxKeys = 100
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	return &Group[K, V]{fetch: fetch, slots: make(chan struct{}, opts.Slots), maxKeys: opts.MaxKeys, timeout: opts.Timeout}
+}
+
+// Get returns the value of key and whether there is one.
+func (g *Group[K, V]) Get(ctx context.Context, key K) (V, bool, error) {
+	b := g.join(ctx, []K{key})
+	select {
+	case <-b.done:
+		v, ok := b.vals[key]
+		return v, ok, b.err
+	case <-ctx.Done():
+		var zero V
+		return zero, false, ctx.Err()
+	}
+}
+
+// GetMany returns the values of keys that have one, by key.
+func (g *Group[K, V]) GetMany(ctx context.Context, keys []K) (map[K]V, error) {
+	if len(keys) == 0 {
+		return map[K]V{}, nil
+	}
+	b := g.join(ctx, keys)
+	select {
+	case <-b.done:
+		if b.err != nil {
+			return nil, b.err
+		}
+		out := make(map[K]V, len(keys))
+		for _, k := range keys {
+			if v, ok := b.vals[k]; ok {
+				out[k] = v
+			}
+		}
+		return out, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Waiting returns how many keys the pending batch holds (waiting for a slot, still open).
+func (g *Group[K, V]) Waiting() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.pending == nil {
+		return 0
+	}
+	return len(g.pending.keys)
+}
+
+// join adds keys to the pending batch, or starts one; ctx gives the new batch its values (the
+// request id in logs, the trace of its SQL), not its deadline.
+func (g *Group[K, V]) join(ctx context.Context, keys []K) *batch[K, V] {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if b := g.pending; b != nil && len(b.keys) < g.maxKeys {
+		b.keys = append(b.keys, keys...)
+		return b
+	}
+	b := &batch[K, V]{keys: append(make([]K, 0, max(len(keys), 16)), keys...), done: make(chan struct{})}
+	g.pending = b
+	go g.run(context.WithoutCancel(ctx), b)
+	return b
+}
+
+// run waits for a slot, closes the batch to new keys and runs its statement.
+func (g *Group[K, V]) run(ctx context.Context, b *batch[K, V]) {
+	g.slots <- struct{}{}
+	defer func() { <-g.slots }()
+	g.mu.Lock()
+	if g.pending == b {
+		g.pending = nil
+	}
+	keys := b.keys
+	g.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	defer close(b.done)
+	defer func() { // a panic here would take the process down: its waiters get an error
+		if p := recover(); p != nil {
+			b.vals, b.err = nil, fmt.Errorf("coalesce: panic in fetch: %v", p)
+		}
+	}()
+	b.vals, b.err = g.fetch(ctx, dedupe(keys))
+}
+
+func dedupe[K comparable](keys []K) []K {
+	if len(keys) < 2 {
+		return keys
+	}
+	seen := make(map[K]struct{}, len(keys))
+	out := keys[:0]
+	for _, k := range keys {
+		if _, ok := seen[k]; !ok {
+			seen[k] = struct{}{}
+			out = append(out, k)
+		}
+	}
+	return out
+}

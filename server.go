@@ -43,7 +43,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	level, _ := cfg.Level()
-	logger := logging.New(os.Stderr, cfg.LogFormat, level)
+	var logOut io.Writer = os.Stderr
+	if cfg.LogFlushInterval > 0 {
+		buffered := logging.NewBuffered(os.Stderr, cfg.LogFlushInterval)
+		defer buffered.Close()
+		logOut = buffered
+	}
+	logger := logging.New(logOut, cfg.LogFormat, level)
 	slog.SetDefault(logger)
 	switch {
 	case len(args) == 0 || args[0] == "serve":

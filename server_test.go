@@ -201,8 +201,8 @@ func TestBinaryServesMigratesAndStopsOnSIGTERM(t *testing.T) {
 	assert.Contains(t, logs.String(), `"msg":"stopped"`)
 	assert.Contains(t, logs.String(), `"msg":"sql"`, "LOG_SQL logs statements")
 	assert.Contains(t, logs.String(), "INSERT INTO")
-	assert.Regexp(t, `"msg":"graphql","operation":"Named","type":"query","duration_ms":[0-9.]+,"outcome":"BAD_USER_INPUT","request_id":"[0-9a-f]+"`,
-		logs.String(), "one line per operation")
+	assert.Regexp(t, `"msg":"http","method":"POST","path":"/query","status":200,"duration_ms":[0-9.]+,"operation":"Named","type":"query","outcome":"BAD_USER_INPUT","request_id":"[0-9a-f]+"`,
+		logs.String(), "one line per request, naming the operation")
 
 	check = exec.Command(bin, "healthcheck")
 	check.Env = env

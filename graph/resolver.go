@@ -6,10 +6,13 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/wikigraph/wikigraph/internal/events"
+	"github.com/wikigraph/wikigraph/internal/users"
 )
 
 // Resolver holds the dependencies of every resolver; it is the one place they are injected.
 type Resolver struct {
 	DB     *bun.DB
 	Events *events.Broker
+	// UserLookups finds users by id, coalescing concurrent lookups (api.New makes one when nil).
+	UserLookups *users.Lookups
 }

@@ -48,7 +48,7 @@ func (r *queryResolver) Me(ctx context.Context) (*users.User, error) {
 }
 
 func (r *queryResolver) User(ctx context.Context, id int64) (*users.User, error) {
-	return users.Find(ctx, r.DB, id)
+	return r.UserLookups.Find(ctx, id)
 }
 
 func (r *queryResolver) UserByUsername(ctx context.Context, username string) (*users.User, error) {
@@ -56,7 +56,7 @@ func (r *queryResolver) UserByUsername(ctx context.Context, username string) (*u
 }
 
 func (r *queryResolver) Users(ctx context.Context, offset int, limit int) ([]*users.User, error) {
-	return users.List(ctx, r.DB, offset, limit)
+	return r.UserLookups.List(ctx, offset, limit)
 }
 
 func (r *queryResolver) UsersConnection(ctx context.Context, first *int, after *string, last *int, before *string, filter *users.Filter, orderBy *users.Order) (*users.Connection, error) {

@@ -27,10 +27,13 @@ import (
 
 	"github.com/wikigraph/wikigraph/graph"
 	"github.com/wikigraph/wikigraph/internal/apperr"
+	"github.com/wikigraph/wikigraph/internal/coalesce"
 	"github.com/wikigraph/wikigraph/internal/database"
 	ruleset "github.com/wikigraph/wikigraph/internal/limits"
 	"github.com/wikigraph/wikigraph/internal/loaders"
+	"github.com/wikigraph/wikigraph/internal/logging"
 	"github.com/wikigraph/wikigraph/internal/tracing"
+	"github.com/wikigraph/wikigraph/internal/users"
 )
 
 // Options configure the GraphQL handler.
@@ -107,6 +110,9 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	if observer == nil {
 		observer = noObserver{}
 	}
+	if r.UserLookups == nil {
+		r.UserLookups = users.NewLookups(r.DB, coalesce.Options{Timeout: limits.Timeout})
+	}
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: r, Complexity: complexity()}))
 	// Subscriptions: websocket (graphql-transport-ws and the legacy graphql-ws, coder/websocket)
 	// and server-sent events; SSE goes before POST, which would otherwise take its requests.
@@ -155,7 +161,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	// Each response (a query's, a mutation's, or one subscription event's) batches its own
 	// lookups and caches nothing beyond itself.
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
-		ctx = loaders.With(ctx, loaders.New(r.DB))
+		ctx = loaders.With(ctx, loaders.New(r.DB, r.UserLookups))
 		typ, name := "unknown", "" // a document that did not parse has no operation
 		if graphql.HasOperationContext(ctx) {
 			if op := graphql.GetOperationContext(ctx); op.Operation != nil {
@@ -187,16 +193,26 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		}
 		d := time.Since(start)
 		observer.Operation(typ, name, outcome, d)
-		logger.LogAttrs(ctx, slog.LevelInfo, "graphql",
-			slog.String("operation", name), slog.String("type", typ),
-			slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("outcome", outcome))
+		// Over HTTP the request's access log line carries the operation; over a websocket (no
+		// access line per operation) the operation gets a line of its own.
+		if !logging.AddToLine(ctx, slog.String("operation", name), slog.String("type", typ), slog.String("outcome", outcome)) {
+			logger.LogAttrs(ctx, slog.LevelInfo, "graphql",
+				slog.String("operation", name), slog.String("type", typ),
+				slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("outcome", outcome))
+		}
 		return resp
 	})
 	// Lists a resolver returns tell the loaders which ids to fetch together.
 	srv.AroundFields(func(ctx context.Context, next graphql.Resolver) (any, error) {
 		res, err := next(ctx)
-		if l := loaders.From(ctx); err == nil && l != nil {
-			l.Observe(res)
+		if err != nil {
+			return res, err
+		}
+		// Only resolvers return lists; a struct field's value is not worth the lookup.
+		if fc := graphql.GetFieldContext(ctx); fc != nil && fc.IsResolver {
+			if l := loaders.From(ctx); l != nil {
+				l.Observe(res)
+			}
 		}
 		return res, err
 	})

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -23,6 +24,7 @@ import (
 	"github.com/wikigraph/wikigraph/graph"
 	"github.com/wikigraph/wikigraph/internal/api"
 	"github.com/wikigraph/wikigraph/internal/auth"
+	"github.com/wikigraph/wikigraph/internal/coalesce"
 	"github.com/wikigraph/wikigraph/internal/config"
 	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/events"
@@ -30,6 +32,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/metrics"
 	"github.com/wikigraph/wikigraph/internal/playground"
 	"github.com/wikigraph/wikigraph/internal/tracing"
+	"github.com/wikigraph/wikigraph/internal/users"
 )
 
 // Serve runs the server until ctx ends, then shuts it down gracefully; nil after a clean stop.
@@ -58,7 +61,8 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	broker := events.New(db, events.Options{Buffer: cfg.SubscriptionBuffer, Logger: logger})
 	stats := metrics.New(db.DB, broker.Subscribers)
-	gql := api.New(&graph.Resolver{DB: db, Events: broker}, api.Options{
+	lookups := users.NewLookups(db, coalesce.Options{Slots: cfg.DBLookupSlots, Timeout: cfg.OperationTimeout})
+	gql := api.New(&graph.Resolver{DB: db, Events: broker, UserLookups: lookups}, api.Options{
 		QueryCacheSize: cfg.QueryCacheSize, Logger: logger,
 		WebsocketOrigins: cfg.WebsocketOrigins, KeepAlive: cfg.WebsocketKeepAlive, WebsocketInit: wsInit,
 		Observer: stats, Tracing: traced,
@@ -84,6 +88,11 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		routes.Metrics = stats.Handler()
 	} else if err := serveMetrics(ctx, cfg.MetricsAddr, stats.Handler(), logger); err != nil {
 		return err
+	}
+	if cfg.PprofAddr != "" {
+		if err := servePprof(ctx, cfg.PprofAddr, logger); err != nil {
+			return err
+		}
 	}
 	h := httpserver.Handler(routes)
 	ln, err := net.Listen("tcp", cfg.Addr())
@@ -170,6 +179,25 @@ func serveMetrics(ctx context.Context, addr string, h http.Handler, logger *slog
 	srv := httpserver.Server(mux, logger, httpserver.Timeouts{})
 	go func() { _ = httpserver.Serve(ctx, srv, ln, time.Second) }()
 	logger.Info("serving metrics", "addr", ln.Addr().String())
+	return nil
+}
+
+// servePprof serves the Go profiler on a listener of its own: it shows internals, so it is never
+// mounted on the public listener.
+func servePprof(ctx context.Context, addr string, logger *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("pprof listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	srv := httpserver.Server(mux, logger, httpserver.Timeouts{})
+	go func() { _ = httpserver.Serve(ctx, srv, ln, time.Second) }()
+	logger.Warn("serving pprof; keep this address private", "addr", ln.Addr().String())
 	return nil
 }
 

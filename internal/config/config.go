@@ -26,6 +26,8 @@ type Config struct {
 	CORSOrigins  []string      `env:"CORS_ALLOWED_ORIGINS" envSeparator:","`
 	Playground   bool          `env:"PLAYGROUND" envDefault:"true"`
 	MetricsAddr  string        `env:"METRICS_ADDR"`
+	// PprofAddr serves net/http/pprof on a listener of its own (never on the public one).
+	PprofAddr string `env:"PPROF_ADDR"`
 
 	// Authentication
 	AuthMode       string        `env:"AUTH_MODE" envDefault:"none"`
@@ -51,8 +53,11 @@ type Config struct {
 	SubscriptionBuffer int           `env:"SUBSCRIPTION_BUFFER" envDefault:"1024"`
 
 	// Database
-	DatabaseURL        string        `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/wikigraph?sslmode=disable"`
-	DBMaxConns         int           `env:"DB_MAX_CONNS" envDefault:"8"`
+	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/wikigraph?sslmode=disable"`
+	DBMaxConns  int    `env:"DB_MAX_CONNS" envDefault:"8"`
+	// DBLookupSlots is how many coalesced lookup statements (users by id, a page of users) may
+	// run at once; requests arriving meanwhile share the next one.
+	DBLookupSlots      int           `env:"DB_LOOKUP_SLOTS" envDefault:"2"`
 	DBStatementTimeout time.Duration `env:"DB_STATEMENT_TIMEOUT" envDefault:"5s"`
 	DBAppName          string        `env:"DB_APP_NAME" envDefault:"wikigraph"`
 	MigrateOnStart     bool          `env:"MIGRATE_ON_START" envDefault:"true"`
@@ -61,6 +66,8 @@ type Config struct {
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
 	LogSQL    bool   `env:"LOG_SQL" envDefault:"false"`
+	// LogFlushInterval batches log lines into one write per interval (0: a write per line).
+	LogFlushInterval time.Duration `env:"LOG_FLUSH_INTERVAL" envDefault:"100ms"`
 }
 
 // Load reads and checks the configuration.

@@ -197,6 +197,9 @@ func (b *Broker) dispatch(ctx context.Context, batch []pgdriver.Notification) {
 		}
 		changes = append(changes, &c)
 	}
+	if len(changes) == 0 || b.Subscribers() == 0 {
+		return // nobody to tell: do not load the rows (every write would cost a query)
+	}
 	// A short database fault should not lose what was already received: try a few times.
 	var err error
 	for wait := 100 * time.Millisecond; ; wait *= 4 {

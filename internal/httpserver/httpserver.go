@@ -186,13 +186,15 @@ func accessLog(logger *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		logger.LogAttrs(r.Context(), slog.LevelInfo, "http",
+		ctx, line := logging.WithLine(r.Context())
+		next.ServeHTTP(rec, r.WithContext(ctx))
+		attrs := append([]slog.Attr{
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
 			slog.Int("status", rec.status),
 			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-		)
+		}, line.Attrs()...)
+		logger.LogAttrs(ctx, slog.LevelInfo, "http", attrs...)
 	})
 }
 

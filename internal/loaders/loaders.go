@@ -31,10 +31,12 @@ const wait = time.Millisecond
 // Loaders are one operation's batch loaders.
 type Loaders struct {
 	db         bun.IDB
+	lookups    *users.Lookups
 	userByID   *dataloadgen.Loader[int64, *users.User]
 	ownerItems *dataloadgen.Loader[ownerKey, *items.Connection]
 	ownerCount *dataloadgen.Loader[ownerKey, int]
 
+	once    sync.Once
 	mu      sync.Mutex
 	queries map[string]items.Query // by Query.Key
 	users   groups                 // users listed together: their items load together
@@ -76,51 +78,54 @@ type ownerKey struct {
 	query string // items.Query.Key
 }
 
-// New returns the loaders of one operation.
-func New(db bun.IDB) *Loaders {
-	l := &Loaders{
-		db:         db,
-		queries:    make(map[string]items.Query),
-		users:      groups{},
-		owners:     groups{},
-		userCalls:  make(map[groupKey]*groupCall[*users.User]),
-		itemCalls:  make(map[groupKey]*groupCall[*items.Connection]),
-		countCalls: make(map[groupKey]*groupCall[int]),
-	}
-	l.userByID = dataloadgen.NewMappedLoader(l.fetchUsers, dataloadgen.WithWait(wait))
-	l.ownerItems = dataloadgen.NewMappedLoader(func(ctx context.Context, keys []ownerKey) (map[ownerKey]*items.Connection, error) {
-		out := make(map[ownerKey]*items.Connection, len(keys))
-		for key, owners := range byQuery(keys) {
-			conns, err := l.fetchPages(ctx, owners, key)
-			if err != nil {
-				return nil, err
+// New returns the loaders of one operation. It is cheap: most operations load nothing, so the
+// batch loaders are made on first use.
+func New(db bun.IDB, lookups *users.Lookups) *Loaders {
+	return &Loaders{db: db, lookups: lookups}
+}
+
+// init makes the loaders; every method that uses them calls it first.
+func (l *Loaders) init() {
+	l.once.Do(func() {
+		l.queries = make(map[string]items.Query)
+		l.users, l.owners = groups{}, groups{}
+		l.userCalls = make(map[groupKey]*groupCall[*users.User])
+		l.itemCalls = make(map[groupKey]*groupCall[*items.Connection])
+		l.countCalls = make(map[groupKey]*groupCall[int])
+		l.userByID = dataloadgen.NewMappedLoader(l.fetchUsers, dataloadgen.WithWait(wait))
+		l.ownerItems = dataloadgen.NewMappedLoader(func(ctx context.Context, keys []ownerKey) (map[ownerKey]*items.Connection, error) {
+			out := make(map[ownerKey]*items.Connection, len(keys))
+			for key, owners := range byQuery(keys) {
+				conns, err := l.fetchPages(ctx, owners, key)
+				if err != nil {
+					return nil, err
+				}
+				for owner, conn := range conns {
+					out[ownerKey{owner, key}] = conn
+				}
 			}
-			for owner, conn := range conns {
-				out[ownerKey{owner, key}] = conn
+			return out, nil
+		}, dataloadgen.WithWait(wait))
+		l.ownerCount = dataloadgen.NewMappedLoader(func(ctx context.Context, keys []ownerKey) (map[ownerKey]int, error) {
+			out := make(map[ownerKey]int, len(keys))
+			for key, owners := range byQuery(keys) {
+				counts, err := l.fetchCounts(ctx, owners, key)
+				if err != nil {
+					return nil, err
+				}
+				for owner, n := range counts {
+					out[ownerKey{owner, key}] = n
+				}
 			}
-		}
-		return out, nil
-	}, dataloadgen.WithWait(wait))
-	l.ownerCount = dataloadgen.NewMappedLoader(func(ctx context.Context, keys []ownerKey) (map[ownerKey]int, error) {
-		out := make(map[ownerKey]int, len(keys))
-		for key, owners := range byQuery(keys) {
-			counts, err := l.fetchCounts(ctx, owners, key)
-			if err != nil {
-				return nil, err
-			}
-			for owner, n := range counts {
-				out[ownerKey{owner, key}] = n
-			}
-		}
-		return out, nil
-	}, dataloadgen.WithWait(wait))
-	return l
+			return out, nil
+		}, dataloadgen.WithWait(wait))
+	})
 }
 
 // fetchUsers loads users by id. The owner of an item in a DELETED event may be gone too (a
 // cascade): it comes as it was. Users loaded together list their items together.
 func (l *Loaders) fetchUsers(ctx context.Context, ids []int64) (map[int64]*users.User, error) {
-	found, err := users.FindMany(ctx, l.db, ids)
+	found, err := l.lookups.FindMany(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -213,6 +218,7 @@ func pick[V any](vals map[int64]V, err error, id int64) (V, error) {
 
 // User loads a user by id, together with the owners listed alongside it.
 func (l *Loaders) User(ctx context.Context, id int64) (*users.User, error) {
+	l.init()
 	ids := l.members(l.owners, id)
 	if ids == nil {
 		return l.userByID.Load(ctx, id)
@@ -226,6 +232,7 @@ func (l *Loaders) User(ctx context.Context, id int64) (*users.User, error) {
 // OwnerItems loads owner's page of the items the filter matches, together with the other users
 // listed alongside it, for the same arguments.
 func (l *Loaders) OwnerItems(ctx context.Context, owner int64, args paging.Args, filter *items.Filter, order *items.Order) (*items.Connection, error) {
+	l.init()
 	q, err := items.NewQuery(args, filter, order)
 	if err != nil {
 		return nil, err
@@ -246,6 +253,7 @@ func (l *Loaders) OwnerItems(ctx context.Context, owner int64, args paging.Args,
 
 // count loads owner's item count for the query key, together with its group.
 func (l *Loaders) count(ctx context.Context, owner int64, key string) (int, error) {
+	l.init()
 	ids := l.members(l.users, owner)
 	if ids == nil {
 		return l.ownerCount.Load(ctx, ownerKey{owner, key})
@@ -258,6 +266,7 @@ func (l *Loaders) count(ctx context.Context, owner int64, key string) (int, erro
 
 // ObserveUsers records users listed together.
 func (l *Loaders) ObserveUsers(list []*users.User) {
+	l.init()
 	ids := make([]int64, len(list))
 	for i, u := range list {
 		ids[i] = u.ID
@@ -269,6 +278,7 @@ func (l *Loaders) ObserveUsers(list []*users.User) {
 
 // ObserveItems records items listed together: their owners load together.
 func (l *Loaders) ObserveItems(list []*items.Item) {
+	l.init()
 	ids := make([]int64, 0, len(list))
 	seen := make(map[int64]bool, len(list))
 	for _, it := range list {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/wikigraph/wikigraph/internal/apperr"
 	"github.com/wikigraph/wikigraph/internal/auth"
+	"github.com/wikigraph/wikigraph/internal/coalesce"
 	"github.com/wikigraph/wikigraph/internal/database"
 )
 
@@ -246,4 +247,59 @@ func FindMany(ctx context.Context, db bun.IDB, ids []int64) (map[int64]*User, er
 		byID[u.ID] = u
 	}
 	return byID, nil
+}
+
+// Lookups finds users by id for every request of the process, coalescing the lookups that
+// arrive together into one statement (see package coalesce).
+type Lookups struct {
+	group *coalesce.Group[int64, *User]
+	pages *coalesce.Group[page, []*User]
+}
+
+type page struct{ offset, limit int }
+
+// NewLookups returns the process's user lookups on db.
+func NewLookups(db bun.IDB, opts coalesce.Options) *Lookups {
+	return &Lookups{
+		group: coalesce.New(func(ctx context.Context, ids []int64) (map[int64]*User, error) {
+			return FindMany(ctx, db, ids)
+		}, opts),
+		// Requests for the same page at the same moment (the first page, mostly) share one
+		// statement; different pages get one statement each.
+		pages: coalesce.New(func(ctx context.Context, pages []page) (map[page][]*User, error) {
+			out := make(map[page][]*User, len(pages))
+			for _, p := range pages {
+				list, err := List(ctx, db, p.offset, p.limit)
+				if err != nil {
+					return nil, err
+				}
+				out[p] = list
+			}
+			return out, nil
+		}, opts),
+	}
+}
+
+// List returns a page of users ordered by id, as the function List does. The slice is shared
+// with the other requests that asked for the same page at the same time: do not modify it.
+func (l *Lookups) List(ctx context.Context, offset, limit int) ([]*User, error) {
+	if err := CheckPage(offset, limit); err != nil {
+		return nil, err
+	}
+	list, _, err := l.pages.Get(ctx, page{offset, limit})
+	return list, err
+}
+
+// Find returns the user with this id, or nil when there is none.
+func (l *Lookups) Find(ctx context.Context, id int64) (*User, error) {
+	u, _, err := l.group.Get(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("find user %d: %w", id, err)
+	}
+	return u, nil
+}
+
+// FindMany returns the users with these ids, by id; ids with no user are absent.
+func (l *Lookups) FindMany(ctx context.Context, ids []int64) (map[int64]*User, error) {
+	return l.group.GetMany(ctx, ids)
 }

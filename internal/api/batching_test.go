@@ -13,6 +13,7 @@ import (
 
 	"github.com/wikigraph/wikigraph/graph"
 	"github.com/wikigraph/wikigraph/internal/api"
+	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/dbtest"
 )
 
@@ -44,7 +45,7 @@ func TestNestedQueryStatementCount(t *testing.T) {
 	require.NoError(t, err)
 	defer db.Close()
 	counter := &statements{}
-	db.AddQueryHook(counter)
+	database.AddQueryHook(db, counter)
 	h := api.New(&graph.Resolver{DB: db}, api.Options{QueryCacheSize: 10})
 	c := client.New(h)
 

@@ -73,6 +73,39 @@ func (c *cancelConn) QueryContext(ctx context.Context, query string, args []driv
 	return &cancelRows{Rows: rows, stop: stop}, nil // rows still stream from the socket
 }
 
+// PrepareContext prepares a statement whose runs a cancelled context stops, like the others.
+func (c *cancelConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	stop := c.watch(ctx)
+	defer stop()
+	st, err := c.Conn.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, c.err(ctx, err)
+	}
+	return &cancelStmt{Stmt: st, c: c}, nil
+}
+
+type cancelStmt struct {
+	driver.Stmt
+	c *cancelConn
+}
+
+func (s *cancelStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	stop := s.c.watch(ctx)
+	rows, err := s.Stmt.(driver.StmtQueryContext).QueryContext(ctx, args)
+	if err != nil {
+		stop()
+		return nil, s.c.err(ctx, err)
+	}
+	return &cancelRows{Rows: rows, stop: stop}, nil
+}
+
+func (s *cancelStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	stop := s.c.watch(ctx)
+	defer stop()
+	res, err := s.Stmt.(driver.StmtExecContext).ExecContext(ctx, args)
+	return res, s.c.err(ctx, err)
+}
+
 // IsValid tells database/sql not to reuse a connection whose socket was closed.
 func (c *cancelConn) IsValid() bool { return !c.killed.Load() && c.Conn.IsValid() }
 

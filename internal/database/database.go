@@ -69,7 +69,7 @@ func Open(opts Options) (*bun.DB, error) {
 		if logger == nil {
 			logger = slog.Default()
 		}
-		db.AddQueryHook(sqlLogger{logger})
+		AddQueryHook(db, sqlLogger{logger})
 	}
 	return db, nil
 }

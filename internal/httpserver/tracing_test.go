@@ -37,7 +37,7 @@ func TestTracingLinksHTTPGraphQLAndSQL(t *testing.T) {
 	db, err := dbtest.Open(dbtest.URL(t))
 	require.NoError(t, err)
 	defer db.Close()
-	db.AddQueryHook(bunotel.NewQueryHook(bunotel.WithDBName("wikigraph")))
+	database.AddQueryHook(db, bunotel.NewQueryHook(bunotel.WithDBName("wikigraph")))
 	logger := logging.New(&syncBuffer{}, "json", slog.LevelInfo)
 	gql := api.New(&graph.Resolver{DB: db}, api.Options{QueryCacheSize: 10, Logger: logger, Tracing: true})
 	h := httpserver.Handler(httpserver.Routes{

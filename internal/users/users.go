@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/mail"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -258,26 +259,52 @@ type Lookups struct {
 
 type page struct{ offset, limit int }
 
-// NewLookups returns the process's user lookups on db.
-func NewLookups(db bun.IDB, opts coalesce.Options) *Lookups {
+// NewLookups returns the process's user lookups on db. Their statements are prepared.
+func NewLookups(db *bun.DB, opts coalesce.Options) *Lookups {
+	const columns = "id, username, email, created_at, updated_at"
+	byIDs := database.Prepare(db, "SELECT "+columns+" FROM users WHERE id = ANY($1::bigint[])")
+	pageOf := database.Prepare(db, "SELECT "+columns+" FROM users ORDER BY id ASC LIMIT $1 OFFSET $2")
+	byID, byPage := opts, opts
+	byID.Name, byPage.Name = "user_by_id", "user_page"
 	return &Lookups{
 		group: coalesce.New(func(ctx context.Context, ids []int64) (map[int64]*User, error) {
-			return FindMany(ctx, db, ids)
-		}, opts),
+			list := make([]*User, 0, len(ids))
+			if err := byIDs.Scan(ctx, &list, int64Array(ids)); err != nil {
+				return nil, fmt.Errorf("find users: %w", err)
+			}
+			found := make(map[int64]*User, len(list))
+			for _, u := range list {
+				found[u.ID] = u
+			}
+			return found, nil
+		}, byID),
 		// Requests for the same page at the same moment (the first page, mostly) share one
 		// statement; different pages get one statement each.
 		pages: coalesce.New(func(ctx context.Context, pages []page) (map[page][]*User, error) {
 			out := make(map[page][]*User, len(pages))
 			for _, p := range pages {
-				list, err := List(ctx, db, p.offset, p.limit)
-				if err != nil {
-					return nil, err
+				list := make([]*User, 0, p.limit)
+				if err := pageOf.Scan(ctx, &list, p.limit, p.offset); err != nil {
+					return nil, fmt.Errorf("list users: %w", err)
 				}
 				out[p] = list
 			}
 			return out, nil
-		}, opts),
+		}, byPage),
 	}
+}
+
+// int64Array is ids as a PostgreSQL array literal, for a bigint[] parameter.
+func int64Array(ids []int64) string {
+	b := make([]byte, 0, 2+len(ids)*8)
+	b = append(b, '{')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, id, 10)
+	}
+	return string(append(b, '}'))
 }
 
 // List returns a page of users ordered by id, as the function List does. The slice is shared

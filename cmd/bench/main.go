@@ -57,6 +57,10 @@ type Stats struct {
 	DBCPU      float64 `json:"db_cpu_s"`
 	ClientCPU  float64 `json:"client_cpu_s"`
 	PeakRSSMB  float64 `json:"peak_rss_mb,omitempty"`
+	// From the server's /metrics: SQL statements per request, and how many keys one coalesced
+	// lookup statement served (requests sharing it).
+	SQLPerRequest float64 `json:"sql_per_request,omitempty"`
+	KeysPerLookup float64 `json:"keys_per_lookup,omitempty"`
 	FirstError string  `json:"first_error,omitempty"`
 }
 
@@ -389,10 +393,12 @@ func measureServer(ctx context.Context, env benchEnv, srv *serverProc, op operat
 		sampled <- s
 		peak <- top
 	}()
+	before := scrape(srv.addr)
 	res, err := drive(ctx, srv.addr, op, c, warmup, window, run)
 	if err != nil {
 		return Stats{}, err
 	}
+	after := scrape(srv.addr)
 	s := <-sampled
 	var self1 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self1)
@@ -402,8 +408,48 @@ func measureServer(ctx context.Context, env benchEnv, srv *serverProc, op operat
 	clientCPU := time.Duration(self1.Utime.Nano() + self1.Stime.Nano() - self0.Utime.Nano() - self0.Stime.Nano())
 	st.ClientCPU = clientCPU.Seconds() * window.Seconds() / (warmup + window).Seconds()
 	st.PeakRSSMB = float64(<-peak) / (1 << 20)
+	// The counters cover warm-up and window alike: divide by every request answered.
+	if total := after["requests"] - before["requests"]; total > 0 {
+		st.SQLPerRequest = (after["wikigraph_db_statements_total"] - before["wikigraph_db_statements_total"]) / total
+	}
+	if n := after["wikigraph_db_lookup_statements_total"] - before["wikigraph_db_lookup_statements_total"]; n > 0 {
+		st.KeysPerLookup = (after["wikigraph_db_lookup_keys_total"] - before["wikigraph_db_lookup_keys_total"]) / n
+	}
 	srv.peakRSS = max(srv.peakRSS, st.PeakRSSMB)
 	return st, nil
+}
+
+// scrape reads the counters the suite uses from the server's /metrics, summed over labels;
+// "requests" is the number of GraphQL operations answered.
+func scrape(addr string) map[string]float64 {
+	out := map[string]float64{}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, rest, _ := strings.Cut(line, " ")
+		name, _, _ = strings.Cut(name, "{")
+		if i := strings.LastIndexByte(line, ' '); i > 0 {
+			rest = line[i+1:]
+		}
+		v, err := strconv.ParseFloat(rest, 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "wikigraph_db_statements_total", "wikigraph_db_lookup_statements_total", "wikigraph_db_lookup_keys_total":
+			out[name] += v
+		case "wikigraph_graphql_operations_total":
+			out["requests"] += v
+		}
+	}
+	return out
 }
 
 func stats(res loadResult, window time.Duration) Stats {
@@ -435,11 +481,11 @@ func printResult(r Result) {
 
 func printTable(w io.Writer, rep Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "operation\tc\treq/s\tp50 ms\tp90 ms\tp99 ms\terrors\tserver CPU s\tdb CPU s\tclient CPU s\tRSS MB\t| pgbench tx/s\tp50 ms\tp99 ms\tdb CPU s\tclient CPU s\t| ratio\t")
+	fmt.Fprintln(tw, "operation\tc\treq/s\tp50 ms\tp90 ms\tp99 ms\terrors\tserver CPU s\tdb CPU s\tclient CPU s\tRSS MB\tSQL/req\tkeys/lookup\t| pgbench tx/s\tp50 ms\tp99 ms\tdb CPU s\tclient CPU s\t| ratio\t")
 	for _, r := range rep.Results {
 		s := r.Server
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%.2f\t%.2f\t%.2f\t%.0f\t", r.Operation, r.Concurrency,
-			s.PerSecond, s.P50ms, s.P90ms, s.P99ms, s.Errors, s.ServerCPU, s.DBCPU, s.ClientCPU, s.PeakRSSMB)
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t%.1f\t", r.Operation, r.Concurrency,
+			s.PerSecond, s.P50ms, s.P90ms, s.P99ms, s.Errors, s.ServerCPU, s.DBCPU, s.ClientCPU, s.PeakRSSMB, s.SQLPerRequest, s.KeysPerLookup)
 		if p := r.Pgbench; p != nil {
 			fmt.Fprintf(tw, "| %.0f\t%.2f\t%.2f\t%.2f\t%.2f\t| %.2f\t\n", p.PerSecond, p.P50ms, p.P99ms, p.DBCPU, p.ClientCPU, r.Ratio)
 		} else {

@@ -72,6 +72,10 @@ type Limits struct {
 	Tokens     int           // parser tokens of a document (default 15000)
 	Aliases    int           // aliased fields in a document (default 100)
 	Timeout    time.Duration // deadline of a query or mutation, database included (default 10s)
+	// Concurrency is how many queries and mutations execute at once (default 16); the others
+	// wait their turn, within their deadline. Executing more at once than the cores can run
+	// only adds memory (each holds goroutines for its lists) and garbage-collection work.
+	Concurrency int
 	// NoIntrospection refuses __schema and __type queries (production).
 	NoIntrospection bool
 	// APQCacheSize is how many automatic persisted queries are kept (default 1000).
@@ -89,6 +93,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.Tokens, 15000)
 	def(&l.Aliases, 100)
 	def(&l.APQCacheSize, 1000)
+	def(&l.Concurrency, 16)
 	if l.Timeout <= 0 {
 		l.Timeout = 10 * time.Second
 	}
@@ -158,6 +163,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		}
 		return next(ctx)
 	})
+	turns := make(chan struct{}, limits.Concurrency)
 	// Each response (a query's, a mutation's, or one subscription event's) batches its own
 	// lookups and caches nothing beyond itself.
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
@@ -174,9 +180,19 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		if typ == string(ast.Subscription) {
 			return next(ctx) // one response per event, for as long as the client wants
 		}
-		// A query or mutation, its SQL included, ends by its deadline.
+		// A query or mutation, its SQL included, ends by its deadline, its wait for a turn too.
 		ctx, cancel := context.WithTimeout(ctx, limits.Timeout)
 		defer cancel()
+		select {
+		case turns <- struct{}{}:
+			defer func() { <-turns }()
+		case <-ctx.Done():
+			observer.Operation(typ, name, string(apperr.Timeout), limits.Timeout)
+			return &graphql.Response{Errors: gqlerror.List{{
+				Message:    "the server is busy: the operation timed out waiting for its turn",
+				Extensions: map[string]any{"code": string(apperr.Timeout)},
+			}}}
+		}
 		var span trace.Span
 		if opts.Tracing {
 			ctx, span = tracing.Operation(ctx, typ, name)

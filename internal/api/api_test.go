@@ -464,3 +464,54 @@ func TestStatementTimeoutIsTIMEOUT(t *testing.T) {
 	gqlErr := e.mustFail(`mutation($id: ID!) { updateUser(id: $id, input: {email: "late@x.example"}) { id } }`, map[string]any{"id": u.ID})
 	assert.Equal(t, "TIMEOUT", gqlErr.code(), gqlErr.Message)
 }
+
+// With Concurrency 1, an operation waits while another executes, and runs once it is done.
+func TestOperationsWaitTheirTurn(t *testing.T) {
+	db := dbtest.DB(t)
+	h := api.New(&graph.Resolver{DB: db}, api.Options{
+		QueryCacheSize: 10, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Limits: api.Limits{Concurrency: 1},
+	})
+	e := &env{t: t, h: h, c: client.New(h)}
+	name := unique("turns")
+	u := e.createUser(name, name+"@example.com")
+
+	ctx := context.Background()
+	tx, err := db.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	defer tx.Rollback()
+	_, err = tx.ExecContext(ctx, "SELECT 1 FROM users WHERE id = ? FOR UPDATE", idNum(t, u.ID))
+	require.NoError(t, err)
+
+	type result struct {
+		data map[string]any
+		errs []gqlError
+	}
+	update := make(chan result, 1)
+	go func() {
+		d, errs := e.post(`mutation($id: ID!) { updateUser(id: $id, input: {email: "turn@x.example"}) { email } }`, map[string]any{"id": u.ID})
+		update <- result{d, errs}
+	}()
+	require.Eventually(t, func() bool { // the update holds the only turn, blocked on the row lock
+		var n int
+		_ = db.NewRaw("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE%'").Scan(ctx, &n)
+		return n == 1
+	}, 10*time.Second, 10*time.Millisecond)
+
+	read := make(chan result, 1)
+	go func() {
+		d, errs := e.post(`query($id: ID!) { user(id: $id) { email } }`, map[string]any{"id": u.ID})
+		read <- result{d, errs}
+	}()
+	select {
+	case r := <-read:
+		t.Fatalf("a query ran while another held the only turn: %v %v", r.data, r.errs)
+	case <-time.After(300 * time.Millisecond):
+	}
+	require.NoError(t, tx.Commit())
+	r := <-update
+	require.Empty(t, r.errs)
+	r = <-read
+	require.Empty(t, r.errs)
+	assert.Equal(t, "turn@x.example", r.data["user"].(map[string]any)["email"], "it ran after the update")
+}

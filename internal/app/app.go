@@ -52,7 +52,7 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			return fmt.Errorf("tracing: %w", err)
 		}
 		defer func() { _ = shutdown(context.WithoutCancel(ctx)) }()
-		db.AddQueryHook(bunotel.NewQueryHook(bunotel.WithDBName("wikigraph")))
+		database.AddQueryHook(db, bunotel.NewQueryHook(bunotel.WithDBName("wikigraph")))
 		logger.Info("tracing to OTLP", "endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")+os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 	}
 	authMiddleware, wsInit, err := authentication(cfg, logger)
@@ -61,7 +61,8 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	broker := events.New(db, events.Options{Buffer: cfg.SubscriptionBuffer, Logger: logger})
 	stats := metrics.New(db.DB, broker.Subscribers)
-	lookups := users.NewLookups(db, coalesce.Options{Slots: cfg.DBLookupSlots, Timeout: cfg.OperationTimeout})
+	database.AddQueryHook(db, stats)
+	lookups := users.NewLookups(db, coalesce.Options{Slots: cfg.DBLookupSlots, Timeout: cfg.OperationTimeout, Observe: stats.Lookup})
 	gql := api.New(&graph.Resolver{DB: db, Events: broker, UserLookups: lookups}, api.Options{
 		QueryCacheSize: cfg.QueryCacheSize, Logger: logger,
 		WebsocketOrigins: cfg.WebsocketOrigins, KeepAlive: cfg.WebsocketKeepAlive, WebsocketInit: wsInit,
@@ -69,6 +70,7 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		Limits: api.Limits{
 			Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, Tokens: cfg.MaxTokens, Aliases: cfg.MaxAliases,
 			Timeout: cfg.OperationTimeout, NoIntrospection: !cfg.Introspection, APQCacheSize: cfg.APQCacheSize,
+			Concurrency: cfg.MaxConcurrentOperations,
 		},
 	})
 	routes := httpserver.Routes{
@@ -130,6 +132,21 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// TuneGC sets the garbage collector for a server, unless the standard GOGC and GOMEMLIMIT
+// variables say otherwise: collect when the heap has grown by 400% rather than Go's 100% (15–40%
+// more requests/s in make bench, where collection was a fifth of the CPU time), and keep the
+// process's Go memory under a soft 64 MiB (the collector works harder as it nears the limit).
+// The live heap stays well below the limit because MAX_CONCURRENT_OPERATIONS bounds what runs
+// at once; a deployment holding much more (thousands of subscribers) should raise GOMEMLIMIT.
+func TuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(64 << 20)
+	}
 }
 
 // Token prints a development token: args are SUB [ROLE].

@@ -25,6 +25,11 @@ type Options struct {
 	// not end when the request that started it gives up; each request still waits only as long
 	// as its own context allows.
 	Timeout time.Duration
+	// Name names the group to Observe.
+	Name string
+	// Observe, when set, is told how many keys callers asked for in each statement the group
+	// runs (a key asked by two callers counts twice), for metrics.
+	Observe func(name string, keys int)
 }
 
 // Group coalesces the lookups of one kind (say, users by id).
@@ -33,6 +38,8 @@ type Group[K comparable, V any] struct {
 	slots   chan struct{}
 	maxKeys int
 	timeout time.Duration
+	name    string
+	observe func(name string, keys int)
 
 	mu      sync.Mutex
 	pending *batch[K, V]
@@ -57,11 +64,18 @@ func New[K comparable, V any](fetch func(ctx context.Context, keys []K) (map[K]V
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
 	}
-	return &Group[K, V]{fetch: fetch, slots: make(chan struct{}, opts.Slots), maxKeys: opts.MaxKeys, timeout: opts.Timeout}
+	return &Group[K, V]{
+		fetch: fetch, slots: make(chan struct{}, opts.Slots), maxKeys: opts.MaxKeys, timeout: opts.Timeout,
+		name: opts.Name, observe: opts.Observe,
+	}
 }
 
 // Get returns the value of key and whether there is one.
 func (g *Group[K, V]) Get(ctx context.Context, key K) (V, bool, error) {
+	if err := ctx.Err(); err != nil {
+		var zero V
+		return zero, false, err // a caller that gave up starts nothing
+	}
 	b := g.join(ctx, []K{key})
 	select {
 	case <-b.done:
@@ -77,6 +91,9 @@ func (g *Group[K, V]) Get(ctx context.Context, key K) (V, bool, error) {
 func (g *Group[K, V]) GetMany(ctx context.Context, keys []K) (map[K]V, error) {
 	if len(keys) == 0 {
 		return map[K]V{}, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	b := g.join(ctx, keys)
 	select {
@@ -139,6 +156,9 @@ func (g *Group[K, V]) run(ctx context.Context, b *batch[K, V]) {
 			b.vals, b.err = nil, fmt.Errorf("coalesce: panic in fetch: %v", p)
 		}
 	}()
+	if g.observe != nil {
+		g.observe(g.name, len(keys)) // as asked: a key asked twice serves two callers
+	}
 	b.vals, b.err = g.fetch(ctx, dedupe(keys))
 }
 

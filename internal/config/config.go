@@ -44,8 +44,10 @@ type Config struct {
 	MaxTokens        int           `env:"MAX_QUERY_TOKENS" envDefault:"15000"`
 	MaxAliases       int           `env:"MAX_QUERY_ALIASES" envDefault:"100"`
 	OperationTimeout time.Duration `env:"OPERATION_TIMEOUT" envDefault:"10s"`
-	Introspection    bool          `env:"INTROSPECTION" envDefault:"true"`
-	APQCacheSize     int           `env:"APQ_CACHE_SIZE" envDefault:"1000"`
+	// MaxConcurrentOperations bounds the queries and mutations executing at once; others queue.
+	MaxConcurrentOperations int  `env:"MAX_CONCURRENT_OPERATIONS" envDefault:"16"`
+	Introspection           bool `env:"INTROSPECTION" envDefault:"true"`
+	APQCacheSize            int  `env:"APQ_CACHE_SIZE" envDefault:"1000"`
 
 	// Subscriptions
 	WebsocketOrigins   []string      `env:"WS_ALLOWED_ORIGINS" envSeparator:","`

@@ -4,6 +4,7 @@
 package metrics
 
 import (
+	"context"
 	"database/sql"
 	"net/http"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/uptrace/bun"
 )
 
 // maxNames bounds the operation-name label: names are chosen by clients.
@@ -24,6 +26,9 @@ type Metrics struct {
 	latency    *prometheus.HistogramVec
 	errors     *prometheus.CounterVec
 	inFlight   prometheus.Gauge
+	statements prometheus.Counter
+	lookups    *prometheus.CounterVec
+	lookupKeys *prometheus.CounterVec
 
 	mu    sync.Mutex
 	names map[string]bool
@@ -51,10 +56,22 @@ func New(db *sql.DB, subscriptions func() int) *Metrics {
 			Name: "wikigraph_http_requests_in_flight",
 			Help: "HTTP requests being served (open streams included).",
 		}),
+		statements: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wikigraph_db_statements_total",
+			Help: "SQL statements sent through the pool.",
+		}),
+		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wikigraph_db_lookup_statements_total",
+			Help: "Statements of the coalesced lookups (users by id, pages of users).",
+		}, []string{"lookup"}),
+		lookupKeys: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wikigraph_db_lookup_keys_total",
+			Help: "Keys asked for by the callers of those statements (twice when two asked): keys/statements is how many lookups share one.",
+		}, []string{"lookup"}),
 		names: make(map[string]bool),
 	}
 	m.registry.MustRegister(
-		m.operations, m.latency, m.errors, m.inFlight,
+		m.operations, m.latency, m.errors, m.inFlight, m.statements, m.lookups, m.lookupKeys,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "wikigraph_subscriptions_active",
 			Help: "Live GraphQL subscriptions on this instance.",
@@ -66,6 +83,18 @@ func New(db *sql.DB, subscriptions func() int) *Metrics {
 	)
 	return m
 }
+
+// Lookup counts one coalesced lookup statement of keys keys (coalesce.Options.Observe).
+func (m *Metrics) Lookup(name string, keys int) {
+	m.lookups.WithLabelValues(name).Inc()
+	m.lookupKeys.WithLabelValues(name).Add(float64(keys))
+}
+
+// BeforeQuery implements bun.QueryHook.
+func (m *Metrics) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+
+// AfterQuery implements bun.QueryHook: it counts the statement.
+func (m *Metrics) AfterQuery(context.Context, *bun.QueryEvent) { m.statements.Inc() }
 
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {

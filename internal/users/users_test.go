@@ -2,9 +2,11 @@ package users_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/stretchr/testify/assert"
@@ -92,9 +94,10 @@ func TestErrorsAreTestable(t *testing.T) {
 	assert.ErrorIs(t, err, users.ErrNotFound)
 	assert.ErrorIs(t, err, apperr.ErrNotFound)
 
-	_, err = users.Create(ctx, db, users.NewUser{Username: "dup_user", Email: "dup1@example.com"})
+	name := fmt.Sprintf("dup_%d", time.Now().UnixNano()%1e12) // unique: the test may run twice
+	_, err = users.Create(ctx, db, users.NewUser{Username: name, Email: name + "1@example.com"})
 	require.NoError(t, err)
-	_, err = users.Create(ctx, db, users.NewUser{Username: "DUP_user", Email: "dup2@example.com"})
+	_, err = users.Create(ctx, db, users.NewUser{Username: strings.ToUpper(name), Email: name + "2@example.com"})
 	assert.ErrorIs(t, err, apperr.ErrConflict)
 	assert.ErrorIs(t, err, apperr.Taken("username", ""))
 }

@@ -53,15 +53,15 @@ type Stats struct {
 	MaxMs     float64 `json:"max_ms"`
 	// CPU seconds used inside the window: the server process (server side only), the PostgreSQL
 	// cluster, and the load generator (ours or pgbench, scaled to the window).
-	ServerCPU  float64 `json:"server_cpu_s,omitempty"`
-	DBCPU      float64 `json:"db_cpu_s"`
-	ClientCPU  float64 `json:"client_cpu_s"`
-	PeakRSSMB  float64 `json:"peak_rss_mb,omitempty"`
+	ServerCPU float64 `json:"server_cpu_s,omitempty"`
+	DBCPU     float64 `json:"db_cpu_s"`
+	ClientCPU float64 `json:"client_cpu_s"`
+	PeakRSSMB float64 `json:"peak_rss_mb,omitempty"`
 	// From the server's /metrics: SQL statements per request, and how many keys one coalesced
 	// lookup statement served (requests sharing it).
 	SQLPerRequest float64 `json:"sql_per_request,omitempty"`
 	KeysPerLookup float64 `json:"keys_per_lookup,omitempty"`
-	FirstError string  `json:"first_error,omitempty"`
+	FirstError    string  `json:"first_error,omitempty"`
 }
 
 // Result is one operation at one concurrency.

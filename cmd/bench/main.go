@@ -101,6 +101,7 @@ func main() {
 		noPgb    = flag.Bool("no-pgbench", false, "skip the pgbench side")
 		profile  = flag.String("profile", "", "write the server's CPU and heap profiles of each run into this folder")
 		workDirF = flag.String("work", "bin/bench", "folder for the server log and pgbench logs")
+		rounds   = flag.Int("rounds", 2, "the window is split into this many rounds, server and pgbench alternating")
 	)
 	flag.Parse()
 	if *dbURL == "" {
@@ -154,25 +155,37 @@ func main() {
 			}
 			tag := fmt.Sprintf("%s%d", run, c)
 			r := Result{Operation: op.Name, Concurrency: c}
-			var prof *profiler
-			if *profile != "" {
-				prof = srv.profile(ctx, *profile, op.Name, c, *warmup, *window)
-			}
-			r.Server, err = measureServer(ctx, env, srv, op, c, *warmup, *window, tag)
-			if err != nil {
-				log.Fatal(err)
-			}
-			if prof != nil {
-				prof.wait()
-			}
-			if !*noPgb {
-				p, err := runPgbench(ctx, env, op, c, *warmup, *window, tag)
+			// The sides alternate, rounds times, so that a slow spell of the (shared, noisy)
+			// machine falls on both rather than on one.
+			slice := *window / time.Duration(*rounds)
+			var srvParts, pgbParts []Stats
+			var srvRes, pgbRes []loadResult
+			for round := range *rounds {
+				var prof *profiler
+				if *profile != "" && round == 0 {
+					prof = srv.profile(ctx, *profile, op.Name, c, *warmup, slice)
+				}
+				st, res, err := measureServer(ctx, env, srv, op, c, *warmup, slice, fmt.Sprintf("%s%d", tag, round))
 				if err != nil {
 					log.Fatal(err)
 				}
-				s := stats(p.loadResult, *window)
-				s.DBCPU = p.DBCPU.Seconds()
-				s.ClientCPU = p.ClientCPU.Seconds() * window.Seconds() / (*warmup + *window).Seconds()
+				srvParts, srvRes = append(srvParts, st), append(srvRes, res)
+				if prof != nil {
+					prof.wait()
+				}
+				if *noPgb {
+					continue
+				}
+				p, err := runPgbench(ctx, env, op, c, *warmup, slice, fmt.Sprintf("%s%d", tag, round))
+				if err != nil {
+					log.Fatal(err)
+				}
+				ps := Stats{DBCPU: p.DBCPU.Seconds(), ClientCPU: p.ClientCPU.Seconds()}
+				pgbParts, pgbRes = append(pgbParts, ps), append(pgbRes, p.loadResult)
+			}
+			r.Server = combine(srvParts, srvRes, *window)
+			if !*noPgb {
+				s := combine(pgbParts, pgbRes, *window)
 				r.Pgbench = &s
 				if s.PerSecond > 0 {
 					r.Ratio = r.Server.PerSecond / s.PerSecond
@@ -367,7 +380,7 @@ func freePort() (int, error) {
 }
 
 // measureServer drives op against the server and measures its CPU time and RSS in the window.
-func measureServer(ctx context.Context, env benchEnv, srv *serverProc, op operation, c int, warmup, window time.Duration, run string) (Stats, error) {
+func measureServer(ctx context.Context, env benchEnv, srv *serverProc, op operation, c int, warmup, window time.Duration, run string) (Stats, loadResult, error) {
 	pid := srv.cmd.Process.Pid
 	var self0 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self0)
@@ -396,7 +409,7 @@ func measureServer(ctx context.Context, env benchEnv, srv *serverProc, op operat
 	before := scrape(srv.addr)
 	res, err := drive(ctx, srv.addr, op, c, warmup, window, run)
 	if err != nil {
-		return Stats{}, err
+		return Stats{}, res, err
 	}
 	after := scrape(srv.addr)
 	s := <-sampled
@@ -416,7 +429,34 @@ func measureServer(ctx context.Context, env benchEnv, srv *serverProc, op operat
 		st.KeysPerLookup = (after["wikigraph_db_lookup_keys_total"] - before["wikigraph_db_lookup_keys_total"]) / n
 	}
 	srv.peakRSS = max(srv.peakRSS, st.PeakRSSMB)
-	return st, nil
+	return st, res, nil
+}
+
+// combine makes one Stats of the rounds of one side: counts, latencies and CPU times add up,
+// RSS is the peak, per-request ratios are averaged by requests.
+func combine(parts []Stats, results []loadResult, window time.Duration) Stats {
+	var all loadResult
+	for _, r := range results {
+		all.Requests += r.Requests
+		all.Errors += r.Errors
+		all.Latencies = append(all.Latencies, r.Latencies...)
+		if all.FirstErr == "" {
+			all.FirstErr = r.FirstErr
+		}
+	}
+	s := stats(all, window)
+	for _, p := range parts {
+		s.ServerCPU += p.ServerCPU
+		s.DBCPU += p.DBCPU
+		s.ClientCPU += p.ClientCPU
+		s.PeakRSSMB = max(s.PeakRSSMB, p.PeakRSSMB)
+		if all.Requests > 0 {
+			w := float64(p.Requests) / float64(all.Requests)
+			s.SQLPerRequest += p.SQLPerRequest * w
+			s.KeysPerLookup += p.KeysPerLookup * w
+		}
+	}
+	return s
 }
 
 // scrape reads the counters the suite uses from the server's /metrics, summed over labels;

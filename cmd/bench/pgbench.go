@@ -20,7 +20,7 @@ var failedRE = regexp.MustCompile(`number of failed transactions: (\d+)`)
 // pgbenchResult is what one pgbench run measured inside its window.
 type pgbenchResult struct {
 	loadResult
-	ClientCPU time.Duration // pgbench's own CPU time, whole run
+	ClientCPU time.Duration // pgbench's own CPU time, its share of the window
 	DBCPU     time.Duration // the cluster's CPU time inside the window
 }
 
@@ -37,7 +37,9 @@ func runPgbench(ctx context.Context, env benchEnv, op operation, concurrency int
 		return pgbenchResult{}, err
 	}
 	threads := min(concurrency, 2)
-	total := int((warmup + window + time.Second - 1) / time.Second)
+	// One second more than the window: pgbench must still run (its backends alive) when the
+	// window's CPU times are read; the log says which transactions fell inside the window.
+	total := int((warmup+window+time.Second-1)/time.Second) + 1
 	cmd := exec.CommandContext(ctx, "pgbench", "-n", "-M", "prepared", "-c", strconv.Itoa(concurrency),
 		"-j", strconv.Itoa(threads), "-T", strconv.Itoa(total), "-f", script,
 		"-D", "n=0", "-D", "run="+run, "-l", "--log-prefix", filepath.Join(dir, "log"),
@@ -51,12 +53,14 @@ func runPgbench(ctx context.Context, env benchEnv, op operation, concurrency int
 	time.Sleep(warmup)
 	before := clusterCPU(env.postmaster)
 	time.Sleep(window)
-	dbCPU := cpuSince(before, clusterCPU(env.postmaster))
+	after := clusterCPU(env.postmaster)
+	dbCPU := cpuSince(before, after)
 	runErr := cmd.Wait()
 	var res pgbenchResult
 	res.DBCPU = dbCPU
-	if u, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		res.ClientCPU = time.Duration(u.Utime.Nano() + u.Stime.Nano())
+	if u, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok { // its share of the window
+		whole := time.Duration(u.Utime.Nano() + u.Stime.Nano())
+		res.ClientCPU = time.Duration(float64(whole) * window.Seconds() / time.Since(start).Seconds())
 	}
 	if m := failedRE.FindSubmatch(out.Bytes()); m != nil {
 		res.Errors, _ = strconv.Atoi(string(m[1]))

@@ -84,6 +84,56 @@ type Report struct {
 	PeakRSSMB   float64   `json:"server_peak_rss_mb"`
 	TotalS      float64   `json:"total_s"`
 	SeedSeconds float64   `json:"seed_s"`
+	// What the change-notification trigger costs a write (pgbench, concurrency 32, back to back).
+	Trigger []TriggerCost `json:"notify_trigger,omitempty"`
+}
+
+// TriggerCost is one write's pgbench rate on the users table when no instance has subscribers
+// (the trigger checks, announces nothing), when one has (it announces), and on a copy of the
+// table without the trigger.
+type TriggerCost struct {
+	Operation  string  `json:"operation"`
+	Idle       float64 `json:"nobody_subscribed_per_second"`
+	Announcing float64 `json:"subscribed_per_second"`
+	Without    float64 `json:"without_trigger_per_second"`
+}
+
+// measureTrigger runs the write scripts with pgbench on users, with and without a subscribed
+// instance (a row in event_listeners), and on users_plain.
+func measureTrigger(ctx context.Context, env benchEnv, warmup, window time.Duration, run string) []TriggerCost {
+	db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(env.dbURL)))
+	defer db.Close()
+	subscribed := func(on bool) error {
+		q := "DELETE FROM event_listeners WHERE instance = 'make-bench'"
+		if on {
+			q = "INSERT INTO event_listeners VALUES ('make-bench', now() + interval '1 hour')"
+		}
+		_, err := db.ExecContext(ctx, q)
+		return err
+	}
+	var out []TriggerCost
+	for _, op := range operations {
+		if op.Name != "createUser" && op.Name != "updateUser" {
+			continue
+		}
+		plain := op
+		plain.pgbench = strings.Replace(op.pgbench, `"users"`, `"users_plain"`, 1)
+		var rates [3]float64
+		for i, o := range []operation{op, op, plain} {
+			if err := subscribed(i == 1); err != nil {
+				log.Printf("trigger cost: %v", err)
+				return out
+			}
+			p, err := runPgbench(ctx, env, o, 32, warmup, window, fmt.Sprintf("%st%d", run, i))
+			if err != nil {
+				log.Printf("trigger cost: %v", err)
+				return out
+			}
+			rates[i] = float64(p.Requests) / window.Seconds()
+		}
+		out = append(out, TriggerCost{Operation: op.Name, Idle: rates[0], Announcing: rates[1], Without: rates[2]})
+	}
+	return out
 }
 
 func main() {
@@ -195,6 +245,9 @@ func main() {
 			printResult(r)
 		}
 	}
+	if !*noPgb && (filter == nil || filter.MatchString("createUser") || filter.MatchString("updateUser")) {
+		report.Trigger = measureTrigger(ctx, env, *warmup, *window, run)
+	}
 	report.PeakRSSMB = srv.peakRSS
 	report.TotalS = time.Since(began).Seconds()
 	fmt.Println()
@@ -271,8 +324,13 @@ func seed(ctx context.Context, env benchEnv, server string) error {
 		"SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users))",
 		"SELECT setval(pg_get_serial_sequence('items', 'id'), (SELECT max(id) FROM items))",
 		"RESET session_replication_role",
+		// The same table without the change-notification trigger, to measure what it costs.
+		"CREATE TABLE users_plain (LIKE users INCLUDING ALL)",
+		"INSERT INTO users_plain SELECT * FROM users",
+		"SELECT setval(pg_get_serial_sequence('users_plain', 'id'), (SELECT max(id) FROM users_plain))",
 		"VACUUM (ANALYZE) users",
 		"VACUUM (ANALYZE) items",
+		"VACUUM (ANALYZE) users_plain",
 	} {
 		if _, err := conn.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("seed: %w", err)
@@ -535,6 +593,10 @@ func printTable(w io.Writer, rep Report) {
 	tw.Flush()
 	fmt.Fprintf(w, "window %.0fs after %.0fs warm-up per row and side; %d CPUs shared by load generator, server and PostgreSQL; server peak RSS %.0f MB\n",
 		rep.WindowS, rep.WarmupS, rep.CPUs, rep.PeakRSSMB)
+	for _, tc := range rep.Trigger {
+		fmt.Fprintf(w, "change trigger, %s by pgbench at c=32: %.0f tx/s with nobody subscribed, %.0f with a subscribed instance (NOTIFY), %.0f without the trigger\n",
+			tc.Operation, tc.Idle, tc.Announcing, tc.Without)
+	}
 	if len(rep.ServerEnv) > 0 {
 		fmt.Fprintf(w, "server settings: %s\n", strings.Join(rep.ServerEnv, " "))
 	}

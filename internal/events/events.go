@@ -12,6 +12,8 @@ package events
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,6 +97,12 @@ type Broker struct {
 
 	listening chan struct{} // closed once LISTEN first succeeded
 
+	// The triggers announce changes only while some instance has a row in event_listeners:
+	// this one keeps its row while it has subscribers (see register).
+	instance   string
+	regMu      sync.Mutex // held across a registration and the subscription it is for
+	registered time.Time  // when this instance's row was last written (zero: no row)
+
 	mu     sync.Mutex
 	subs   map[*subscriber]struct{}
 	closed bool
@@ -117,7 +125,12 @@ func New(db *bun.DB, opts Options) *Broker {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Broker{db: db, opts: opts, log: opts.Logger, subs: make(map[*subscriber]struct{}), listening: make(chan struct{})}
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	return &Broker{
+		db: db, opts: opts, log: opts.Logger, subs: make(map[*subscriber]struct{}), listening: make(chan struct{}),
+		instance: hex.EncodeToString(id[:]),
+	}
 }
 
 // Listening is closed once the broker listens for changes.
@@ -154,12 +167,17 @@ func (b *Broker) Run(ctx context.Context) error {
 	}))
 	prune := time.NewTicker(time.Minute)
 	defer prune.Stop()
+	renew := time.NewTicker(registrationTTL / 4)
+	defer renew.Stop()
+	defer b.unregister(context.WithoutCancel(ctx))
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-prune.C:
 			b.prune(ctx)
+		case <-renew.C:
+			b.renew(ctx)
 		case n, ok := <-notes:
 			if !ok {
 				return errors.New("change listener closed")
@@ -321,6 +339,58 @@ func Prune(ctx context.Context, db bun.IDB, keep time.Duration) error {
 	return err
 }
 
+// registrationTTL is how long an instance's event_listeners row counts without renewal.
+const registrationTTL = time.Minute
+
+// register makes sure this instance's row in event_listeners is there (written less than a
+// quarter of its lifetime ago), so that writes committed from now on are announced. b.regMu is
+// held.
+func (b *Broker) register(ctx context.Context) error {
+	if !b.registered.IsZero() && time.Since(b.registered) < registrationTTL/4 {
+		return nil
+	}
+	_, err := b.db.NewRaw(`INSERT INTO event_listeners (instance, expires_at) VALUES (?, now() + ?::interval)
+		ON CONFLICT (instance) DO UPDATE SET expires_at = EXCLUDED.expires_at`,
+		b.instance, fmt.Sprintf("%d seconds", int(registrationTTL.Seconds()))).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("register for change notifications: %w", err)
+	}
+	b.registered = time.Now()
+	return nil
+}
+
+// renew keeps the row while there are subscribers and removes it when there are none.
+func (b *Broker) renew(ctx context.Context) {
+	b.regMu.Lock()
+	defer b.regMu.Unlock()
+	if b.Subscribers() == 0 {
+		b.unregisterLocked(ctx)
+		return
+	}
+	b.registered = time.Time{} // write it again now
+	if err := b.register(ctx); err != nil && ctx.Err() == nil {
+		b.log.Warn("renew change notifications", "error", err.Error())
+	}
+}
+
+func (b *Broker) unregister(ctx context.Context) {
+	b.regMu.Lock()
+	defer b.regMu.Unlock()
+	b.unregisterLocked(ctx)
+}
+
+func (b *Broker) unregisterLocked(ctx context.Context) {
+	if b.registered.IsZero() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := b.db.NewRaw("DELETE FROM event_listeners WHERE instance = ?", b.instance).Exec(ctx); err != nil {
+		b.log.Warn("unregister from change notifications (the row expires by itself)", "error", err.Error())
+	}
+	b.registered = time.Time{}
+}
+
 // subscribe registers a subscriber whose stream ends with ctx (or when it falls behind, or at
 // shutdown). pick turns a change into the value to send, or reports that it is not wanted.
 func subscribe[T any](b *Broker, ctx context.Context, pick func(*change) (T, bool)) (<-chan T, error) {
@@ -339,6 +409,13 @@ func subscribe[T any](b *Broker, ctx context.Context, pick func(*change) (T, boo
 		}
 	}
 	s.close = func() { close(ch) }
+	// Registered before the subscription counts, so every write committed after it returns is
+	// announced; renew cannot remove the row in between (it holds regMu too).
+	b.regMu.Lock()
+	defer b.regMu.Unlock()
+	if err := b.register(ctx); err != nil {
+		return nil, err
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {

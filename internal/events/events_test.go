@@ -98,6 +98,8 @@ func TestSubscriptionEndsWithItsContext(t *testing.T) {
 func TestDeletedRowsArePruned(t *testing.T) {
 	ctx := context.Background()
 	db := dbtest.DB(t)
+	_, err := startBroker(t, 8).UserDeleted(ctx) // deleted rows are kept while someone subscribes
+	require.NoError(t, err)
 	name := fmt.Sprintf("pruned%d", time.Now().UnixNano()%1e9)
 	u, err := users.Create(ctx, db, users.NewUser{Username: name, Email: name + "@example.com"})
 	require.NoError(t, err)
@@ -115,4 +117,42 @@ func TestDeletedRowsArePruned(t *testing.T) {
 	gone, err = events.DeletedUsers(ctx, db, []int64{u.ID})
 	require.NoError(t, err)
 	assert.Empty(t, gone)
+}
+
+// Changes are announced (and deleted rows kept) only while some instance has subscribers: the
+// notification costs every write (see the migration), so nobody listening means no cost.
+func TestAnnouncedOnlyWhileSubscribed(t *testing.T) {
+	ctx := context.Background()
+	db := dbtest.DB(t)
+	listeners := func() int {
+		n, err := db.NewSelect().Table("event_listeners").Where("expires_at > now()").Count(ctx)
+		require.NoError(t, err)
+		return n
+	}
+	b := startBroker(t, 8)
+	require.Zero(t, listeners(), "no subscriber, no registration")
+	name := fmt.Sprintf("unheard%d", time.Now().UnixNano()%1e9)
+	u, err := users.Create(ctx, db, users.NewUser{Username: name, Email: name + "@example.com"})
+	require.NoError(t, err)
+	_, err = users.Delete(ctx, db, u.ID)
+	require.NoError(t, err)
+	gone, err := events.DeletedUsers(ctx, db, []int64{u.ID})
+	require.NoError(t, err)
+	assert.Empty(t, gone, "nothing kept when nobody subscribes")
+
+	subCtx, cancel := context.WithCancel(ctx)
+	created, err := b.UserCreated(subCtx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, listeners(), "registered by the time the subscription exists")
+	name += "_heard"
+	_, err = users.Create(ctx, db, users.NewUser{Username: name, Email: name + "@example.com"})
+	require.NoError(t, err)
+	select {
+	case got := <-created:
+		assert.Equal(t, name, got.Username, "the first write after subscribing is announced")
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event")
+	}
+	cancel()
+	require.Eventually(t, func() bool { return b.Subscribers() == 0 }, 5*time.Second, 10*time.Millisecond)
 }

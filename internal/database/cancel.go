@@ -3,7 +3,9 @@ package database
 import (
 	"context"
 	"database/sql/driver"
+	"errors"
 	"fmt"
+	"io"
 	"sync/atomic"
 	"time"
 
@@ -73,13 +75,30 @@ func (c *cancelConn) QueryContext(ctx context.Context, query string, args []driv
 	return &cancelRows{Rows: rows, stop: stop}, nil // rows still stream from the socket
 }
 
+// kill closes the connection for good: its protocol state is no longer known.
+func (c *cancelConn) kill() {
+	c.killed.Store(true)
+	_ = c.Conn.Conn().Close()
+}
+
+// failed handles an error of a prepared statement. pgdriver drops a connection after a network
+// or timeout error of an ordinary query, but not of a prepared one: the reply it did not read
+// would stay on the socket and answer the next statement. Only an error PostgreSQL sent (the
+// reply was read to its end) leaves the connection usable.
+func (c *cancelConn) failed(ctx context.Context, err error) error {
+	if !errors.As(err, new(pgdriver.Error)) {
+		c.kill()
+	}
+	return c.err(ctx, err)
+}
+
 // PrepareContext prepares a statement whose runs a cancelled context stops, like the others.
 func (c *cancelConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
 	stop := c.watch(ctx)
 	defer stop()
 	st, err := c.Conn.PrepareContext(ctx, query)
 	if err != nil {
-		return nil, c.err(ctx, err)
+		return nil, c.failed(ctx, err)
 	}
 	return &cancelStmt{Stmt: st, c: c}, nil
 }
@@ -94,16 +113,19 @@ func (s *cancelStmt) QueryContext(ctx context.Context, args []driver.NamedValue)
 	rows, err := s.Stmt.(driver.StmtQueryContext).QueryContext(ctx, args)
 	if err != nil {
 		stop()
-		return nil, s.c.err(ctx, err)
+		return nil, s.c.failed(ctx, err)
 	}
-	return &cancelRows{Rows: rows, stop: stop}, nil
+	return &cancelRows{Rows: rows, stop: stop, c: s.c}, nil
 }
 
 func (s *cancelStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
 	stop := s.c.watch(ctx)
 	defer stop()
 	res, err := s.Stmt.(driver.StmtExecContext).ExecContext(ctx, args)
-	return res, s.c.err(ctx, err)
+	if err != nil {
+		return nil, s.c.failed(ctx, err)
+	}
+	return res, nil
 }
 
 // IsValid tells database/sql not to reuse a connection whose socket was closed.
@@ -119,9 +141,22 @@ func (c *cancelConn) ResetSession(ctx context.Context) error {
 type cancelRows struct {
 	driver.Rows
 	stop func() bool
+	c    *cancelConn // set for a prepared statement's rows: a read that fails mid-way kills it
+}
+
+func (r *cancelRows) Next(dest []driver.Value) error {
+	err := r.Rows.Next(dest)
+	if err != nil && err != io.EOF && r.c != nil && !errors.As(err, new(pgdriver.Error)) {
+		r.c.kill()
+	}
+	return err
 }
 
 func (r *cancelRows) Close() error {
 	r.stop()
-	return r.Rows.Close()
+	err := r.Rows.Close() // reads what is left of the reply
+	if err != nil && r.c != nil && !errors.As(err, new(pgdriver.Error)) {
+		r.c.kill()
+	}
+	return err
 }

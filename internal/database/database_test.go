@@ -370,3 +370,25 @@ func TestCommand(t *testing.T) {
 		assert.Error(t, database.Command(ctx, db, bad, &bytes.Buffer{}), "%v", bad)
 	}
 }
+
+// A prepared statement stopped by its deadline must not leave its reply on the connection for
+// the next statement to read as its own (pgdriver drops the connection only for ordinary queries).
+func TestPreparedStatementAfterATimeoutAnswersItself(t *testing.T) {
+	db, err := database.Open(database.Options{URL: dbtest.URL(t), AppName: "prepared-timeout", MaxConns: 2})
+	require.NoError(t, err)
+	defer db.Close()
+	p := database.Prepare(db, "SELECT $1::int FROM pg_sleep($2::float8)")
+	bg := context.Background()
+	for i := range 4 {
+		ctx, cancel := context.WithTimeout(bg, 30*time.Millisecond)
+		var n int
+		err := p.Scan(ctx, &n, 1000+i, 0.3)
+		cancel()
+		require.Error(t, err, "the statement outlives its deadline")
+		for j := range 10 {
+			var got int
+			require.NoError(t, p.Scan(bg, &got, j, 0))
+			require.Equal(t, j, got, "after timeout %d, statement %d read another's reply", i, j)
+		}
+	}
+}

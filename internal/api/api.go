@@ -152,6 +152,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	srv.Use(extension.AutomaticPersistedQuery{Cache: apqCache{lru.New[string](limits.APQCacheSize)}})
 	// A subscription needs a stream: over plain POST or GET it would hold the request open with
 	// nothing to say until an event comes.
+	turns := make(chan struct{}, limits.Concurrency)
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		op := graphql.GetOperationContext(ctx)
 		if op.Operation != nil && op.Operation.Operation == ast.Subscription && !streaming(op.Headers) {
@@ -161,9 +162,44 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 				Extensions: map[string]any{"code": "BAD_REQUEST"},
 			}}})
 		}
-		return next(ctx)
+		respond := next(ctx)
+		if op.Operation == nil || op.Operation.Operation == ast.Subscription {
+			return respond
+		}
+		// A query or mutation executes on the first call, within its turn; over a websocket or
+		// SSE the transport calls again to hear nil (the end), which needs no turn.
+		answered := false
+		return func(ctx context.Context) *graphql.Response {
+			if answered {
+				return respond(ctx)
+			}
+			answered = true
+			// The deadline covers the wait for a turn too.
+			ctx, cancel := context.WithTimeout(ctx, limits.Timeout)
+			defer cancel()
+			select {
+			case turns <- struct{}{}:
+				defer func() { <-turns }()
+				return respond(ctx)
+			case <-ctx.Done():
+				if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					return nil // the client went away: nobody to answer
+				}
+				name := op.OperationName
+				if name == "" {
+					name = op.Operation.Name
+				}
+				typ := string(op.Operation.Operation)
+				observer.Operation(typ, name, string(apperr.Timeout), limits.Timeout)
+				observer.Error(string(apperr.Timeout))
+				logging.AddToLine(ctx, slog.String("operation", name), slog.String("type", typ), slog.String("outcome", string(apperr.Timeout)))
+				return &graphql.Response{Errors: gqlerror.List{{
+					Message:    "the server is busy: the operation timed out waiting for its turn",
+					Extensions: map[string]any{"code": string(apperr.Timeout)},
+				}}}
+			}
+		}
 	})
-	turns := make(chan struct{}, limits.Concurrency)
 	// Each response (a query's, a mutation's, or one subscription event's) batches its own
 	// lookups and caches nothing beyond itself.
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
@@ -180,19 +216,9 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		if typ == string(ast.Subscription) {
 			return next(ctx) // one response per event, for as long as the client wants
 		}
-		// A query or mutation, its SQL included, ends by its deadline, its wait for a turn too.
+		// A query or mutation, its SQL included, ends by its deadline.
 		ctx, cancel := context.WithTimeout(ctx, limits.Timeout)
 		defer cancel()
-		select {
-		case turns <- struct{}{}:
-			defer func() { <-turns }()
-		case <-ctx.Done():
-			observer.Operation(typ, name, string(apperr.Timeout), limits.Timeout)
-			return &graphql.Response{Errors: gqlerror.List{{
-				Message:    "the server is busy: the operation timed out waiting for its turn",
-				Extensions: map[string]any{"code": string(apperr.Timeout)},
-			}}}
-		}
 		var span trace.Span
 		if opts.Tracing {
 			ctx, span = tracing.Operation(ctx, typ, name)
@@ -200,8 +226,11 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		}
 		start := time.Now()
 		resp := next(ctx)
+		if resp == nil {
+			return nil // a stream's end (a websocket asks again after the answer): not an operation
+		}
 		outcome := "ok"
-		if resp != nil && len(resp.Errors) > 0 {
+		if len(resp.Errors) > 0 {
 			outcome = errorCode(resp.Errors[0])
 			if span != nil {
 				span.SetStatus(codes.Error, outcome)

@@ -186,8 +186,14 @@ func accessLog(logger *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
-		ctx, line := logging.WithLine(r.Context())
-		next.ServeHTTP(rec, r.WithContext(ctx))
+		// A stream carries many operations, concurrently, for as long as it lasts: they log
+		// lines of their own rather than add to this one.
+		ctx, line := r.Context(), (*logging.Line)(nil)
+		if !isStream(r) {
+			ctx, line = logging.WithLine(ctx)
+			r = r.WithContext(ctx)
+		}
+		next.ServeHTTP(rec, r)
 		attrs := append([]slog.Attr{
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),

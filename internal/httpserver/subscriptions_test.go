@@ -33,6 +33,7 @@ import (
 // instance is a whole server (pool, change broker, GraphQL, HTTP) on 127.0.0.1.
 type instance struct {
 	base   string
+	logs   *syncBuffer
 	db     *bun.DB
 	broker *events.Broker
 	stop   func() error // like SIGTERM: returns what Serve returned
@@ -42,7 +43,8 @@ func startInstance(t *testing.T, dbURL string, origins ...string) *instance {
 	t.Helper()
 	db, err := dbtest.Open(dbURL)
 	require.NoError(t, err)
-	logger := logging.New(&syncBuffer{}, "json", slog.LevelInfo)
+	logs := &syncBuffer{}
+	logger := logging.New(logs, "json", slog.LevelInfo)
 	broker := events.New(db, events.Options{Buffer: 1024, Logger: logger})
 	gql := api.New(&graph.Resolver{DB: db, Events: broker}, api.Options{
 		QueryCacheSize: 10, Logger: logger, WebsocketOrigins: origins, KeepAlive: time.Second,
@@ -62,7 +64,7 @@ func startInstance(t *testing.T, dbURL string, origins ...string) *instance {
 	}()
 	var once sync.Once
 	var result error
-	in := &instance{base: ln.Addr().String(), db: db, broker: broker}
+	in := &instance{base: ln.Addr().String(), logs: logs, db: db, broker: broker}
 	in.stop = func() error {
 		once.Do(func() {
 			cancel()
@@ -84,6 +86,12 @@ func startInstance(t *testing.T, dbURL string, origins ...string) *instance {
 type syncBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
@@ -435,4 +443,26 @@ func TestWebsocketOriginAllowList(t *testing.T) {
 			assert.ErrorContains(t, err, "403", origin)
 		}
 	}
+}
+
+// Queries over a websocket run concurrently on one connection: each is logged on a line of its
+// own (not added to the upgrade request's line), and each gets one answer, then complete.
+func TestWebsocketQueriesAreLoggedEach(t *testing.T) {
+	in := startInstance(t, dbtest.URL(t))
+	c, err := dial(t, in, "graphql-transport-ws", "")
+	require.NoError(t, err)
+	const n = 20
+	for i := range n {
+		c.subscribe(fmt.Sprintf("q%d", i), `query WsList { users(limit: 1) { id } }`, nil)
+	}
+	counts := map[string]int{}
+	for range 2 * n {
+		msg := c.read(10 * time.Second)
+		require.Contains(t, []any{"next", "complete"}, msg["type"], "got %v", msg)
+		counts[msg["type"].(string)]++
+	}
+	assert.Equal(t, map[string]int{"next": n, "complete": n}, counts)
+	require.Eventually(t, func() bool {
+		return strings.Count(in.logs.String(), `"msg":"graphql","operation":"WsList"`) == n
+	}, 5*time.Second, 10*time.Millisecond, "one line per websocket operation:\n%s", in.logs.String())
 }

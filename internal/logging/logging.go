@@ -7,6 +7,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -59,7 +60,10 @@ type lineKey struct{}
 // Line collects attributes for the one log line a request ends with (the access log line), so
 // the layers that serve it (the GraphQL operation's name, type and outcome) add to that line
 // rather than write lines of their own: one write per request on the hot path.
-type Line struct{ attrs []slog.Attr }
+type Line struct {
+	mu    sync.Mutex
+	attrs []slog.Attr
+}
 
 // WithLine returns ctx carrying a new Line; the caller logs Line.Attrs when the request ends.
 func WithLine(ctx context.Context) (context.Context, *Line) {
@@ -75,12 +79,21 @@ func AddToLine(ctx context.Context, attrs ...slog.Attr) bool {
 	if !ok {
 		return false
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.attrs = append(l.attrs, attrs...)
 	return true
 }
 
-// Attrs returns the attributes added so far.
-func (l *Line) Attrs() []slog.Attr { return l.attrs }
+// Attrs returns a copy of the attributes added so far; nil for a nil Line.
+func (l *Line) Attrs() []slog.Attr {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.attrs)
+}
 
 // Buffered batches log lines into few writes: it writes when its buffer is full, every
 // interval, and on Close. One write per request line was a tenth of the server's CPU time

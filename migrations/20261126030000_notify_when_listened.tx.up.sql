@@ -2,8 +2,9 @@
 -- take a database-wide lock at commit, so notifying writes commit one at a time: measured with
 -- pgbench (make bench), creating and updating users was 2.6 to 2.9 times slower with the
 -- notification than without. Instances with live subscriptions keep a row here, renewed while
--- they have any; a crashed instance's row expires by itself.
-CREATE UNLOGGED TABLE event_listeners (
+-- they have any; a crashed instance's row expires by itself. (A logged table: an unlogged one
+-- is emptied by crash recovery and empty on a promoted standby, silencing subscribed instances.)
+CREATE TABLE event_listeners (
     instance   text        PRIMARY KEY,
     expires_at timestamptz NOT NULL
 );

@@ -167,17 +167,30 @@ func (b *Broker) Run(ctx context.Context) error {
 	}))
 	prune := time.NewTicker(time.Minute)
 	defer prune.Stop()
-	renew := time.NewTicker(registrationTTL / 4)
-	defer renew.Stop()
-	defer b.unregister(context.WithoutCancel(ctx))
+	renewed := make(chan struct{})
+	go func() { // apart from this loop: a slow database must not hold up the dispatch
+		defer close(renewed)
+		renew := time.NewTicker(registrationTTL / 4)
+		defer renew.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-renew.C:
+				b.renew(ctx)
+			}
+		}
+	}()
+	defer func() {
+		<-renewed
+		b.unregister(context.WithoutCancel(ctx))
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-prune.C:
 			b.prune(ctx)
-		case <-renew.C:
-			b.renew(ctx)
 		case n, ok := <-notes:
 			if !ok {
 				return errors.New("change listener closed")
@@ -349,6 +362,8 @@ func (b *Broker) register(ctx context.Context) error {
 	if !b.registered.IsZero() && time.Since(b.registered) < registrationTTL/4 {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	_, err := b.db.NewRaw(`INSERT INTO event_listeners (instance, expires_at) VALUES (?, now() + ?::interval)
 		ON CONFLICT (instance) DO UPDATE SET expires_at = EXCLUDED.expires_at`,
 		b.instance, fmt.Sprintf("%d seconds", int(registrationTTL.Seconds()))).Exec(ctx)
@@ -409,8 +424,10 @@ func subscribe[T any](b *Broker, ctx context.Context, pick func(*change) (T, boo
 		}
 	}
 	s.close = func() { close(ch) }
-	// Registered before the subscription counts, so every write committed after it returns is
-	// announced; renew cannot remove the row in between (it holds regMu too).
+	// Registered before the subscription counts, so every write made after it returns is
+	// announced (the trigger looks when the row is written: a transaction that wrote before and
+	// commits after may go unannounced, like any change racing a new subscription); renew cannot
+	// remove the row in between (it holds regMu too). With the database down, subscribing fails.
 	b.regMu.Lock()
 	defer b.regMu.Unlock()
 	if err := b.register(ctx); err != nil {

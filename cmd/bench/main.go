@@ -193,6 +193,9 @@ func main() {
 		log.Fatal(err)
 	}
 	defer srv.stop()
+	// log.Fatal skips deferred calls: stop the server first.
+	fatal := func(v ...any) { srv.stop(); log.Fatal(v...) }
+	fatalf := func(format string, v ...any) { srv.stop(); log.Fatalf(format, v...) }
 	report.ServerEnv = srv.extraEnv
 	run := strconv.FormatInt(began.Unix()%1_000_000, 36)
 	for _, c := range concurrencies {
@@ -201,7 +204,7 @@ func main() {
 				continue
 			}
 			if ctx.Err() != nil {
-				log.Fatal("interrupted")
+				fatal("interrupted")
 			}
 			tag := fmt.Sprintf("%s%d", run, c)
 			r := Result{Operation: op.Name, Concurrency: c}
@@ -217,7 +220,7 @@ func main() {
 				}
 				st, res, err := measureServer(ctx, env, srv, op, c, *warmup, slice, fmt.Sprintf("%s%d", tag, round))
 				if err != nil {
-					log.Fatal(err)
+					fatal(err)
 				}
 				srvParts, srvRes = append(srvParts, st), append(srvRes, res)
 				if prof != nil {
@@ -228,7 +231,7 @@ func main() {
 				}
 				p, err := runPgbench(ctx, env, op, c, *warmup, slice, fmt.Sprintf("%s%d", tag, round))
 				if err != nil {
-					log.Fatal(err)
+					fatal(err)
 				}
 				ps := Stats{DBCPU: p.DBCPU.Seconds(), ClientCPU: p.ClientCPU.Seconds()}
 				pgbParts, pgbRes = append(pgbParts, ps), append(pgbRes, p.loadResult)
@@ -254,7 +257,7 @@ func main() {
 	printTable(os.Stdout, report)
 	data, _ := json.MarshalIndent(report, "", "  ")
 	if err := os.WriteFile(*out, append(data, '\n'), 0o644); err != nil {
-		log.Fatal(err)
+		fatal(err)
 	}
 	fmt.Printf("\nJSON: %s; server log: %s; took %s\n", *out, filepath.Join(env.workDir, "server.log"), time.Since(began).Round(time.Second))
 	errs := 0
@@ -265,8 +268,7 @@ func main() {
 		}
 	}
 	if errs > 0 {
-		srv.stop()
-		log.Fatalf("%d requests failed", errs)
+		fatalf("%d requests failed", errs)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler/transport"
@@ -202,6 +203,9 @@ func serveMetrics(ctx context.Context, addr string, h http.Handler, logger *slog
 // servePprof serves the Go profiler on a listener of its own: it shows internals, so it is never
 // mounted on the public listener.
 func servePprof(ctx context.Context, addr string, logger *slog.Logger) error {
+	if strings.HasPrefix(addr, ":") {
+		addr = "127.0.0.1" + addr // a bare port means this machine only
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("pprof listener: %w", err)

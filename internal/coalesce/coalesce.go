@@ -11,6 +11,7 @@ package coalesce
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -25,6 +26,9 @@ type Options struct {
 	// not end when the request that started it gives up; each request still waits only as long
 	// as its own context allows.
 	Timeout time.Duration
+	// SameKey makes only lookups of the same key share a statement (a statement per distinct
+	// key, as for pages of a list: one slow page must not hold up the others).
+	SameKey bool
 	// Name names the group to Observe.
 	Name string
 	// Observe, when set, is told how many keys callers asked for in each statement the group
@@ -41,8 +45,11 @@ type Group[K comparable, V any] struct {
 	name    string
 	observe func(name string, keys int)
 
+	sameKey bool
+
 	mu      sync.Mutex
-	pending *batch[K, V]
+	pending *batch[K, V]       // the batch taking keys (not SameKey)
+	byKey   map[K]*batch[K, V] // the batch taking each key (SameKey)
 }
 
 type batch[K comparable, V any] struct {
@@ -66,7 +73,7 @@ func New[K comparable, V any](fetch func(ctx context.Context, keys []K) (map[K]V
 	}
 	return &Group[K, V]{
 		fetch: fetch, slots: make(chan struct{}, opts.Slots), maxKeys: opts.MaxKeys, timeout: opts.Timeout,
-		name: opts.Name, observe: opts.Observe,
+		name: opts.Name, observe: opts.Observe, sameKey: opts.SameKey, byKey: map[K]*batch[K, V]{},
 	}
 }
 
@@ -117,10 +124,14 @@ func (g *Group[K, V]) GetMany(ctx context.Context, keys []K) (map[K]V, error) {
 func (g *Group[K, V]) Waiting() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.pending == nil {
-		return 0
+	n := 0
+	if g.pending != nil {
+		n = len(g.pending.keys)
 	}
-	return len(g.pending.keys)
+	for _, b := range g.byKey {
+		n += len(b.keys)
+	}
+	return n
 }
 
 // join adds keys to the pending batch, or starts one; ctx gives the new batch its values (the
@@ -128,12 +139,24 @@ func (g *Group[K, V]) Waiting() int {
 func (g *Group[K, V]) join(ctx context.Context, keys []K) *batch[K, V] {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if b := g.pending; b != nil && len(b.keys) < g.maxKeys {
+	if g.sameKey && len(keys) == 1 {
+		if b := g.byKey[keys[0]]; b != nil {
+			b.keys = append(b.keys, keys[0])
+			return b
+		}
+		b := &batch[K, V]{keys: append(make([]K, 0, 16), keys[0]), done: make(chan struct{})}
+		g.byKey[keys[0]] = b
+		go g.run(context.WithoutCancel(ctx), b)
+		return b
+	}
+	if b := g.pending; b != nil && len(b.keys) < g.maxKeys && !g.sameKey {
 		b.keys = append(b.keys, keys...)
 		return b
 	}
 	b := &batch[K, V]{keys: append(make([]K, 0, max(len(keys), 16)), keys...), done: make(chan struct{})}
-	g.pending = b
+	if !g.sameKey { // several keys in SameKey mode: a statement of their own, shared with nobody
+		g.pending = b
+	}
 	go g.run(context.WithoutCancel(ctx), b)
 	return b
 }
@@ -146,6 +169,9 @@ func (g *Group[K, V]) run(ctx context.Context, b *batch[K, V]) {
 	if g.pending == b {
 		g.pending = nil
 	}
+	if g.sameKey && g.byKey[b.keys[0]] == b {
+		delete(g.byKey, b.keys[0])
+	}
 	keys := b.keys
 	g.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
@@ -153,7 +179,7 @@ func (g *Group[K, V]) run(ctx context.Context, b *batch[K, V]) {
 	defer close(b.done)
 	defer func() { // a panic here would take the process down: its waiters get an error
 		if p := recover(); p != nil {
-			b.vals, b.err = nil, fmt.Errorf("coalesce: panic in fetch: %v", p)
+			b.vals, b.err = nil, fmt.Errorf("coalesce: panic in fetch: %v\n%s", p, debug.Stack())
 		}
 	}()
 	if g.observe != nil {

@@ -178,3 +178,26 @@ func TestStatementDeadline(t *testing.T) {
 	_, _, err := g.Get(context.Background(), 1)
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "a statement ends by its own deadline")
 }
+
+// With SameKey, only lookups of one key share a statement: each distinct key has its own.
+func TestSameKeySharesOnlyIdenticalLookups(t *testing.T) {
+	r := newRecorder()
+	g := coalesce.New(r.fetch, coalesce.Options{Slots: 1, SameKey: true})
+	ctx := context.Background()
+	go func() { _, _, _ = g.Get(ctx, 100) }()
+	<-r.started // holds the only slot
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, _, _ = g.Get(ctx, i%3) }()
+	}
+	require.Eventually(t, func() bool { return g.Waiting() == 12 }, 5*time.Second, time.Millisecond)
+	close(r.release)
+	wg.Wait()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	require.Len(t, r.batches, 4, "one statement for key 100, then one per distinct key")
+	for _, b := range r.batches[1:] {
+		assert.Len(t, b, 1, "a statement per key: %v", b)
+	}
+}

@@ -101,6 +101,7 @@ func (l *Line) Attrs() []slog.Attr {
 // and a process killed outright loses its last interval of lines (Close on every ordinary exit).
 type Buffered struct {
 	mu     sync.Mutex
+	out    io.Writer
 	w      *bufio.Writer
 	closed bool // lines after Close are written at once
 	stop   chan struct{}
@@ -109,7 +110,7 @@ type Buffered struct {
 
 // NewBuffered returns a Buffered writing to w.
 func NewBuffered(w io.Writer, interval time.Duration) *Buffered {
-	b := &Buffered{w: bufio.NewWriterSize(w, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
+	b := &Buffered{out: w, w: bufio.NewWriterSize(w, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
 		t := time.NewTicker(interval)
@@ -118,7 +119,7 @@ func NewBuffered(w io.Writer, interval time.Duration) *Buffered {
 			select {
 			case <-t.C:
 				b.mu.Lock()
-				_ = b.w.Flush()
+				b.flush()
 				b.mu.Unlock()
 			case <-b.stop:
 				return
@@ -134,13 +135,23 @@ func (b *Buffered) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.w.Available() < len(p) {
-		_ = b.w.Flush()
+		b.flush()
 	}
 	n, err := b.w.Write(p)
 	if b.closed && err == nil {
-		err = b.w.Flush()
+		err = b.flush()
 	}
 	return n, err
+}
+
+// flush writes what is buffered. A failed write (a full disk, a closed pipe) loses those lines
+// but not the next ones: bufio would otherwise refuse every later write. b.mu is held.
+func (b *Buffered) flush() error {
+	err := b.w.Flush()
+	if err != nil {
+		b.w.Reset(b.out)
+	}
+	return err
 }
 
 // Close writes what is buffered and stops the timer.
@@ -150,5 +161,5 @@ func (b *Buffered) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.closed = true
-	return b.w.Flush()
+	return b.flush()
 }

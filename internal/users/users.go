@@ -266,6 +266,7 @@ func NewLookups(db *bun.DB, opts coalesce.Options) *Lookups {
 	pageOf := database.Prepare(db, "SELECT "+columns+" FROM users ORDER BY id ASC LIMIT $1 OFFSET $2")
 	byID, byPage := opts, opts
 	byID.Name, byPage.Name = "user_by_id", "user_page"
+	byPage.SameKey = true
 	return &Lookups{
 		group: coalesce.New(func(ctx context.Context, ids []int64) (map[int64]*User, error) {
 			list := make([]*User, 0, len(ids))
@@ -279,7 +280,7 @@ func NewLookups(db *bun.DB, opts coalesce.Options) *Lookups {
 			return found, nil
 		}, byID),
 		// Requests for the same page at the same moment (the first page, mostly) share one
-		// statement; different pages get one statement each.
+		// statement; each distinct page has its own.
 		pages: coalesce.New(func(ctx context.Context, pages []page) (map[page][]*User, error) {
 			out := make(map[page][]*User, len(pages))
 			for _, p := range pages {

@@ -150,11 +150,12 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	})
 	srv.Use(extension.FixedComplexityLimit(limits.Complexity))
 	srv.Use(extension.AutomaticPersistedQuery{Cache: apqCache{lru.New[string](limits.APQCacheSize)}})
-	// A subscription needs a stream: over plain POST or GET it would hold the request open with
-	// nothing to say until an event comes.
+	// At most limits.Concurrency queries and mutations execute at once.
 	turns := make(chan struct{}, limits.Concurrency)
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		op := graphql.GetOperationContext(ctx)
+		// A subscription needs a stream: over plain POST or GET it would hold the request open
+		// with nothing to say until an event comes.
 		if op.Operation != nil && op.Operation.Operation == ast.Subscription && !streaming(op.Headers) {
 			observer.Error("BAD_REQUEST")
 			return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{

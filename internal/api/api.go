@@ -169,36 +169,50 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		}
 		// A query or mutation executes on the first call, within its turn; over a websocket or
 		// SSE the transport calls again to hear nil (the end), which needs no turn.
-		answered := false
+		const (
+			fresh = iota
+			ran
+			refused
+		)
+		state := fresh
 		return func(ctx context.Context) *graphql.Response {
-			if answered {
+			switch state {
+			case ran:
 				return respond(ctx)
+			case refused:
+				return nil // it never ran, and must not run now
 			}
-			answered = true
 			// The deadline covers the wait for a turn too.
 			ctx, cancel := context.WithTimeout(ctx, limits.Timeout)
 			defer cancel()
 			select {
 			case turns <- struct{}{}:
 				defer func() { <-turns }()
-				return respond(ctx)
 			case <-ctx.Done():
-				if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-					return nil // the client went away: nobody to answer
-				}
-				name := op.OperationName
-				if name == "" {
-					name = op.Operation.Name
-				}
-				typ := string(op.Operation.Operation)
-				observer.Operation(typ, name, string(apperr.Timeout), limits.Timeout)
-				observer.Error(string(apperr.Timeout))
-				logging.AddToLine(ctx, slog.String("operation", name), slog.String("type", typ), slog.String("outcome", string(apperr.Timeout)))
-				return &graphql.Response{Errors: gqlerror.List{{
-					Message:    "the server is busy: the operation timed out waiting for its turn",
-					Extensions: map[string]any{"code": string(apperr.Timeout)},
-				}}}
 			}
+			if ctx.Err() == nil {
+				state = ran
+				return respond(ctx)
+			}
+			state = refused
+			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil // the client went away: nobody to answer
+			}
+			name := op.OperationName
+			if name == "" {
+				name = op.Operation.Name
+			}
+			typ := string(op.Operation.Operation)
+			observer.Operation(typ, name, string(apperr.Timeout), limits.Timeout)
+			observer.Error(string(apperr.Timeout))
+			if !logging.AddToLine(ctx, slog.String("operation", name), slog.String("type", typ), slog.String("outcome", string(apperr.Timeout))) {
+				logger.LogAttrs(ctx, slog.LevelInfo, "graphql", slog.String("operation", name), slog.String("type", typ),
+					slog.String("outcome", string(apperr.Timeout)))
+			}
+			return &graphql.Response{Errors: gqlerror.List{{
+				Message:    "the server is busy: the operation timed out waiting for its turn",
+				Extensions: map[string]any{"code": string(apperr.Timeout)},
+			}}}
 		}
 	})
 	// Each response (a query's, a mutation's, or one subscription event's) batches its own

@@ -86,10 +86,25 @@ func (c *cancelConn) kill() {
 // would stay on the socket and answer the next statement. Only an error PostgreSQL sent (the
 // reply was read to its end) leaves the connection usable.
 func (c *cancelConn) failed(ctx context.Context, err error) error {
-	if !errors.As(err, new(pgdriver.Error)) {
+	if !inSync(err) {
 		c.kill()
 	}
 	return c.err(ctx, err)
+}
+
+// inSync reports whether the connection can go on after err: an ERROR PostgreSQL sent is read
+// to its end, but a FATAL or PANIC one (an administrator's shutdown, a terminated backend)
+// comes without the rest, and the server closes the connection anyway.
+func inSync(err error) bool {
+	var pgErr pgdriver.Error
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Field('V') {
+	case "FATAL", "PANIC":
+		return false
+	}
+	return true
 }
 
 // PrepareContext prepares a statement whose runs a cancelled context stops, like the others.
@@ -146,7 +161,7 @@ type cancelRows struct {
 
 func (r *cancelRows) Next(dest []driver.Value) error {
 	err := r.Rows.Next(dest)
-	if err != nil && err != io.EOF && r.c != nil && !errors.As(err, new(pgdriver.Error)) {
+	if err != nil && err != io.EOF && r.c != nil && !inSync(err) {
 		r.c.kill()
 	}
 	return err
@@ -155,7 +170,7 @@ func (r *cancelRows) Next(dest []driver.Value) error {
 func (r *cancelRows) Close() error {
 	r.stop()
 	err := r.Rows.Close() // reads what is left of the reply
-	if err != nil && r.c != nil && !errors.As(err, new(pgdriver.Error)) {
+	if err != nil && r.c != nil && !inSync(err) {
 		r.c.kill()
 	}
 	return err

@@ -168,21 +168,24 @@ func (b *Broker) Run(ctx context.Context) error {
 	prune := time.NewTicker(time.Minute)
 	defer prune.Stop()
 	renewed := make(chan struct{})
+	renewCtx, stopRenewing := context.WithCancel(ctx)
 	go func() { // apart from this loop: a slow database must not hold up the dispatch
 		defer close(renewed)
 		renew := time.NewTicker(registrationTTL / 4)
 		defer renew.Stop()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-renewCtx.Done():
 				return
 			case <-renew.C:
-				b.renew(ctx)
+				b.renew(renewCtx)
 			}
 		}
 	}()
 	defer func() {
+		stopRenewing()
 		<-renewed
+		b.closing() // no new registration from here on
 		b.unregister(context.WithoutCancel(ctx))
 	}()
 	for {
@@ -430,6 +433,12 @@ func subscribe[T any](b *Broker, ctx context.Context, pick func(*change) (T, boo
 	// remove the row in between (it holds regMu too). With the database down, subscribing fails.
 	b.regMu.Lock()
 	defer b.regMu.Unlock()
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return nil, errors.New("shutting down")
+	}
 	if err := b.register(ctx); err != nil {
 		return nil, err
 	}
@@ -455,6 +464,15 @@ func (b *Broker) remove(s *subscriber) {
 	delete(b.subs, s)
 	s.stop()
 	s.close()
+}
+
+// closing refuses new subscriptions (and so new registrations); closeAll ends the others.
+func (b *Broker) closing() {
+	b.regMu.Lock()
+	defer b.regMu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
 }
 
 func (b *Broker) closeAll() {

@@ -138,7 +138,9 @@ func (b *Buffered) Write(p []byte) (int, error) {
 		b.flush()
 	}
 	n, err := b.w.Write(p)
-	if b.closed && err == nil {
+	if err != nil {
+		b.w.Reset(b.out) // as in flush: lose these lines, not the next ones
+	} else if b.closed {
 		err = b.flush()
 	}
 	return n, err

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -22,8 +21,6 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"github.com/vektah/gqlparser/v2/validator/core"
 	"github.com/vektah/gqlparser/v2/validator/rules"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wikigraph/wikigraph/graph"
 	"github.com/wikigraph/wikigraph/internal/apperr"
@@ -31,8 +28,6 @@ import (
 	"github.com/wikigraph/wikigraph/internal/database"
 	ruleset "github.com/wikigraph/wikigraph/internal/limits"
 	"github.com/wikigraph/wikigraph/internal/loaders"
-	"github.com/wikigraph/wikigraph/internal/logging"
-	"github.com/wikigraph/wikigraph/internal/tracing"
 	"github.com/wikigraph/wikigraph/internal/users"
 )
 
@@ -121,7 +116,8 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: r, Complexity: complexity()}))
 	// Subscriptions: websocket (graphql-transport-ws and the legacy graphql-ws, coder/websocket)
 	// and server-sent events; SSE goes before POST, which would otherwise take its requests.
-	srv.AddTransport(transport.Websocket{
+	// The transports that answer in parts (subscriptions, @defer) are marked as such.
+	srv.AddTransport(streamed{transport.Websocket{
 		Implementation: transport.CoderWebsocketImplementation{
 			AcceptOptions: websocket.AcceptOptions{OriginPatterns: opts.WebsocketOrigins},
 		},
@@ -129,8 +125,11 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		PingPongInterval:      keepAlive,
 		InitTimeout:           10 * time.Second,
 		InitFunc:              opts.WebsocketInit,
-	})
-	srv.AddTransport(transport.SSE{KeepAlivePingInterval: keepAlive})
+	}})
+	srv.AddTransport(streamed{transport.SSE{KeepAlivePingInterval: keepAlive}})
+	// Incremental delivery (@defer) over POST, as Apollo Client asks for it; before POST, which
+	// would otherwise take its requests.
+	srv.AddTransport(streamed{transport.MultipartMixed{Boundary: "graphql"}})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
@@ -150,75 +149,20 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	})
 	srv.Use(extension.FixedComplexityLimit(limits.Complexity))
 	srv.Use(extension.AutomaticPersistedQuery{Cache: apqCache{lru.New[string](limits.APQCacheSize)}})
-	// At most limits.Concurrency queries and mutations execute at once.
-	turns := make(chan struct{}, limits.Concurrency)
-	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
-		op := graphql.GetOperationContext(ctx)
-		// A subscription needs a stream: over plain POST or GET it would hold the request open
-		// with nothing to say until an event comes.
-		if op.Operation != nil && op.Operation.Operation == ast.Subscription && !streaming(op.Headers) {
-			observer.Error("BAD_REQUEST")
-			return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{
-				Message:    "subscriptions need a websocket, or server-sent events (Accept: text/event-stream)",
-				Extensions: map[string]any{"code": "BAD_REQUEST"},
-			}}})
-		}
-		respond := next(ctx)
-		if op.Operation == nil || op.Operation.Operation == ast.Subscription {
-			return respond
-		}
-		// A query or mutation executes on the first call, within its turn; over a websocket or
-		// SSE the transport calls again to hear nil (the end), which needs no turn.
-		const (
-			fresh = iota
-			ran
-			refused
-		)
-		state := fresh
-		return func(ctx context.Context) *graphql.Response {
-			switch state {
-			case ran:
-				return respond(ctx)
-			case refused:
-				return nil // it never ran, and must not run now
-			}
-			// The deadline covers the wait for a turn too.
-			ctx, cancel := context.WithTimeout(ctx, limits.Timeout)
-			defer cancel()
-			select {
-			case turns <- struct{}{}:
-				defer func() { <-turns }()
-			case <-ctx.Done():
-			}
-			if ctx.Err() == nil {
-				state = ran
-				return respond(ctx)
-			}
-			state = refused
-			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil // the client went away: nobody to answer
-			}
-			name := op.OperationName
-			if name == "" {
-				name = op.Operation.Name
-			}
-			typ := string(op.Operation.Operation)
-			observer.Operation(typ, name, string(apperr.Timeout), limits.Timeout)
-			observer.Error(string(apperr.Timeout))
-			if !logging.AddToLine(ctx, slog.String("operation", name), slog.String("type", typ), slog.String("outcome", string(apperr.Timeout))) {
-				logger.LogAttrs(ctx, slog.LevelInfo, "graphql", slog.String("operation", name), slog.String("type", typ),
-					slog.String("outcome", string(apperr.Timeout)))
-			}
-			return &graphql.Response{Errors: gqlerror.List{{
-				Message:    "the server is busy: the operation timed out waiting for its turn",
-				Extensions: map[string]any{"code": string(apperr.Timeout)},
-			}}}
-		}
-	})
+	// At most limits.Concurrency queries, mutations and subscription events execute at once,
+	// each within its deadline.
+	sched := &scheduler{
+		turns: make(chan struct{}, limits.Concurrency), timeout: limits.Timeout,
+		observer: observer, logger: logger, tracing: opts.Tracing,
+	}
+	srv.AroundOperations(sched.aroundOperations)
 	// Each response (a query's, a mutation's, or one subscription event's) batches its own
 	// lookups and caches nothing beyond itself.
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 		ctx = loaders.With(ctx, loaders.New(r.DB, r.UserLookups))
+		if ctx.Value(scheduledKey{}) != nil {
+			return next(ctx) // a query or mutation: the scheduler records it
+		}
 		typ, name := "unknown", "" // a document that did not parse has no operation
 		if graphql.HasOperationContext(ctx) {
 			if op := graphql.GetOperationContext(ctx); op.Operation != nil {
@@ -229,50 +173,44 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 			}
 		}
 		if typ == string(ast.Subscription) {
-			return next(ctx) // one response per event, for as long as the client wants
+			// One response per event, for as long as the client wants: waiting for an event
+			// takes nothing, resolving it takes a turn and has a deadline.
+			ctx, ev := newEvent(ctx, sched)
+			defer ev.release()
+			return next(ctx)
 		}
-		// A query or mutation, its SQL included, ends by its deadline.
-		ctx, cancel := context.WithTimeout(ctx, limits.Timeout)
-		defer cancel()
-		var span trace.Span
-		if opts.Tracing {
-			ctx, span = tracing.Operation(ctx, typ, name)
-			defer span.End()
-		}
+		// Refused before it ran (parse, validation, limits).
 		start := time.Now()
 		resp := next(ctx)
 		if resp == nil {
-			return nil // a stream's end (a websocket asks again after the answer): not an operation
+			return nil
 		}
 		outcome := "ok"
 		if len(resp.Errors) > 0 {
 			outcome = errorCode(resp.Errors[0])
-			if span != nil {
-				span.SetStatus(codes.Error, outcome)
-			}
 		}
-		d := time.Since(start)
-		observer.Operation(typ, name, outcome, d)
-		// Over HTTP the request's access log line carries the operation; over a websocket (no
-		// access line per operation) the operation gets a line of its own.
-		if !logging.AddToLine(ctx, slog.String("operation", name), slog.String("type", typ), slog.String("outcome", outcome)) {
-			logger.LogAttrs(ctx, slog.LevelInfo, "graphql",
-				slog.String("operation", name), slog.String("type", typ),
-				slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("outcome", outcome))
-		}
+		sched.record(ctx, typ, name, outcome, time.Since(start))
 		return resp
 	})
 	// Lists a resolver returns tell the loaders which ids to fetch together.
 	srv.AroundFields(func(ctx context.Context, next graphql.Resolver) (any, error) {
+		fc := graphql.GetFieldContext(ctx)
+		if fc == nil || !fc.IsResolver {
+			return next(ctx) // a struct field's value: nothing to wait for, nothing to observe
+		}
+		// A subscription event's first resolver takes the event's turn.
+		if e := eventOf(ctx); e != nil && fc.Object != "Subscription" {
+			if err := e.enter(ctx); err != nil {
+				return nil, err
+			}
+		}
 		res, err := next(ctx)
 		if err != nil {
 			return res, err
 		}
-		// Only resolvers return lists; a struct field's value is not worth the lookup.
-		if fc := graphql.GetFieldContext(ctx); fc != nil && fc.IsResolver {
-			if l := loaders.From(ctx); l != nil {
-				l.Observe(res)
-			}
+		// Lists a resolver returns tell the loaders which ids to fetch together.
+		if l := loaders.From(ctx); l != nil {
+			l.Observe(res)
 		}
 		return res, err
 	})
@@ -363,11 +301,6 @@ func (c apqCache) Add(ctx context.Context, key, query string) {
 	if len(query) <= maxPersistedQuery {
 		c.LRU.Add(ctx, key, query)
 	}
-}
-
-// streaming reports whether a request's headers open a stream (websocket or SSE).
-func streaming(h http.Header) bool {
-	return strings.EqualFold(h.Get("Upgrade"), "websocket") || strings.Contains(h.Get("Accept"), "text/event-stream")
 }
 
 func errorCode(e *gqlerror.Error) string {

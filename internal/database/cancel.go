@@ -32,15 +32,24 @@ type cancelConn struct {
 	killed atomic.Bool
 }
 
-// watch closes the socket if ctx ends before stop is called.
+// watch closes the socket if ctx, or its stopper (WithStopper), ends before stop is called.
 func (c *cancelConn) watch(ctx context.Context) (stop func() bool) {
-	if ctx.Done() == nil {
-		return func() bool { return true }
-	}
-	return context.AfterFunc(ctx, func() {
+	kill := func() {
 		c.killed.Store(true)
 		_ = c.Conn.Conn().Close()
-	})
+	}
+	s := stopperOf(ctx)
+	if s == nil {
+		if ctx.Done() == nil {
+			return func() bool { return true }
+		}
+		return context.AfterFunc(ctx, kill)
+	}
+	stopCtx, stopS := context.AfterFunc(ctx, kill), context.AfterFunc(s, kill)
+	return func() bool {
+		a, b := stopCtx(), stopS()
+		return a && b
+	}
 }
 
 func (c *cancelConn) err(ctx context.Context, err error) error {
@@ -50,6 +59,9 @@ func (c *cancelConn) err(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		// Whether this watch or the driver's own deadline stopped it, the context's end is why.
 		return fmt.Errorf("%w (statement stopped: %v)", ctx.Err(), err)
+	}
+	if s := stopperOf(ctx); s != nil && s.Err() != nil {
+		return fmt.Errorf("%w (statement stopped: %v)", context.Cause(s), err)
 	}
 	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
 		// pgdriver's socket deadline is the context's: it can fire before the context's timer.

@@ -1,0 +1,369 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/wikigraph/wikigraph/internal/apperr"
+	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/logging"
+	"github.com/wikigraph/wikigraph/internal/tracing"
+)
+
+// scheduler gives every query and mutation a turn among limits.Concurrency and a deadline, both
+// held from its first response to its last (a query with @defer answers in several parts), and
+// records each operation once. Resolvers of a subscription event take a turn and a deadline per
+// event.
+type scheduler struct {
+	turns    chan struct{}
+	timeout  time.Duration
+	observer Observer
+	logger   *slog.Logger
+	tracing  bool
+}
+
+// streamKey marks a request that arrived over a transport that answers in several parts
+// (websocket, server-sent events, multipart/mixed).
+type streamKey struct{}
+
+// streamed wraps a transport whose answers can come in several parts.
+type streamed struct{ graphql.Transport }
+
+func (t streamed) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	t.Transport.Do(w, r.WithContext(context.WithValue(r.Context(), streamKey{}, true)), exec)
+}
+
+func isStreamed(ctx context.Context) bool { return ctx.Value(streamKey{}) != nil }
+
+// scheduledKey marks the context of an operation the scheduler records, so the response
+// middleware does not record it again.
+type scheduledKey struct{}
+
+func badRequest(observer Observer, msg string) graphql.ResponseHandler {
+	observer.Error("BAD_REQUEST")
+	return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{
+		Message: msg, Extensions: map[string]any{"code": "BAD_REQUEST"},
+	}}})
+}
+
+// aroundOperations is the operation middleware.
+func (s *scheduler) aroundOperations(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+	op := graphql.GetOperationContext(ctx)
+	if op.Operation == nil {
+		return next(ctx)
+	}
+	typ := op.Operation.Operation
+	// A subscription needs a stream: over plain POST or GET it would hold the request open with
+	// nothing to say until an event comes.
+	if typ == ast.Subscription && !isStreamed(ctx) {
+		return badRequest(s.observer, "subscriptions need a websocket, or server-sent events (Accept: text/event-stream)")
+	}
+	deferred := hasDefer(op)
+	if deferred && typ != ast.Query {
+		return badRequest(s.observer, "@defer is supported in queries only")
+	}
+	if deferred && !isStreamed(ctx) {
+		return badRequest(s.observer, "@defer needs an answer in several parts: POST with Accept: multipart/mixed, "+
+			"server-sent events (Accept: text/event-stream) or a websocket")
+	}
+	if typ == ast.Subscription {
+		return next(ctx) // each event's resolvers take their own turn (see event)
+	}
+	o := &operation{s: s, op: op, respond: next(ctx), deferred: deferred}
+	return o.next
+}
+
+// operation is one query or mutation, from its first response to its last.
+type operation struct {
+	s        *scheduler
+	op       *graphql.OperationContext
+	respond  graphql.ResponseHandler
+	deferred bool
+
+	mu        sync.Mutex
+	started   bool
+	finished  bool
+	receiving bool // a call into respond is under way
+	stopping  bool // the deadline passed, or the client left, while a call was under way
+	cut       bool // it ended by its deadline with parts still due
+	exec      context.Context // a deferred query's executor context
+	opCtx     context.Context // its deadline and client
+	end       func() // releases what the operation holds; called once, under mu
+	outcome   string
+}
+
+func (o *operation) next(ctx context.Context) *graphql.Response {
+	o.mu.Lock()
+	if o.finished {
+		defer o.mu.Unlock()
+		if o.cut {
+			// Parts were still due when the deadline ended the operation: say so, once.
+			o.cut = false
+			o.s.observer.Error(string(apperr.Timeout))
+			return &graphql.Response{HasNext: new(bool), Errors: gqlerror.List{{
+				Message:    "the operation took too long: its remaining deferred parts were dropped",
+				Extensions: map[string]any{"code": string(apperr.Timeout)},
+			}}}
+		}
+		return nil
+	}
+	if o.started {
+		// The next part of a deferred query. The executor waits for it without looking at any
+		// context, so its senders must not give up while this call waits: they run under
+		// o.exec, which ends only when no call is under way.
+		o.receiving = true
+		o.mu.Unlock()
+		return o.after(o.respond(o.exec))
+	}
+	o.started = true
+	o.mu.Unlock()
+	return o.first(ctx)
+}
+
+func (o *operation) name() (typ, name string) {
+	name = o.op.OperationName
+	if name == "" {
+		name = o.op.Operation.Name
+	}
+	return string(o.op.Operation.Operation), name
+}
+
+// first waits for a turn (within the deadline), then runs the operation's first part.
+func (o *operation) first(ctx context.Context) *graphql.Response {
+	s := o.s
+	start := time.Now()
+	opCtx, cancel := context.WithTimeout(ctx, s.timeout)
+	turn := false
+	select {
+	case s.turns <- struct{}{}:
+		turn = true
+	case <-opCtx.Done():
+	}
+	if turn && opCtx.Err() != nil {
+		<-s.turns
+		turn = false
+	}
+	typ, name := o.name()
+	if !turn {
+		o.mu.Lock()
+		o.finished = true
+		o.mu.Unlock()
+		cancel()
+		if !errors.Is(opCtx.Err(), context.DeadlineExceeded) {
+			return nil // the client went away: nobody to answer
+		}
+		resp := &graphql.Response{Errors: gqlerror.List{{
+			Message:    "the server is busy: the operation timed out waiting for its turn",
+			Extensions: map[string]any{"code": string(apperr.Timeout)},
+		}}}
+		s.observer.Error(string(apperr.Timeout))
+		s.record(ctx, typ, name, string(apperr.Timeout), s.timeout)
+		return resp
+	}
+	var span trace.Span
+	if s.tracing {
+		opCtx, span = tracing.Operation(opCtx, typ, name)
+	}
+	exec := context.WithValue(opCtx, scheduledKey{}, true)
+	o.mu.Lock()
+	o.end = func() {
+		cancel()
+		<-s.turns
+		if span != nil {
+			if o.outcome != "ok" {
+				span.SetStatus(codes.Error, o.outcome)
+			}
+			span.End()
+		}
+		s.record(ctx, typ, name, o.outcome, time.Since(start))
+	}
+	if !o.deferred {
+		o.mu.Unlock()
+		return o.after(o.respond(exec))
+	}
+	// Deferred parts resolve on goroutines of their own under the context of this first call
+	// (gqlgen hands a resolver's context down to its children), and hand their results over
+	// only while that context lives: the executor waits for a part without looking at any
+	// context. So the executor runs under a context that ends only while no call waits for a
+	// part, and its statements obey opCtx (the deadline and the client) through the database's
+	// stopper instead.
+	execCtx, execCancel := context.WithCancel(context.WithoutCancel(exec))
+	o.exec, o.opCtx = database.WithStopper(execCtx, opCtx), opCtx
+	stop := context.AfterFunc(opCtx, func() { // the deadline, or the client left
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if o.receiving {
+			o.stopping = true // the part under way ends soon: its statements stop
+		} else {
+			o.finishLocked(true)
+		}
+	})
+	end := o.end
+	o.end = func() {
+		stop()
+		execCancel()
+		end()
+	}
+	o.receiving = true
+	o.mu.Unlock()
+	return o.after(o.respond(o.exec))
+}
+
+// after notes a part's outcome and ends the operation with its last part.
+func (o *operation) after(resp *graphql.Response) *graphql.Response {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.receiving = false
+	if resp != nil && o.outcome == "" && len(resp.Errors) > 0 {
+		o.outcome = errorCode(resp.Errors[0])
+	}
+	last := resp == nil || resp.HasNext == nil || !*resp.HasNext
+	if last || o.stopping {
+		o.finishLocked(!last)
+	}
+	return resp
+}
+
+// finishLocked ends the operation; cut says parts were still due.
+func (o *operation) finishLocked(cut bool) {
+	if o.finished {
+		return
+	}
+	o.finished = true
+	if cut {
+		o.cut = true // the next call, if the client is still there, says so
+		if o.outcome == "" && errors.Is(o.opCtx.Err(), context.DeadlineExceeded) {
+			o.outcome = string(apperr.Timeout)
+		} else if o.outcome == "" {
+			o.outcome = "canceled" // the client left
+		}
+	}
+	if o.outcome == "" {
+		o.outcome = "ok"
+	}
+	if o.end != nil {
+		o.end()
+	}
+}
+
+// record counts an operation and puts it on the request's log line (a websocket operation, which
+// has none, gets a line of its own).
+func (s *scheduler) record(ctx context.Context, typ, name, outcome string, d time.Duration) {
+	s.observer.Operation(typ, name, outcome, d)
+	if !logging.AddToLine(ctx, slog.String("operation", name), slog.String("type", typ), slog.String("outcome", outcome)) {
+		s.logger.LogAttrs(ctx, slog.LevelInfo, "graphql",
+			slog.String("operation", name), slog.String("type", typ),
+			slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("outcome", outcome))
+	}
+}
+
+// hasDefer reports whether the operation defers any fragment (@defer without if: false).
+func hasDefer(op *graphql.OperationContext) bool {
+	if !strings.Contains(op.RawQuery, "defer") {
+		return false
+	}
+	seen := map[string]bool{}
+	var walk func(ast.SelectionSet) bool
+	walk = func(set ast.SelectionSet) bool {
+		for _, sel := range set {
+			switch s := sel.(type) {
+			case *ast.Field:
+				if walk(s.SelectionSet) {
+					return true
+				}
+			case *ast.InlineFragment:
+				if deferOn(s.Directives, op.Variables) || walk(s.SelectionSet) {
+					return true
+				}
+			case *ast.FragmentSpread:
+				if deferOn(s.Directives, op.Variables) {
+					return true
+				}
+				if !seen[s.Name] {
+					seen[s.Name] = true
+					if f := op.Doc.Fragments.ForName(s.Name); f != nil && walk(f.SelectionSet) {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
+	return walk(op.Operation.SelectionSet)
+}
+
+func deferOn(ds ast.DirectiveList, vars map[string]any) bool {
+	d := ds.ForName("defer")
+	if d == nil {
+		return false
+	}
+	if on, ok := d.ArgumentMap(vars)["if"].(bool); ok && !on {
+		return false
+	}
+	return true
+}
+
+// event is one subscription event's resolution. Its first resolver takes a turn and starts the
+// deadline, which the event's statements obey (database.WithStopper); release gives the turn
+// back once the event is written. Waiting for the event takes nothing.
+type event struct {
+	s      *scheduler
+	ctx    context.Context // ends by the deadline, once started, or at release
+	cancel context.CancelCauseFunc
+	once   sync.Once
+	turn   bool
+	timer  *time.Timer
+	err    error
+}
+
+type eventKey struct{}
+
+func newEvent(ctx context.Context, s *scheduler) (context.Context, *event) {
+	e := &event{s: s}
+	e.ctx, e.cancel = context.WithCancelCause(context.Background())
+	ctx = context.WithValue(ctx, eventKey{}, e)
+	return database.WithStopper(ctx, e.ctx), e
+}
+
+func eventOf(ctx context.Context) *event {
+	e, _ := ctx.Value(eventKey{}).(*event)
+	return e
+}
+
+// enter takes the event's turn on its first call and reports whether the event may resolve.
+func (e *event) enter(ctx context.Context) error {
+	e.once.Do(func() {
+		e.timer = time.AfterFunc(e.s.timeout, func() { e.cancel(context.DeadlineExceeded) })
+		select {
+		case e.s.turns <- struct{}{}:
+			e.turn = true
+		case <-e.ctx.Done():
+			e.err = context.Cause(e.ctx)
+		case <-ctx.Done():
+			e.err = ctx.Err()
+		}
+	})
+	return e.err
+}
+
+func (e *event) release() {
+	e.once.Do(func() {}) // no resolver takes a turn after this
+	if e.turn {
+		<-e.s.turns
+	}
+	if e.timer != nil {
+		e.timer.Stop()
+	}
+	e.cancel(context.Canceled)
+}

@@ -1,0 +1,19 @@
+package database
+
+import "context"
+
+type stopperKey struct{}
+
+// WithStopper makes the statements run under ctx (and every context made from it) stop when
+// stop ends too, as they stop when ctx ends, with stop's cause as their error. It is for work
+// whose context must outlive its deadline: gqlgen resolves a deferred fragment under the context
+// of the response that started it, and gives up handing the result over once that context ends,
+// so that context must not carry the deadline itself.
+func WithStopper(ctx, stop context.Context) context.Context {
+	return context.WithValue(ctx, stopperKey{}, stop)
+}
+
+func stopperOf(ctx context.Context) context.Context {
+	s, _ := ctx.Value(stopperKey{}).(context.Context)
+	return s
+}

@@ -94,12 +94,12 @@ type operation struct {
 	mu        sync.Mutex
 	started   bool
 	finished  bool
-	receiving bool // a call into respond is under way
-	stopping  bool // the deadline passed, or the client left, while a call was under way
-	cut       bool // it ended by its deadline with parts still due
+	receiving bool            // a call into respond is under way
+	stopping  bool            // the deadline passed, or the client left, while a call was under way
+	cut       bool            // it ended by its deadline with parts still due
 	exec      context.Context // a deferred query's executor context
 	opCtx     context.Context // its deadline and client
-	end       func() // releases what the operation holds; called once, under mu
+	end       func()          // releases what the operation holds; called once, under mu
 	outcome   string
 }
 

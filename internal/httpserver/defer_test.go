@@ -12,12 +12,14 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wikigraph/wikigraph/internal/api"
 	"github.com/wikigraph/wikigraph/internal/dbtest"
 )
 
@@ -257,4 +259,106 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// lockTable holds an ACCESS EXCLUSIVE lock on table, which every read of it waits for, until
+// the returned function is called.
+func lockTable(t *testing.T, in *instance, table string) (unlock func()) {
+	t.Helper()
+	tx, err := in.db.BeginTx(context.Background(), nil)
+	require.NoError(t, err)
+	_, err = tx.Exec("LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE")
+	require.NoError(t, err)
+	var once sync.Once
+	unlock = func() { once.Do(func() { _ = tx.Rollback() }) }
+	t.Cleanup(unlock)
+	return unlock
+}
+
+// A deferred part is bound by the operation's deadline: its statements stop, the part answers
+// TIMEOUT and the answer completes, while the first part came at once.
+func TestDeferredPartsKeepTheDeadline(t *testing.T) {
+	in := startInstanceWith(t, dbtest.URL(t), api.Limits{Timeout: 500 * time.Millisecond, Concurrency: 1})
+	owners, vars := seedDeferData(t, in)
+	before := settledGoroutines()
+	unlock := lockTable(t, in, "users") // the owners cannot be read; the items can
+	parts := flatten(sseParts(t, in, deferQuery, vars))
+	unlock()
+	require.NotEmpty(t, parts)
+	require.Empty(t, parts[0].Errors, "the first part does not read users")
+	var timeouts int
+	for _, p := range parts[1:] {
+		for _, e := range p.Errors {
+			ext, _ := e["extensions"].(map[string]any)
+			assert.Equal(t, "TIMEOUT", ext["code"], "deferred error %v", e)
+			timeouts++
+		}
+	}
+	assert.Positive(t, timeouts, "the deferred parts answered TIMEOUT: %+v", parts)
+	last := parts[len(parts)-1]
+	require.NotNil(t, last.HasNext)
+	assert.False(t, *last.HasNext)
+
+	// The turn (one in all) came back: the same query now completes whole.
+	checkDeferred(t, sseParts(t, in, deferQuery, vars), owners)
+	assert.Eventually(t, func() bool { return settledGoroutines() <= before+2 }, 10*time.Second, 100*time.Millisecond,
+		"goroutines back to %d, have %d", before, runtime.NumGoroutine())
+}
+
+// A subscription event's resolvers have a deadline (they used to wait as long as a statement
+// could) and hold one of the turns while they run.
+func TestSubscriptionEventsKeepTheDeadlineAndTakeATurn(t *testing.T) {
+	in := startInstanceWith(t, dbtest.URL(t), api.Limits{Timeout: 2 * time.Second, Concurrency: 1})
+	c, err := dial(t, in, "graphql-transport-ws", "")
+	require.NoError(t, err)
+	c.subscribe("s", `subscription { userCreated { username items(first: 1) { edges { node { title } } } } }`, nil)
+	in.waitSubscribers(t, 1)
+	unlock := lockTable(t, in, "items")
+	in.createUser(t, fmt.Sprintf("ev%d", time.Now().UnixNano()%1e12)) // writes users only
+
+	// The event's items statement waits on the lock, holding the only turn.
+	require.Eventually(t, func() bool {
+		var n int
+		_ = in.db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%items%'`).Scan(context.Background(), &n)
+		return n > 0
+	}, 10*time.Second, 10*time.Millisecond, "the event's statement never waited on the lock")
+	answered := make(chan gqlBody, 1)
+	go func() { answered <- postQuery(in, `{ __typename }`) }()
+	select {
+	case got := <-answered:
+		t.Fatalf("a query ran while a subscription event held the only turn: %+v", got)
+	case <-time.After(300 * time.Millisecond):
+	}
+
+	msg := c.read(10 * time.Second)
+	require.Equal(t, "next", msg["type"], "message %v", msg)
+	payload := msg["payload"].(map[string]any)
+	errs, _ := payload["errors"].([]any)
+	require.NotEmpty(t, errs, "the event answers its deadline: %v", payload)
+	assert.Equal(t, "TIMEOUT", errs[0].(map[string]any)["extensions"].(map[string]any)["code"])
+	unlock()
+	select {
+	case got := <-answered:
+		assert.Empty(t, got.Errors, "the query ran once the event gave its turn back")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the query never ran")
+	}
+}
+
+type gqlBody struct {
+	Data   map[string]any
+	Errors []map[string]any
+}
+
+func postQuery(in *instance, query string) gqlBody {
+	var out gqlBody
+	body, _ := json.Marshal(map[string]any{"query": query})
+	resp, err := http.Post("http://"+in.base+"/query", "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		out.Errors = []map[string]any{{"message": err.Error()}}
+		return out
+	}
+	defer resp.Body.Close()
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return out
 }

@@ -41,13 +41,19 @@ type instance struct {
 
 func startInstance(t *testing.T, dbURL string, origins ...string) *instance {
 	t.Helper()
+	return startInstanceWith(t, dbURL, api.Limits{}, origins...)
+}
+
+// startInstanceWith starts an instance with limits (zero values: the defaults).
+func startInstanceWith(t *testing.T, dbURL string, limits api.Limits, origins ...string) *instance {
+	t.Helper()
 	db, err := dbtest.Open(dbURL)
 	require.NoError(t, err)
 	logs := &syncBuffer{}
 	logger := logging.New(logs, "json", slog.LevelInfo)
 	broker := events.New(db, events.Options{Buffer: 1024, Logger: logger})
 	gql := api.New(&graph.Resolver{DB: db, Events: broker}, api.Options{
-		QueryCacheSize: 10, Logger: logger, WebsocketOrigins: origins, KeepAlive: time.Second,
+		QueryCacheSize: 10, Logger: logger, WebsocketOrigins: origins, KeepAlive: time.Second, Limits: limits,
 	})
 	h := httpserver.Handler(httpserver.Routes{
 		GraphQL: gql, Logger: logger, Playground: playground.Handler(),

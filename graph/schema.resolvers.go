@@ -16,6 +16,9 @@ import (
 )
 
 func (r *itemResolver) Owner(ctx context.Context, obj *items.Item) (*users.User, error) {
+	if u := ownerOf(ctx, obj); u != nil {
+		return u, nil
+	}
 	return loaders.From(ctx).User(ctx, obj.OwnerID)
 }
 
@@ -64,15 +67,15 @@ func (r *queryResolver) UsersConnection(ctx context.Context, first *int, after *
 }
 
 func (r *queryResolver) Item(ctx context.Context, id int64) (*items.Item, error) {
-	return items.Find(ctx, r.DB, id)
+	return items.Find(ctx, r.DB, id, readOptions(ctx)...)
 }
 
 func (r *queryResolver) Items(ctx context.Context, offset int, limit int, ownerID *int64) ([]*items.Item, error) {
-	return items.List(ctx, r.DB, offset, limit, ownerID)
+	return items.List(ctx, r.DB, offset, limit, ownerID, readOptions(ctx)...)
 }
 
 func (r *queryResolver) ItemsConnection(ctx context.Context, first *int, after *string, last *int, before *string, filter *items.Filter, orderBy *items.Order) (*items.Connection, error) {
-	return items.Page(ctx, r.DB, paging.Args{First: first, After: after, Last: last, Before: before}, filter, orderBy)
+	return items.Page(ctx, r.DB, paging.Args{First: first, After: after, Last: last, Before: before}, filter, orderBy, readOptions(ctx)...)
 }
 
 func (r *subscriptionResolver) UserCreated(ctx context.Context) (<-chan *users.User, error) {

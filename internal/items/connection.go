@@ -149,13 +149,13 @@ func (q Query) connection(rows []*Item) *Connection {
 }
 
 // Page returns one page of the items the filter matches, in the given order.
-func Page(ctx context.Context, db bun.IDB, args paging.Args, filter *Filter, order *Order) (*Connection, error) {
+func Page(ctx context.Context, db bun.IDB, args paging.Args, filter *Filter, order *Order, opts ...ReadOption) (*Connection, error) {
 	q, err := NewQuery(args, filter, order)
 	if err != nil {
 		return nil, err
 	}
 	rows := make([]*Item, 0, q.page.Size+1)
-	sq := q.page.Apply(db.NewSelect().Model(&rows).Apply(q.where), q.sort(), "i.id")
+	sq := q.page.Apply(applyOptions(db.NewSelect().Model(&rows), opts).Apply(q.where), q.sort(), "i.id")
 	if err := sq.Scan(ctx); err != nil {
 		return nil, fmt.Errorf("items page: %w", err)
 	}

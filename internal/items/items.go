@@ -30,6 +30,26 @@ type Item struct {
 	Description *string   `bun:"description" json:"description"`
 	CreatedAt   time.Time `bun:"created_at,nullzero,notnull,default:current_timestamp" json:"created_at"`
 	UpdatedAt   time.Time `bun:"updated_at,nullzero,notnull,default:current_timestamp" json:"updated_at"`
+
+	// Owner is the owner as the same statement read it, when the read asked for it
+	// (WithOwner); nil otherwise.
+	Owner *users.User `bun:"rel:belongs-to,join:owner_id=id" json:"-"`
+}
+
+// ReadOption changes what a read loads besides the items.
+type ReadOption int
+
+// WithOwner reads each item's owner in the same statement, so the owner is the one of the same
+// moment even if it is deleted (with its items) right after.
+const WithOwner ReadOption = 1
+
+func applyOptions(q *bun.SelectQuery, opts []ReadOption) *bun.SelectQuery {
+	for _, o := range opts {
+		if o == WithOwner {
+			q = q.Relation("Owner")
+		}
+	}
+	return q
 }
 
 // NewItem is the input of Create.
@@ -76,9 +96,9 @@ func CheckDescription(d *string) error {
 }
 
 // Find returns the item with this id, or nil when there is none.
-func Find(ctx context.Context, db bun.IDB, id int64) (*Item, error) {
+func Find(ctx context.Context, db bun.IDB, id int64, opts ...ReadOption) (*Item, error) {
 	it := new(Item)
-	err := db.NewSelect().Model(it).Where("i.id = ?", id).Scan(ctx)
+	err := applyOptions(db.NewSelect().Model(it), opts).Where("i.id = ?", id).Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -89,12 +109,12 @@ func Find(ctx context.Context, db bun.IDB, id int64) (*Item, error) {
 }
 
 // List returns a page of items ordered by id, only ownerID's when it is given.
-func List(ctx context.Context, db bun.IDB, offset, limit int, ownerID *int64) ([]*Item, error) {
+func List(ctx context.Context, db bun.IDB, offset, limit int, ownerID *int64, opts ...ReadOption) ([]*Item, error) {
 	if err := users.CheckPage(offset, limit); err != nil {
 		return nil, err
 	}
 	list := make([]*Item, 0, limit)
-	q := db.NewSelect().Model(&list).OrderExpr("i.id ASC").Offset(offset).Limit(limit)
+	q := applyOptions(db.NewSelect().Model(&list), opts).OrderExpr("i.id ASC").Offset(offset).Limit(limit)
 	if ownerID != nil {
 		q = q.Where("i.owner_id = ?", *ownerID)
 	}

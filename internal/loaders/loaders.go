@@ -13,12 +13,14 @@ package loaders
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
 	"github.com/vikstrous/dataloadgen"
 
+	"github.com/wikigraph/wikigraph/internal/apperr"
 	"github.com/wikigraph/wikigraph/internal/events"
 	"github.com/wikigraph/wikigraph/internal/items"
 	"github.com/wikigraph/wikigraph/internal/paging"
@@ -216,17 +218,24 @@ func pick[V any](vals map[int64]V, err error, id int64) (V, error) {
 	return v, nil
 }
 
-// User loads a user by id, together with the owners listed alongside it.
+// User loads a user by id, together with the owners listed alongside it. A user that no longer
+// exists (deleted since the item that names it was read) is NOT_FOUND.
 func (l *Loaders) User(ctx context.Context, id int64) (*users.User, error) {
 	l.init()
-	ids := l.members(l.owners, id)
-	if ids == nil {
-		return l.userByID.Load(ctx, id)
+	var u *users.User
+	var err error
+	if ids := l.members(l.owners, id); ids == nil {
+		u, err = l.userByID.Load(ctx, id)
+	} else {
+		vals, gerr := loadGroup(l, l.userCalls, groupKey{&ids[0], ""}, func() (map[int64]*users.User, error) {
+			return l.fetchUsers(ctx, ids)
+		})
+		u, err = pick(vals, gerr, id)
 	}
-	vals, err := loadGroup(l, l.userCalls, groupKey{&ids[0], ""}, func() (map[int64]*users.User, error) {
-		return l.fetchUsers(ctx, ids)
-	})
-	return pick(vals, err, id)
+	if errors.Is(err, dataloadgen.ErrNotFound) {
+		return nil, apperr.Missing("the user was deleted meanwhile")
+	}
+	return u, err
 }
 
 // OwnerItems loads owner's page of the items the filter matches, together with the other users

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -47,7 +46,7 @@ type claims struct {
 // NewVerifier reads the keys.
 func NewVerifier(opts Options) (*Verifier, error) {
 	var methods []string
-	var jwks *jose.JSONWebKeySet
+	var jwks []jose.JSONWebKey
 	if opts.Secret != "" {
 		if len(opts.Secret) < 32 {
 			return nil, errors.New("auth: AUTH_JWT_SECRET must be at least 32 bytes")
@@ -59,12 +58,8 @@ func NewVerifier(opts Options) (*Verifier, error) {
 		if err != nil {
 			return nil, fmt.Errorf("auth: read JWKS: %w", err)
 		}
-		jwks = new(jose.JSONWebKeySet)
-		if err := json.Unmarshal(b, jwks); err != nil {
-			return nil, fmt.Errorf("auth: parse JWKS: %w", err)
-		}
-		if len(jwks.Keys) == 0 {
-			return nil, errors.New("auth: the JWKS file has no keys")
+		if jwks, err = parseJWKS(b); err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
 		}
 		methods = append(methods, "RS256", "ES256")
 	}
@@ -83,13 +78,15 @@ func NewVerifier(opts Options) (*Verifier, error) {
 		case "HS256":
 			return []byte(opts.Secret), nil
 		case "RS256", "ES256":
-			kid, _ := t.Header["kid"].(string)
-			for _, k := range jwks.Keys {
-				if (kid == "" || k.KeyID == kid) && k.IsPublic() && (k.Algorithm == "" || k.Algorithm == t.Method.Alg()) {
-					return k.Key, nil
-				}
+			kid, ok := t.Header["kid"].(string)
+			if _, sent := t.Header["kid"]; sent && !ok {
+				return nil, errors.New("kid is not a string")
 			}
-			return nil, errors.New("no key for this token")
+			keys := candidates(jwks, t.Method.Alg(), kid)
+			if len(keys.Keys) == 0 {
+				return nil, errors.New("no key for this token")
+			}
+			return keys, nil
 		}
 		return nil, errors.New("unexpected algorithm")
 	}

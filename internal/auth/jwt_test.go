@@ -1,0 +1,146 @@
+package auth_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wikigraph/wikigraph/internal/apperr"
+	"github.com/wikigraph/wikigraph/internal/auth"
+)
+
+const audience = "wikigraph"
+
+// keys are generated once per test binary: RSA generation is slow under -race.
+var (
+	rsaA          = mustRSA()
+	ecA, ecB, ecC = mustEC(elliptic.P256()), mustEC(elliptic.P256()), mustEC(elliptic.P256())
+	ecP384        = mustEC(elliptic.P384())
+)
+
+func mustRSA() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+func mustEC(c elliptic.Curve) *ecdsa.PrivateKey {
+	k, err := ecdsa.GenerateKey(c, rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+// writeJWKS replaces path with a JWKS of keys the way rotation tools do: a new file renamed over
+// the old one.
+func writeJWKS(t *testing.T, path string, keys ...jose.JSONWebKey) {
+	t.Helper()
+	b, err := json.Marshal(jose.JSONWebKeySet{Keys: keys})
+	require.NoError(t, err)
+	tmp := path + ".tmp"
+	require.NoError(t, os.WriteFile(tmp, b, 0o600))
+	require.NoError(t, os.Rename(tmp, path))
+}
+
+// sign makes a token for user 7 of this audience; kid "" leaves the header without one.
+func sign(t *testing.T, method jwt.SigningMethod, key any, kid string) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(method, jwt.MapClaims{
+		"sub": "7", "role": "user", "aud": audience, "exp": time.Now().Add(time.Hour).Unix(),
+	})
+	if kid != "" {
+		tok.Header["kid"] = kid
+	}
+	s, err := tok.SignedString(key)
+	require.NoError(t, err)
+	return s
+}
+
+func pub(key any, kid, alg string) jose.JSONWebKey {
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		return jose.JSONWebKey{Key: &k.PublicKey, KeyID: kid, Algorithm: alg}
+	case *ecdsa.PrivateKey:
+		return jose.JSONWebKey{Key: &k.PublicKey, KeyID: kid, Algorithm: alg}
+	}
+	panic(fmt.Sprintf("unexpected key %T", key))
+}
+
+// A token is checked against every key of its kid (or every key, without one) that can verify
+// its algorithm: the key type, the curve, the key's alg and use all have to fit.
+func TestJWKSKeyChoice(t *testing.T) {
+	sigUse := func(k jose.JSONWebKey, use string) jose.JSONWebKey { k.Use = use; return k }
+	cases := []struct {
+		name   string
+		keys   []jose.JSONWebKey
+		token  string
+		accept bool
+	}{
+		{"ES256 without kid, JWKS [RSA, EC] without alg", []jose.JSONWebKey{pub(rsaA, "", ""), pub(ecA, "", "")},
+			sign(t, jwt.SigningMethodES256, ecA, ""), true},
+		{"RS256 without kid, JWKS [EC, RSA] without alg", []jose.JSONWebKey{pub(ecA, "", ""), pub(rsaA, "", "")},
+			sign(t, jwt.SigningMethodRS256, rsaA, ""), true},
+		{"ES256 without kid, the second of two EC keys", []jose.JSONWebKey{pub(ecA, "a", "ES256"), pub(ecB, "b", "ES256")},
+			sign(t, jwt.SigningMethodES256, ecB, ""), true},
+		{"ES256 with a kid that an RSA key shares", []jose.JSONWebKey{pub(rsaA, "k", ""), pub(ecA, "k", "")},
+			sign(t, jwt.SigningMethodES256, ecA, "k"), true},
+		{"ES256 with a kid two EC keys share, the second", []jose.JSONWebKey{pub(ecA, "k", ""), pub(ecB, "k", "")},
+			sign(t, jwt.SigningMethodES256, ecB, "k"), true},
+		{"ES256 with the kid of another key", []jose.JSONWebKey{pub(ecA, "a", "ES256"), pub(ecB, "b", "ES256")},
+			sign(t, jwt.SigningMethodES256, ecB, "a"), false},
+		{"ES256 with an unknown kid", []jose.JSONWebKey{pub(ecA, "a", "ES256")},
+			sign(t, jwt.SigningMethodES256, ecA, "zz"), false},
+		{"ES256 with the kid of an RSA key", []jose.JSONWebKey{pub(rsaA, "r", ""), pub(ecA, "e", "")},
+			sign(t, jwt.SigningMethodES256, ecA, "r"), false},
+		{"ES256 against an EC key whose alg is ES384", []jose.JSONWebKey{pub(ecA, "", "ES384"), pub(rsaA, "", "")},
+			sign(t, jwt.SigningMethodES256, ecA, ""), false},
+		{"ES256 against an EC key whose alg is RS256", []jose.JSONWebKey{pub(ecA, "", "RS256"), pub(rsaA, "", "")},
+			sign(t, jwt.SigningMethodES256, ecA, ""), false},
+		{"ES256 against a P-384 key", []jose.JSONWebKey{pub(ecP384, "", ""), pub(rsaA, "", "")},
+			sign(t, jwt.SigningMethodES256, ecA, ""), false},
+		{"ES256 against a key for encryption", []jose.JSONWebKey{sigUse(pub(ecA, "", ""), "enc"), pub(rsaA, "", "")},
+			sign(t, jwt.SigningMethodES256, ecA, ""), false},
+		{"ES256 against a key for signatures", []jose.JSONWebKey{sigUse(pub(ecA, "", ""), "sig")},
+			sign(t, jwt.SigningMethodES256, ecA, ""), true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "jwks.json")
+			writeJWKS(t, file, c.keys...)
+			v, err := auth.NewVerifier(auth.Options{JWKSFile: file, Audience: audience})
+			require.NoError(t, err)
+			p, err := v.Verify(c.token)
+			if c.accept {
+				require.NoError(t, err)
+				assert.Equal(t, int64(7), p.UserID)
+			} else {
+				require.ErrorIs(t, err, apperr.ErrUnauthenticated)
+			}
+		})
+	}
+}
+
+// A JWKS file of which no key can verify a token is a configuration mistake, refused at start.
+func TestJWKSWithoutUsableKeyIsRefused(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "jwks.json")
+	enc := pub(ecA, "", "")
+	enc.Use = "enc"
+	writeJWKS(t, file, pub(ecP384, "", ""), enc, jose.JSONWebKey{Key: ecA, KeyID: "private"})
+	_, err := auth.NewVerifier(auth.Options{JWKSFile: file, Audience: audience})
+	require.ErrorContains(t, err, "no public RS256 or ES256 signature key")
+}

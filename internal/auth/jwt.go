@@ -18,12 +18,14 @@ import (
 )
 
 // Options configure JWT verification. Secret enables HS256; JWKSFile enables RS256 and ES256
-// with the public keys of a JWKS file. Issuer and Audience are checked when set.
+// with the public keys of a JWKS file. Issuer is checked when set; Audience is required unless
+// AnyAudience says explicitly that tokens meant for any audience are accepted.
 type Options struct {
-	Secret   string
-	JWKSFile string
-	Issuer   string
-	Audience string
+	Secret      string
+	JWKSFile    string
+	Issuer      string
+	Audience    string
+	AnyAudience bool
 	// Leeway is the clock skew allowed on exp and nbf.
 	Leeway time.Duration
 	Policy Policy
@@ -65,6 +67,12 @@ func NewVerifier(opts Options) (*Verifier, error) {
 	}
 	if len(methods) == 0 {
 		return nil, errors.New("auth: AUTH_MODE=jwt needs AUTH_JWT_SECRET or AUTH_JWKS_FILE")
+	}
+	switch {
+	case opts.Audience == "" && !opts.AnyAudience:
+		return nil, errors.New("auth: AUTH_MODE=jwt needs AUTH_AUDIENCE, or AUTH_ANY_AUDIENCE=true")
+	case opts.Audience != "" && opts.AnyAudience:
+		return nil, errors.New("auth: AUTH_AUDIENCE and AUTH_ANY_AUDIENCE=true contradict each other")
 	}
 	popts := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithLeeway(opts.Leeway), jwt.WithExpirationRequired()}
 	if opts.Issuer != "" {

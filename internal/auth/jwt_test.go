@@ -21,7 +21,10 @@ import (
 	"github.com/wikigraph/wikigraph/internal/auth"
 )
 
-const audience = "wikigraph"
+const (
+	audience = "wikigraph"
+	secret   = "test-secret-that-is-at-least-32-bytes-long"
+)
 
 // keys are generated once per test binary: RSA generation is slow under -race.
 var (
@@ -143,4 +146,35 @@ func TestJWKSWithoutUsableKeyIsRefused(t *testing.T) {
 	writeJWKS(t, file, pub(ecP384, "", ""), enc, jose.JSONWebKey{Key: ecA, KeyID: "private"})
 	_, err := auth.NewVerifier(auth.Options{JWKSFile: file, Audience: audience})
 	require.ErrorContains(t, err, "no public RS256 or ES256 signature key")
+}
+
+// Without an audience, any token of a shared identity provider with a numeric sub and a role
+// would pass: JWT verification needs one.
+func TestVerifierNeedsAnAudience(t *testing.T) {
+	_, err := auth.NewVerifier(auth.Options{Secret: secret})
+	require.ErrorContains(t, err, "AUTH_AUDIENCE")
+	_, err = auth.NewVerifier(auth.Options{Secret: secret, Audience: audience, AnyAudience: true})
+	require.ErrorContains(t, err, "contradict")
+
+	elsewhere := func(aud any) string {
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"sub": "7", "role": "user", "aud": aud, "exp": time.Now().Add(time.Hour).Unix(),
+		}).SignedString([]byte(secret))
+		require.NoError(t, err)
+		return tok
+	}
+	v, err := auth.NewVerifier(auth.Options{Secret: secret, Audience: audience})
+	require.NoError(t, err)
+	_, err = v.Verify(elsewhere("another-service"))
+	require.ErrorIs(t, err, apperr.ErrUnauthenticated)
+	_, err = v.Verify(elsewhere(nil))
+	require.ErrorIs(t, err, apperr.ErrUnauthenticated, "a token without aud is refused")
+	_, err = v.Verify(elsewhere([]string{"another-service", audience}))
+	require.NoError(t, err)
+
+	// The explicit opt-out.
+	v, err = auth.NewVerifier(auth.Options{Secret: secret, AnyAudience: true})
+	require.NoError(t, err)
+	_, err = v.Verify(elsewhere("another-service"))
+	require.NoError(t, err)
 }

@@ -230,7 +230,7 @@ func authentication(cfg config.Config, logger *slog.Logger) (func(http.Handler) 
 	}
 	v, err := auth.NewVerifier(auth.Options{
 		Secret: cfg.AuthJWTSecret, JWKSFile: cfg.AuthJWKSFile, Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience,
-		AnyAudience: cfg.AuthAnyAudience, Leeway: cfg.AuthLeeway,
+		AnyAudience: cfg.AuthAnyAudience, Leeway: cfg.AuthLeeway, JWKSRefresh: cfg.AuthJWKSRefresh, Logger: logger,
 		Policy: auth.Policy{OpenSignup: cfg.AuthOpenSignup},
 	})
 	if err != nil {

@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler/transport"
-	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/wikigraph/wikigraph/internal/apperr"
@@ -28,6 +27,11 @@ type Options struct {
 	AnyAudience bool
 	// Leeway is the clock skew allowed on exp and nbf.
 	Leeway time.Duration
+	// JWKSRefresh is how often the JWKS file is looked at again for rotated keys (0:
+	// DefaultJWKSRefresh); a token with an unknown kid looks sooner, if the file changed.
+	JWKSRefresh time.Duration
+	// Logger hears about reloads of the JWKS file (nil: slog.Default()).
+	Logger *slog.Logger
 	Policy Policy
 }
 
@@ -45,10 +49,11 @@ type claims struct {
 	Role Role `json:"role"`
 }
 
-// NewVerifier reads the keys.
+// NewVerifier reads the keys. Those of a JWKS file are read again when the file changes, so keys
+// rotate without a restart.
 func NewVerifier(opts Options) (*Verifier, error) {
 	var methods []string
-	var jwks []jose.JSONWebKey
+	var jwks *jwksFile
 	if opts.Secret != "" {
 		if len(opts.Secret) < 32 {
 			return nil, errors.New("auth: AUTH_JWT_SECRET must be at least 32 bytes")
@@ -56,11 +61,15 @@ func NewVerifier(opts Options) (*Verifier, error) {
 		methods = append(methods, "HS256")
 	}
 	if opts.JWKSFile != "" {
-		b, err := os.ReadFile(opts.JWKSFile)
-		if err != nil {
-			return nil, fmt.Errorf("auth: read JWKS: %w", err)
+		refresh, logger := opts.JWKSRefresh, opts.Logger
+		if refresh <= 0 {
+			refresh = DefaultJWKSRefresh
 		}
-		if jwks, err = parseJWKS(b); err != nil {
+		if logger == nil {
+			logger = slog.Default()
+		}
+		var err error
+		if jwks, err = openJWKS(opts.JWKSFile, refresh, logger); err != nil {
 			return nil, fmt.Errorf("auth: %w", err)
 		}
 		methods = append(methods, "RS256", "ES256")
@@ -90,7 +99,7 @@ func NewVerifier(opts Options) (*Verifier, error) {
 			if _, sent := t.Header["kid"]; sent && !ok {
 				return nil, errors.New("kid is not a string")
 			}
-			keys := candidates(jwks, t.Method.Alg(), kid)
+			keys := jwks.lookup(t.Method.Alg(), kid)
 			if len(keys.Keys) == 0 {
 				return nil, errors.New("no key for this token")
 			}

@@ -1,14 +1,19 @@
 package auth_test
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -177,4 +182,125 @@ func TestVerifierNeedsAnAudience(t *testing.T) {
 	require.NoError(t, err)
 	_, err = v.Verify(elsewhere("another-service"))
 	require.NoError(t, err)
+}
+
+// Keys rotate without a restart: a token of a kid the verifier does not know makes it look at
+// the file again, and a key gone from the file is refused from then on.
+func TestJWKSRotation(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "jwks.json")
+	writeJWKS(t, file, pub(ecA, "a", "ES256"))
+	v, err := auth.NewVerifier(auth.Options{JWKSFile: file, Audience: audience})
+	require.NoError(t, err)
+	accepts := func(tok string) error { _, err := v.Verify(tok); return err }
+
+	require.NoError(t, accepts(sign(t, jwt.SigningMethodES256, ecA, "a")))
+	writeJWKS(t, file, pub(ecB, "b", "ES256"), pub(rsaA, "r", "RS256"))
+	require.NoError(t, accepts(sign(t, jwt.SigningMethodES256, ecB, "b")), "the new key")
+	require.NoError(t, accepts(sign(t, jwt.SigningMethodRS256, rsaA, "r")), "the new key")
+	require.ErrorIs(t, accepts(sign(t, jwt.SigningMethodES256, ecA, "a")), apperr.ErrUnauthenticated, "the removed key")
+}
+
+// Keys without a kid rotate too, found by the periodic look at the file, which compares
+// contents: here the file is rewritten in place, and may keep its size and mtime.
+func TestJWKSRotationInPlace(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "jwks.json")
+	write := func(keys ...jose.JSONWebKey) {
+		b, err := json.Marshal(jose.JSONWebKeySet{Keys: keys})
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(file, b, 0o600))
+	}
+	write(pub(ecA, "", ""))
+	// A refresh of a nanosecond: every token looks at the file (the test needs no clock).
+	v, err := auth.NewVerifier(auth.Options{JWKSFile: file, Audience: audience, JWKSRefresh: time.Nanosecond})
+	require.NoError(t, err)
+	accepts := func(tok string) error { _, err := v.Verify(tok); return err }
+
+	require.NoError(t, accepts(sign(t, jwt.SigningMethodES256, ecA, "")))
+	write(pub(ecB, "", ""))
+	require.NoError(t, accepts(sign(t, jwt.SigningMethodES256, ecB, "")), "the new key")
+	require.ErrorIs(t, accepts(sign(t, jwt.SigningMethodES256, ecA, "")), apperr.ErrUnauthenticated, "the removed key")
+}
+
+// A broken or missing file keeps the keys in use and says so in the log, once; the next good
+// file is taken.
+func TestJWKSBrokenRotationKeepsKeys(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "jwks.json")
+	writeJWKS(t, file, pub(ecA, "a", ""))
+	var logs bytes.Buffer
+	v, err := auth.NewVerifier(auth.Options{JWKSFile: file, Audience: audience, JWKSRefresh: time.Nanosecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err)
+	accepts := func(tok string) error { _, err := v.Verify(tok); return err }
+	tokA := sign(t, jwt.SigningMethodES256, ecA, "a")
+
+	for _, broken := range []string{`{"keys": [`, `{"keys": []}`, `{"keys": [{"kty": "EC", "crv": "P-256"}]}`} {
+		logs.Reset()
+		tmp := file + ".tmp"
+		require.NoError(t, os.WriteFile(tmp, []byte(broken), 0o600))
+		require.NoError(t, os.Rename(tmp, file))
+		for range 3 {
+			require.NoError(t, accepts(tokA), broken)
+			require.ErrorIs(t, accepts(sign(t, jwt.SigningMethodES256, ecB, "b")), apperr.ErrUnauthenticated, broken)
+		}
+		assert.Equal(t, 1, strings.Count(logs.String(), "JWKS reload failed"), "logged once: %s", logs.String())
+	}
+
+	logs.Reset()
+	require.NoError(t, os.Remove(file))
+	for range 3 {
+		require.NoError(t, accepts(tokA), "missing file")
+		require.ErrorIs(t, accepts(sign(t, jwt.SigningMethodES256, ecB, "b")), apperr.ErrUnauthenticated)
+	}
+	assert.Equal(t, 1, strings.Count(logs.String(), "JWKS reload failed"), "logged once: %s", logs.String())
+
+	writeJWKS(t, file, pub(ecB, "b", ""))
+	require.NoError(t, accepts(sign(t, jwt.SigningMethodES256, ecB, "b")), "the next good file")
+	require.ErrorIs(t, accepts(tokA), apperr.ErrUnauthenticated)
+	assert.Contains(t, logs.String(), "JWKS reloaded")
+}
+
+// Verifications go on while the file rotates (run with -race): each token is either accepted
+// or refused as UNAUTHENTICATED, and once rotation stops the file's key is the one in use.
+func TestJWKSRotationConcurrent(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "jwks.json")
+	keys := []*ecdsa.PrivateKey{ecA, ecB, ecC}
+	kids := []string{"a", "b", "c"}
+	writeJWKS(t, file, pub(ecA, "a", ""))
+	v, err := auth.NewVerifier(auth.Options{JWKSFile: file, Audience: audience, JWKSRefresh: time.Nanosecond,
+		Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	var tokens []string
+	for i, k := range keys {
+		tokens = append(tokens, sign(t, jwt.SigningMethodES256, k, kids[i]), sign(t, jwt.SigningMethodES256, k, ""))
+	}
+
+	var wg sync.WaitGroup
+	unexpected := make(chan error, 4*300)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 300 {
+				_, err := v.Verify(tokens[(w+i)%len(tokens)])
+				if err != nil && !errors.Is(err, apperr.ErrUnauthenticated) {
+					unexpected <- err
+				}
+			}
+		})
+	}
+	for i := range 60 {
+		writeJWKS(t, file, pub(keys[i%3], kids[i%3], ""))
+	}
+	wg.Wait()
+	close(unexpected)
+	for err := range unexpected {
+		t.Error(err)
+	}
+	// The last file holds key c (59 % 3 == 2).
+	for i, tok := range tokens {
+		_, err := v.Verify(tok)
+		if i/2 == 2 {
+			assert.NoError(t, err, "token %d", i)
+		} else {
+			assert.ErrorIs(t, err, apperr.ErrUnauthenticated, "token %d", i)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -32,4 +33,13 @@ func TestJWTModeNeedsAnAudience(t *testing.T) {
 	t.Setenv("AUTH_ANY_AUDIENCE", "")
 	_, err = Load()
 	require.NoError(t, err, "AUTH_MODE=none checks no token")
+}
+
+func TestJWKSRefreshMustBePositive(t *testing.T) {
+	cfg, err := Load()
+	require.NoError(t, err)
+	assert.Equal(t, 10*time.Second, cfg.AuthJWKSRefresh)
+	t.Setenv("AUTH_JWKS_REFRESH", "0s")
+	_, err = Load()
+	require.ErrorContains(t, err, "AUTH_JWKS_REFRESH")
 }

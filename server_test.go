@@ -227,13 +227,31 @@ func TestBadConfigurationIsRefused(t *testing.T) {
 	}
 }
 
+// AUTH_MODE=jwt checks the audience of tokens: starting without AUTH_AUDIENCE fails and says
+// why, unless AUTH_ANY_AUDIENCE=true opts out, which the server warns about when it starts.
+func TestJWTModeWithoutAudience(t *testing.T) {
+	jwtEnv := []string{"DATABASE_URL=" + dbtest.URL(t), "AUTH_MODE=jwt", "AUTH_JWT_SECRET=0123456789abcdef0123456789abcdef"}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a server that starts would never exit
+	defer cancel()
+	cmd := exec.CommandContext(ctx, buildBinary(t))
+	cmd.Env = append(os.Environ(), jwtEnv...)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, ctx.Err(), "the server started")
+	require.Error(t, err)
+	assert.Contains(t, string(out), "AUTH_MODE=jwt needs AUTH_AUDIENCE")
+
+	srv := startServer(t, append(jwtEnv, "AUTH_ANY_AUDIENCE=true")...)
+	require.NoError(t, srv.stop(t))
+	assert.Regexp(t, `"level":"WARN","msg":"AUTH_ANY_AUDIENCE=true: tokens meant for any audience are accepted`, srv.logs.String())
+}
+
 func TestTokenCommand(t *testing.T) {
 	bin := buildBinary(t)
 	cmd := exec.Command(bin, "token", "7", "admin")
-	cmd.Env = append(os.Environ(), "AUTH_JWT_SECRET=0123456789abcdef0123456789abcdef")
+	cmd.Env = append(os.Environ(), "AUTH_JWT_SECRET=0123456789abcdef0123456789abcdef", "AUTH_AUDIENCE=wikigraph")
 	out, err := cmd.Output()
 	require.NoError(t, err)
-	v, err := auth.NewVerifier(auth.Options{Secret: "0123456789abcdef0123456789abcdef"})
+	v, err := auth.NewVerifier(auth.Options{Secret: "0123456789abcdef0123456789abcdef", Audience: "wikigraph"})
 	require.NoError(t, err)
 	p, err := v.Verify(strings.TrimSpace(string(out)))
 	require.NoError(t, err)

@@ -230,11 +230,14 @@ func authentication(cfg config.Config, logger *slog.Logger) (func(http.Handler) 
 	}
 	v, err := auth.NewVerifier(auth.Options{
 		Secret: cfg.AuthJWTSecret, JWKSFile: cfg.AuthJWKSFile, Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience,
-		Leeway: cfg.AuthLeeway,
+		AnyAudience: cfg.AuthAnyAudience, Leeway: cfg.AuthLeeway, JWKSRefresh: cfg.AuthJWKSRefresh, Logger: logger,
 		Policy: auth.Policy{OpenSignup: cfg.AuthOpenSignup},
 	})
 	if err != nil {
 		return nil, nil, err
+	}
+	if cfg.AuthAnyAudience {
+		logger.Warn("AUTH_ANY_AUDIENCE=true: tokens meant for any audience are accepted, so any service of the same identity provider can act here; set AUTH_AUDIENCE in production")
 	}
 	return v.Middleware, v.WebsocketInit, nil
 }

@@ -2,31 +2,36 @@ package auth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler/transport"
-	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/wikigraph/wikigraph/internal/apperr"
 )
 
 // Options configure JWT verification. Secret enables HS256; JWKSFile enables RS256 and ES256
-// with the public keys of a JWKS file. Issuer and Audience are checked when set.
+// with the public keys of a JWKS file. Issuer is checked when set; Audience is required unless
+// AnyAudience says explicitly that tokens meant for any audience are accepted.
 type Options struct {
-	Secret   string
-	JWKSFile string
-	Issuer   string
-	Audience string
+	Secret      string
+	JWKSFile    string
+	Issuer      string
+	Audience    string
+	AnyAudience bool
 	// Leeway is the clock skew allowed on exp and nbf.
 	Leeway time.Duration
+	// JWKSRefresh is how often the JWKS file is looked at again for rotated keys (0:
+	// DefaultJWKSRefresh); a token with an unknown kid looks sooner, if the file changed.
+	JWKSRefresh time.Duration
+	// Logger hears about reloads of the JWKS file (nil: slog.Default()).
+	Logger *slog.Logger
 	Policy Policy
 }
 
@@ -44,10 +49,11 @@ type claims struct {
 	Role Role `json:"role"`
 }
 
-// NewVerifier reads the keys.
+// NewVerifier reads the keys. Those of a JWKS file are read again when the file changes, so keys
+// rotate without a restart.
 func NewVerifier(opts Options) (*Verifier, error) {
 	var methods []string
-	var jwks *jose.JSONWebKeySet
+	var jwks *jwksFile
 	if opts.Secret != "" {
 		if len(opts.Secret) < 32 {
 			return nil, errors.New("auth: AUTH_JWT_SECRET must be at least 32 bytes")
@@ -55,21 +61,27 @@ func NewVerifier(opts Options) (*Verifier, error) {
 		methods = append(methods, "HS256")
 	}
 	if opts.JWKSFile != "" {
-		b, err := os.ReadFile(opts.JWKSFile)
-		if err != nil {
-			return nil, fmt.Errorf("auth: read JWKS: %w", err)
+		refresh, logger := opts.JWKSRefresh, opts.Logger
+		if refresh <= 0 {
+			refresh = DefaultJWKSRefresh
 		}
-		jwks = new(jose.JSONWebKeySet)
-		if err := json.Unmarshal(b, jwks); err != nil {
-			return nil, fmt.Errorf("auth: parse JWKS: %w", err)
+		if logger == nil {
+			logger = slog.Default()
 		}
-		if len(jwks.Keys) == 0 {
-			return nil, errors.New("auth: the JWKS file has no keys")
+		var err error
+		if jwks, err = openJWKS(opts.JWKSFile, refresh, logger); err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
 		}
 		methods = append(methods, "RS256", "ES256")
 	}
 	if len(methods) == 0 {
 		return nil, errors.New("auth: AUTH_MODE=jwt needs AUTH_JWT_SECRET or AUTH_JWKS_FILE")
+	}
+	switch {
+	case opts.Audience == "" && !opts.AnyAudience:
+		return nil, errors.New("auth: AUTH_MODE=jwt needs AUTH_AUDIENCE, or AUTH_ANY_AUDIENCE=true")
+	case opts.Audience != "" && opts.AnyAudience:
+		return nil, errors.New("auth: AUTH_AUDIENCE and AUTH_ANY_AUDIENCE=true contradict each other")
 	}
 	popts := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithLeeway(opts.Leeway), jwt.WithExpirationRequired()}
 	if opts.Issuer != "" {
@@ -83,13 +95,15 @@ func NewVerifier(opts Options) (*Verifier, error) {
 		case "HS256":
 			return []byte(opts.Secret), nil
 		case "RS256", "ES256":
-			kid, _ := t.Header["kid"].(string)
-			for _, k := range jwks.Keys {
-				if (kid == "" || k.KeyID == kid) && k.IsPublic() && (k.Algorithm == "" || k.Algorithm == t.Method.Alg()) {
-					return k.Key, nil
-				}
+			kid, ok := t.Header["kid"].(string)
+			if _, sent := t.Header["kid"]; sent && !ok {
+				return nil, errors.New("kid is not a string")
 			}
-			return nil, errors.New("no key for this token")
+			keys := jwks.lookup(t.Method.Alg(), kid)
+			if len(keys.Keys) == 0 {
+				return nil, errors.New("no key for this token")
+			}
+			return keys, nil
 		}
 		return nil, errors.New("unexpected algorithm")
 	}

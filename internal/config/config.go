@@ -30,13 +30,17 @@ type Config struct {
 	PprofAddr string `env:"PPROF_ADDR"`
 
 	// Authentication
-	AuthMode       string        `env:"AUTH_MODE" envDefault:"none"`
-	AuthJWTSecret  string        `env:"AUTH_JWT_SECRET"`
-	AuthJWKSFile   string        `env:"AUTH_JWKS_FILE"`
-	AuthIssuer     string        `env:"AUTH_ISSUER"`
-	AuthAudience   string        `env:"AUTH_AUDIENCE"`
-	AuthOpenSignup bool          `env:"AUTH_OPEN_SIGNUP" envDefault:"false"`
-	AuthLeeway     time.Duration `env:"AUTH_LEEWAY" envDefault:"30s"`
+	AuthMode      string `env:"AUTH_MODE" envDefault:"none"`
+	AuthJWTSecret string `env:"AUTH_JWT_SECRET"`
+	AuthJWKSFile  string `env:"AUTH_JWKS_FILE"`
+	// AuthJWKSRefresh is how often the JWKS file is looked at again for rotated keys.
+	AuthJWKSRefresh time.Duration `env:"AUTH_JWKS_REFRESH" envDefault:"10s"`
+	AuthIssuer      string        `env:"AUTH_ISSUER"`
+	AuthAudience    string        `env:"AUTH_AUDIENCE"`
+	// AuthAnyAudience is the explicit opt-out of the audience check in AUTH_MODE=jwt.
+	AuthAnyAudience bool          `env:"AUTH_ANY_AUDIENCE" envDefault:"false"`
+	AuthOpenSignup  bool          `env:"AUTH_OPEN_SIGNUP" envDefault:"false"`
+	AuthLeeway      time.Duration `env:"AUTH_LEEWAY" envDefault:"30s"`
 
 	// Query limits
 	MaxDepth         int           `env:"MAX_QUERY_DEPTH" envDefault:"12"`
@@ -97,6 +101,17 @@ func (c Config) check() error {
 	}
 	if c.AuthMode == "jwt" && c.AuthJWTSecret == "" && c.AuthJWKSFile == "" {
 		problems = append(problems, "AUTH_MODE=jwt needs AUTH_JWT_SECRET or AUTH_JWKS_FILE")
+	}
+	// An identity provider's tokens may be meant for other services: without an audience this
+	// server would take any of them with a numeric sub and a role.
+	if c.AuthMode == "jwt" && c.AuthAudience == "" && !c.AuthAnyAudience {
+		problems = append(problems, "AUTH_MODE=jwt needs AUTH_AUDIENCE (the aud of tokens meant for this server), or AUTH_ANY_AUDIENCE=true to accept tokens meant for any audience")
+	}
+	if c.AuthJWKSRefresh <= 0 {
+		problems = append(problems, "AUTH_JWKS_REFRESH must be positive")
+	}
+	if c.AuthAudience != "" && c.AuthAnyAudience {
+		problems = append(problems, "AUTH_AUDIENCE and AUTH_ANY_AUDIENCE=true contradict each other: set one")
 	}
 	for name, v := range map[string]int{"MAX_QUERY_DEPTH": c.MaxDepth, "MAX_QUERY_COMPLEXITY": c.MaxComplexity,
 		"MAX_QUERY_TOKENS": c.MaxTokens, "MAX_QUERY_ALIASES": c.MaxAliases, "APQ_CACHE_SIZE": c.APQCacheSize} {

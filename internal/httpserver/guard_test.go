@@ -306,9 +306,11 @@ func TestTokenFaults(t *testing.T) {
 	other, err := rsa.GenerateKey(rand.Reader, 2048)
 	require.NoError(t, err)
 	valid := map[string]string{
-		"HS256":          hs(t, id, "user"),
-		"RS256 via JWKS": token(t, jwt.SigningMethodRS256, g.rsa, "rsa1", id, "user", nil),
-		"ES256 via JWKS": token(t, jwt.SigningMethodES256, g.ec, "ec1", id, "user", nil),
+		"HS256":                      hs(t, id, "user"),
+		"RS256 via JWKS":             token(t, jwt.SigningMethodRS256, g.rsa, "rsa1", id, "user", nil),
+		"ES256 via JWKS":             token(t, jwt.SigningMethodES256, g.ec, "ec1", id, "user", nil),
+		"RS256 via JWKS without kid": token(t, jwt.SigningMethodRS256, g.rsa, "", id, "user", nil),
+		"ES256 via JWKS without kid": token(t, jwt.SigningMethodES256, g.ec, "", id, "user", nil),
 	}
 	for name, tok := range valid {
 		resp := g.do(t, tok, `mutation($id: ID!) { updateUser(id: $id, input: {}) { id } }`, map[string]any{"id": id})
@@ -318,17 +320,19 @@ func TestTokenFaults(t *testing.T) {
 		"iss": "wikigraph-test", "aud": "wikigraph", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(jwt.UnsafeAllowNoneSignatureType)
 	require.NoError(t, err)
 	faults := map[string]string{
-		"expired":         token(t, jwt.SigningMethodHS256, []byte(secret), "", id, "user", func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Hour).Unix() }),
-		"not yet valid":   token(t, jwt.SigningMethodHS256, []byte(secret), "", id, "user", func(c jwt.MapClaims) { c["nbf"] = time.Now().Add(time.Hour).Unix() }),
-		"wrong signature": token(t, jwt.SigningMethodHS256, []byte("another-secret-that-is-32-bytes-long!!"), "", id, "user", nil),
-		"unknown RSA key": token(t, jwt.SigningMethodRS256, other, "rsa1", id, "user", nil),
-		"wrong audience":  token(t, jwt.SigningMethodHS256, []byte(secret), "", id, "user", func(c jwt.MapClaims) { c["aud"] = "someone-else" }),
-		"wrong issuer":    token(t, jwt.SigningMethodHS256, []byte(secret), "", id, "user", func(c jwt.MapClaims) { c["iss"] = "evil" }),
-		"alg none":        none,
-		"malformed":       "abc.def",
-		"bad role":        token(t, jwt.SigningMethodHS256, []byte(secret), "", id, "root", nil),
-		"bad subject":     token(t, jwt.SigningMethodHS256, []byte(secret), "", id, "user", func(c jwt.MapClaims) { c["sub"] = "alice" }),
-		"no expiry":       token(t, jwt.SigningMethodHS256, []byte(secret), "", id, "user", func(c jwt.MapClaims) { delete(c, "exp") }),
+		"expired":           token(t, jwt.SigningMethodHS256, []byte(secret), "", id, "user", func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Hour).Unix() }),
+		"not yet valid":     token(t, jwt.SigningMethodHS256, []byte(secret), "", id, "user", func(c jwt.MapClaims) { c["nbf"] = time.Now().Add(time.Hour).Unix() }),
+		"wrong signature":   token(t, jwt.SigningMethodHS256, []byte("another-secret-that-is-32-bytes-long!!"), "", id, "user", nil),
+		"unknown RSA key":   token(t, jwt.SigningMethodRS256, other, "rsa1", id, "user", nil),
+		"wrong audience":    token(t, jwt.SigningMethodHS256, []byte(secret), "", id, "user", func(c jwt.MapClaims) { c["aud"] = "someone-else" }),
+		"no audience":       token(t, jwt.SigningMethodHS256, []byte(secret), "", id, "user", func(c jwt.MapClaims) { delete(c, "aud") }),
+		"another key's kid": token(t, jwt.SigningMethodES256, g.ec, "rsa1", id, "user", nil),
+		"wrong issuer":      token(t, jwt.SigningMethodHS256, []byte(secret), "", id, "user", func(c jwt.MapClaims) { c["iss"] = "evil" }),
+		"alg none":          none,
+		"malformed":         "abc.def",
+		"bad role":          token(t, jwt.SigningMethodHS256, []byte(secret), "", id, "root", nil),
+		"bad subject":       token(t, jwt.SigningMethodHS256, []byte(secret), "", id, "user", func(c jwt.MapClaims) { c["sub"] = "alice" }),
+		"no expiry":         token(t, jwt.SigningMethodHS256, []byte(secret), "", id, "user", func(c jwt.MapClaims) { delete(c, "exp") }),
 	}
 	for name, tok := range faults {
 		t.Run(name, func(t *testing.T) {

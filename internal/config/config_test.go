@@ -1,0 +1,45 @@
+package config
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// AUTH_MODE=jwt checks the audience of tokens, or is told explicitly not to.
+func TestJWTModeNeedsAnAudience(t *testing.T) {
+	t.Setenv("AUTH_MODE", "jwt")
+	t.Setenv("AUTH_JWT_SECRET", "0123456789abcdef0123456789abcdef")
+	_, err := Load()
+	require.ErrorContains(t, err, "AUTH_AUDIENCE")
+
+	t.Setenv("AUTH_AUDIENCE", "wikigraph")
+	cfg, err := Load()
+	require.NoError(t, err)
+	assert.Equal(t, "wikigraph", cfg.AuthAudience)
+
+	t.Setenv("AUTH_ANY_AUDIENCE", "true")
+	_, err = Load()
+	require.ErrorContains(t, err, "contradict", "an audience and the opt-out together are a mistake")
+
+	t.Setenv("AUTH_AUDIENCE", "")
+	cfg, err = Load()
+	require.NoError(t, err, "the explicit opt-out")
+	assert.True(t, cfg.AuthAnyAudience)
+
+	t.Setenv("AUTH_MODE", "none")
+	t.Setenv("AUTH_ANY_AUDIENCE", "")
+	_, err = Load()
+	require.NoError(t, err, "AUTH_MODE=none checks no token")
+}
+
+func TestJWKSRefreshMustBePositive(t *testing.T) {
+	cfg, err := Load()
+	require.NoError(t, err)
+	assert.Equal(t, 10*time.Second, cfg.AuthJWKSRefresh)
+	t.Setenv("AUTH_JWKS_REFRESH", "0s")
+	_, err = Load()
+	require.ErrorContains(t, err, "AUTH_JWKS_REFRESH")
+}

@@ -86,7 +86,41 @@ type Options struct {
 	Buffer int
 	// KeepDeleted is how long deleted rows stay loadable for DELETED events.
 	KeepDeleted time.Duration
-	Logger      *slog.Logger
+	// RegistrationTTL is how long this instance's event_listeners row counts without renewal
+	// (default a minute); it is renewed every quarter of that while there are subscribers.
+	RegistrationTTL time.Duration
+	Logger          *slog.Logger
+}
+
+// ErrDropped matches the error a subscription ends with when events it should have had were
+// lost: the client should subscribe again and refetch what it shows.
+var ErrDropped = &apperr.Error{Code: apperr.EventsDropped}
+
+type reasonKey struct{}
+
+type endReason struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (r *endReason) set(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.err = err
+}
+
+func (r *endReason) get() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// WithEndReason returns a context to subscribe with and a function that tells, once the
+// subscription's stream is closed, why it ended: nil for a normal end (its context ended, or
+// the server is shutting down), or an error matching ErrDropped when events were lost.
+func WithEndReason(ctx context.Context) (context.Context, func() error) {
+	r := &endReason{}
+	return context.WithValue(ctx, reasonKey{}, r), r.get
 }
 
 // Broker receives this database's change notifications and delivers them to subscribers.
@@ -121,6 +155,9 @@ func New(db *bun.DB, opts Options) *Broker {
 	}
 	if opts.KeepDeleted <= 0 {
 		opts.KeepDeleted = 10 * time.Minute
+	}
+	if opts.RegistrationTTL <= 0 {
+		opts.RegistrationTTL = time.Minute
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -171,7 +208,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	renewCtx, stopRenewing := context.WithCancel(ctx)
 	go func() { // apart from this loop: a slow database must not hold up the dispatch
 		defer close(renewed)
-		renew := time.NewTicker(registrationTTL / 4)
+		renew := time.NewTicker(b.opts.RegistrationTTL / 4)
 		defer renew.Stop()
 		for {
 			select {
@@ -355,21 +392,18 @@ func Prune(ctx context.Context, db bun.IDB, keep time.Duration) error {
 	return err
 }
 
-// registrationTTL is how long an instance's event_listeners row counts without renewal.
-const registrationTTL = time.Minute
-
 // register makes sure this instance's row in event_listeners is there (written less than a
 // quarter of its lifetime ago), so that writes committed from now on are announced. b.regMu is
 // held.
 func (b *Broker) register(ctx context.Context) error {
-	if !b.registered.IsZero() && time.Since(b.registered) < registrationTTL/4 {
+	if !b.registered.IsZero() && time.Since(b.registered) < b.opts.RegistrationTTL/4 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	_, err := b.db.NewRaw(`INSERT INTO event_listeners (instance, expires_at) VALUES (?, now() + ?::interval)
 		ON CONFLICT (instance) DO UPDATE SET expires_at = EXCLUDED.expires_at`,
-		b.instance, fmt.Sprintf("%d seconds", int(registrationTTL.Seconds()))).Exec(ctx)
+		b.instance, fmt.Sprintf("%d milliseconds", b.opts.RegistrationTTL.Milliseconds())).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("register for change notifications: %w", err)
 	}

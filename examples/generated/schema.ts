@@ -263,7 +263,12 @@ export type QueryUsersConnectionArgs = {
 /**
  * Live changes, over websocket (graphql-transport-ws or the legacy graphql-ws) or server-sent
  * events on /query. Every instance delivers every committed change, whichever instance made it;
- * a rolled-back write is never announced. A subscriber that falls far behind is disconnected.
+ * a rolled-back write is never announced. A subscription gets every change committed after it
+ * starts, in commit order, or it ends with an error whose extensions.code is EVENTS_DROPPED (an
+ * error message for the operation over websocket; an event carrying the error, then complete,
+ * over server-sent events): events were lost because the subscriber fell behind by its whole
+ * buffer, changed rows could not be loaded, or the server lost its connection to the database.
+ * Then subscribe again and refetch what you show. Events are never missed silently.
  */
 export type Subscription = {
   __typename?: 'Subscription';
@@ -280,7 +285,12 @@ export type Subscription = {
 /**
  * Live changes, over websocket (graphql-transport-ws or the legacy graphql-ws) or server-sent
  * events on /query. Every instance delivers every committed change, whichever instance made it;
- * a rolled-back write is never announced. A subscriber that falls far behind is disconnected.
+ * a rolled-back write is never announced. A subscription gets every change committed after it
+ * starts, in commit order, or it ends with an error whose extensions.code is EVENTS_DROPPED (an
+ * error message for the operation over websocket; an event carrying the error, then complete,
+ * over server-sent events): events were lost because the subscriber fell behind by its whole
+ * buffer, changed rows could not be loaded, or the server lost its connection to the database.
+ * Then subscribe again and refetch what you show. Events are never missed silently.
  */
 export type SubscriptionItemChangedArgs = {
   ownerId: InputMaybe<Scalars['ID']['input']>;
@@ -290,7 +300,12 @@ export type SubscriptionItemChangedArgs = {
 /**
  * Live changes, over websocket (graphql-transport-ws or the legacy graphql-ws) or server-sent
  * events on /query. Every instance delivers every committed change, whichever instance made it;
- * a rolled-back write is never announced. A subscriber that falls far behind is disconnected.
+ * a rolled-back write is never announced. A subscription gets every change committed after it
+ * starts, in commit order, or it ends with an error whose extensions.code is EVENTS_DROPPED (an
+ * error message for the operation over websocket; an event carrying the error, then complete,
+ * over server-sent events): events were lost because the subscriber fell behind by its whole
+ * buffer, changed rows could not be loaded, or the server lost its connection to the database.
+ * Then subscribe again and refetch what you show. Events are never missed silently.
  */
 export type SubscriptionUserUpdatedArgs = {
   id: InputMaybe<Scalars['ID']['input']>;

@@ -133,6 +133,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
+	srv.Use(streamEnds{}) // a subscription that lost events ends with EVENTS_DROPPED
 	// Without a cache every request is parsed and validated again.
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](max(opts.QueryCacheSize, 1)))
 	if !limits.NoIntrospection {

@@ -1,6 +1,7 @@
-// Package apperr defines the errors a client can cause, as values the domain packages return and
-// the GraphQL error presenter turns into a stable extensions.code. Anything that is not an *Error
-// is an internal fault: logged in full, shown to the client only as INTERNAL_SERVER_ERROR.
+// Package apperr defines the errors a client is shown (its own faults, and the few conditions it
+// must act on), as values the domain packages return and the GraphQL error presenter turns into a
+// stable extensions.code. Anything that is not an *Error is an internal fault: logged in full,
+// shown to the client only as INTERNAL_SERVER_ERROR.
 package apperr
 
 import (
@@ -26,7 +27,10 @@ const (
 	Timeout Code = "TIMEOUT"
 	// Unavailable: the database cannot be reached right now; try again.
 	Unavailable Code = "SERVICE_UNAVAILABLE"
-	Internal    Code = "INTERNAL_SERVER_ERROR"
+	// EventsDropped: a subscription ended because events it should have had were lost; subscribe
+	// again and refetch what the events would have changed.
+	EventsDropped Code = "EVENTS_DROPPED"
+	Internal      Code = "INTERNAL_SERVER_ERROR"
 )
 
 // Error is a fault the client caused. Message is safe to show; Field names the offending input

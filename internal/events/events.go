@@ -3,11 +3,14 @@
 // process receives them, loads the changed rows once per batch, and fans them out to this
 // process's subscribers.
 //
-// Delivery policy: each subscriber has a bounded buffer. A subscriber that falls behind so far
-// that its buffer is full is disconnected (its stream ends; the client may subscribe again) rather
-// than silently missing events or slowing everyone else down. Notifications sent while this
-// process is not connected to PostgreSQL (a database restart) are lost, as LISTEN/NOTIFY gives no
-// replay; the listener reconnects and listens again by itself.
+// Delivery policy: a subscription gets every change committed after it started, in commit
+// order, or it ends with an error matching ErrDropped (extensions.code EVENTS_DROPPED) once
+// events it should have had are lost; it never misses events silently. Bursts lose nothing: the
+// listener reads notifications as fast as they can be dispatched and PostgreSQL keeps the rest.
+// Events are lost, and the subscriptions concerned end with that error, when a subscriber falls
+// behind by its whole buffer, when changed rows cannot be loaded (after a few tries), when the
+// LISTEN connection is lost (LISTEN/NOTIFY gives no replay; the listener connects again by
+// itself), and when this instance's registration expires because renewals kept failing.
 package events
 
 import (
@@ -19,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -86,7 +90,41 @@ type Options struct {
 	Buffer int
 	// KeepDeleted is how long deleted rows stay loadable for DELETED events.
 	KeepDeleted time.Duration
-	Logger      *slog.Logger
+	// RegistrationTTL is how long this instance's event_listeners row counts without renewal
+	// (default a minute); it is renewed every quarter of that while there are subscribers.
+	RegistrationTTL time.Duration
+	Logger          *slog.Logger
+}
+
+// ErrDropped matches the error a subscription ends with when events it should have had were
+// lost: the client should subscribe again and refetch what it shows.
+var ErrDropped = &apperr.Error{Code: apperr.EventsDropped}
+
+type reasonKey struct{}
+
+type endReason struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (r *endReason) set(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.err = err
+}
+
+func (r *endReason) get() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+// WithEndReason returns a context to subscribe with and a function that tells, once the
+// subscription's stream is closed, why it ended: nil for a normal end (its context ended, or
+// the server is shutting down), or an error matching ErrDropped when events were lost.
+func WithEndReason(ctx context.Context) (context.Context, func() error) {
+	r := &endReason{}
+	return context.WithValue(ctx, reasonKey{}, r), r.get
 }
 
 // Broker receives this database's change notifications and delivers them to subscribers.
@@ -101,15 +139,23 @@ type Broker struct {
 	// this one keeps its row while it has subscribers (see register).
 	instance   string
 	regMu      sync.Mutex // held across a registration and the subscription it is for
-	registered time.Time  // when this instance's row was last written (zero: no row)
+	registered time.Time  // when the last write of this instance's row began (zero: no row)
 
-	mu     sync.Mutex
-	subs   map[*subscriber]struct{}
+	mu   sync.Mutex
+	subs map[*subscriber]struct{}
+	// live: the current LISTEN connection (number conn) is proven to listen; liveCh is closed
+	// when it is. A subscription belongs to the connection it started on and ends with it.
+	live   bool
+	conn   uint64
+	liveCh chan struct{}
 	closed bool
 }
 
 type subscriber struct {
-	deliver func(*change) bool // false: the buffer is full
+	wants   func(*notification) bool // whether a change is for it, before its row is loaded
+	deliver func(*change) bool       // false: the buffer is full
+	conn    uint64                   // the LISTEN connection it started on
+	reason  *endReason               // nil: nobody asked why it ends
 	close   func()
 	stop    func() bool // unregisters the context watch
 }
@@ -122,6 +168,9 @@ func New(db *bun.DB, opts Options) *Broker {
 	if opts.KeepDeleted <= 0 {
 		opts.KeepDeleted = 10 * time.Minute
 	}
+	if opts.RegistrationTTL <= 0 {
+		opts.RegistrationTTL = time.Minute
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -129,55 +178,55 @@ func New(db *bun.DB, opts Options) *Broker {
 	_, _ = rand.Read(id[:])
 	return &Broker{
 		db: db, opts: opts, log: opts.Logger, subs: make(map[*subscriber]struct{}), listening: make(chan struct{}),
-		instance: hex.EncodeToString(id[:]),
+		liveCh: make(chan struct{}), instance: hex.EncodeToString(id[:]),
 	}
 }
 
 // Listening is closed once the broker listens for changes.
 func (b *Broker) Listening() <-chan struct{} { return b.listening }
 
+// dropped is the error a subscription ends with when events it should have had are lost.
+func dropped(why string) *apperr.Error {
+	return &apperr.Error{Code: apperr.EventsDropped, Message: "events were dropped (" + why + "): subscribe again and refetch"}
+}
+
+var errNotListening = &apperr.Error{Code: apperr.Unavailable, Message: "change notifications are unavailable right now; try again shortly"}
+
+// note is what the receiver passes to the dispatcher: a notification, or (lost != 0) the news
+// that LISTEN connection number lost is gone, with whatever was sent to it meanwhile.
+type note struct {
+	pgdriver.Notification
+	lost uint64
+}
+
+// pingInterval is how long the listener may hear nothing before it checks its connection by
+// notifying itself; a second interval of silence means the connection is dead.
+const pingInterval = 5 * time.Second
+
 // Run listens until ctx ends, then ends every subscription. It returns nil after a clean stop.
 func (b *Broker) Run(ctx context.Context) error {
 	defer b.closeAll()
-	ln := pgdriver.NewListener(b.db)
-	defer func() { _ = ln.Close() }()
-	if err := ln.Listen(ctx, Channel); err != nil {
-		// Not fatal: the listener connects (and listens) again on its own once the database is back.
-		if ctx.Err() == nil {
-			b.log.Warn("listen for changes", "error", err.Error())
-		}
-	}
-	// LISTEN takes effect asynchronously: a notification of our own coming back proves it.
-	hello := fmt.Sprintf(`{"e":"hello","id":%d}`, time.Now().UnixNano())
-	heard := sync.OnceFunc(func() { close(b.listening) })
-	go func() { // until it comes back: a hello sent before LISTEN took effect is lost
-		for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-			_ = pgdriver.Notify(ctx, b.db, Channel, hello)
-			select {
-			case <-b.listening:
-				return
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-		}
+	notes := make(chan note, 1000)
+	received := make(chan struct{})
+	go func() {
+		defer close(received)
+		b.receive(ctx, notes)
 	}()
-	notes := ln.Channel(pgdriver.WithChannelSize(10000), pgdriver.WithChannelOverflowHandler(func(pgdriver.Notification) {
-		b.log.Error("change notifications overflowed the listener buffer; events were lost")
-	}))
+	defer func() { <-received }()
 	prune := time.NewTicker(time.Minute)
 	defer prune.Stop()
 	renewed := make(chan struct{})
 	renewCtx, stopRenewing := context.WithCancel(ctx)
 	go func() { // apart from this loop: a slow database must not hold up the dispatch
 		defer close(renewed)
-		renew := time.NewTicker(registrationTTL / 4)
+		renew := time.NewTicker(b.opts.RegistrationTTL / 4)
 		defer renew.Stop()
 		for {
 			select {
 			case <-renewCtx.Done():
 				return
 			case <-renew.C:
+				b.forgetExpired(renewCtx)
 				b.renew(renewCtx)
 			}
 		}
@@ -194,26 +243,15 @@ func (b *Broker) Run(ctx context.Context) error {
 			return nil
 		case <-prune.C:
 			b.prune(ctx)
-		case n, ok := <-notes:
-			if !ok {
-				return errors.New("change listener closed")
-			}
-			batch := []pgdriver.Notification{n}
+		case n := <-notes:
+			batch := []note{n}
 		drain: // take whatever else is waiting: one load for the lot
 			for len(batch) < 500 {
 				select {
-				case n, ok := <-notes:
-					if !ok {
-						break drain
-					}
+				case n := <-notes:
 					batch = append(batch, n)
 				default:
 					break drain
-				}
-			}
-			for _, n := range batch {
-				if n.Payload == hello {
-					heard()
 				}
 			}
 			b.dispatch(ctx, batch)
@@ -221,16 +259,147 @@ func (b *Broker) Run(ctx context.Context) error {
 	}
 }
 
-func (b *Broker) dispatch(ctx context.Context, batch []pgdriver.Notification) {
+// receive owns the LISTEN connection. It passes every notification on, in order, and waits
+// while the dispatcher is behind: PostgreSQL keeps the rest meanwhile, so a burst loses nothing
+// (pgdriver's Listener.Channel drops what does not fit its buffer). What a lost connection
+// misses cannot be had again: receive reports the loss, connects and listens again.
+func (b *Broker) receive(ctx context.Context, out chan<- note) {
+	for conn := uint64(1); ; conn++ {
+		wasLive := b.listen(ctx, conn, out)
+		if ctx.Err() != nil {
+			return
+		}
+		if wasLive {
+			b.mu.Lock()
+			b.live = false
+			b.liveCh = make(chan struct{})
+			b.mu.Unlock()
+			b.log.Warn("change listener lost its connection: its subscriptions end, events were dropped")
+			select {
+			case out <- note{lost: conn}:
+			case <-ctx.Done():
+				return
+			}
+			continue // at once: a failover or a killed backend is back already
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// listen receives on a new LISTEN connection until it fails, and reports whether it was live.
+func (b *Broker) listen(ctx context.Context, conn uint64, out chan<- note) (wasLive bool) {
+	ln := pgdriver.NewListener(b.db)
+	stop := context.AfterFunc(ctx, func() { _ = ln.Close() }) // ends a Receive at shutdown
+	defer func() {
+		stop()
+		_ = ln.Close()
+	}()
+	if err := ln.Listen(ctx, Channel); err != nil {
+		if ctx.Err() == nil {
+			b.log.Warn("listen for changes", "error", err.Error())
+		}
+		return false
+	}
+	// LISTEN takes effect asynchronously: a notification of our own coming back proves it.
+	// Until then it is sent again, more and more slowly (one sent too early is lost).
+	hello := fmt.Sprintf(`{"e":"hello","i":%q,"n":%d}`, b.instance, conn)
+	ping := fmt.Sprintf(`{"e":"ping","i":%q,"n":%d}`, b.instance, conn)
+	notify := func(payload string) {
+		ctx, cancel := context.WithTimeout(ctx, pingInterval)
+		defer cancel()
+		_ = pgdriver.Notify(ctx, b.db, Channel, payload)
+	}
+	notify(hello)
+	wait, pinged := 50*time.Millisecond, false
+	for {
+		channel, payload, err := ln.ReceiveTimeout(ctx, wait)
+		if err != nil {
+			if ctx.Err() != nil || !timedOut(err) {
+				if ctx.Err() == nil && wasLive {
+					b.log.Warn("change listener connection failed", "error", err.Error())
+				}
+				return wasLive
+			}
+			switch {
+			case !wasLive:
+				wait = min(2*wait, time.Second)
+				notify(hello)
+			case pinged: // two intervals of silence, a ping unanswered: the connection is dead
+				b.log.Warn("change listener connection is silent: reconnecting")
+				return wasLive
+			default:
+				pinged = true
+				notify(ping)
+			}
+			continue
+		}
+		pinged = false
+		if payload == hello && !wasLive {
+			wasLive, wait = true, pingInterval
+			b.mu.Lock()
+			b.live, b.conn = true, conn
+			close(b.liveCh)
+			b.mu.Unlock()
+			select {
+			case <-b.listening:
+			default:
+				close(b.listening)
+			}
+			continue
+		}
+		if payload == ping || payload == hello {
+			continue
+		}
+		select {
+		case out <- note{Notification: pgdriver.Notification{Channel: channel, Payload: payload}}:
+		case <-ctx.Done():
+			return wasLive
+		}
+	}
+}
+
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// dispatch delivers a batch in order; a lost connection in it ends the subscriptions that
+// relied on it, after what came before it is delivered.
+func (b *Broker) dispatch(ctx context.Context, batch []note) {
 	changes := make([]*change, 0, len(batch))
 	for _, n := range batch {
+		if n.lost != 0 {
+			b.deliver(ctx, changes)
+			changes = changes[:0:0]
+			b.lostConnection(n.lost)
+			continue
+		}
 		var c change
 		if n.Channel != Channel || json.Unmarshal([]byte(n.Payload), &c.notification) != nil ||
 			(c.Entity != "user" && c.Entity != "item") {
-			continue // another instance's hello, or not ours
+			continue // another instance's hello or ping, or not ours
 		}
 		changes = append(changes, &c)
 	}
+	b.deliver(ctx, changes)
+}
+
+func (b *Broker) lostConnection(conn uint64) {
+	why := dropped("the change listener lost its connection to the database")
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for s := range b.subs {
+		if s.conn <= conn {
+			b.remove(s, why)
+		}
+	}
+}
+
+func (b *Broker) deliver(ctx context.Context, changes []*change) {
 	if len(changes) == 0 || b.Subscribers() == 0 {
 		return // nobody to tell: do not load the rows (every write would cost a query)
 	}
@@ -245,17 +414,34 @@ func (b *Broker) dispatch(ctx context.Context, batch []pgdriver.Notification) {
 		case <-time.After(wait):
 		}
 	}
-	if err != nil {
-		b.log.Error("load changed rows: events lost", "error", err.Error(), "lost", len(changes))
-		return
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err != nil {
+		if ctx.Err() != nil {
+			return // shutting down: every subscription ends anyway
+		}
+		// Only the subscriptions these changes were for lost events.
+		ended := 0
+		why := dropped("the changed rows could not be loaded")
+		for s := range b.subs {
+			for _, c := range changes {
+				if s.wants(&c.notification) {
+					b.remove(s, why)
+					ended++
+					break
+				}
+			}
+		}
+		b.log.Error("load changed rows: the subscriptions they were for end", "error", err.Error(),
+			"changes", len(changes), "subscriptions", ended)
+		return
+	}
+	why := dropped(fmt.Sprintf("the subscriber fell %d events behind", b.opts.Buffer))
 	for _, c := range changes {
 		for s := range b.subs {
-			if !s.deliver(c) {
+			if s.wants(&c.notification) && !s.deliver(c) {
 				b.log.Warn("subscriber too slow: disconnected", "buffer", b.opts.Buffer)
-				b.remove(s)
+				b.remove(s, why)
 			}
 		}
 	}
@@ -355,26 +541,58 @@ func Prune(ctx context.Context, db bun.IDB, keep time.Duration) error {
 	return err
 }
 
-// registrationTTL is how long an instance's event_listeners row counts without renewal.
-const registrationTTL = time.Minute
-
 // register makes sure this instance's row in event_listeners is there (written less than a
-// quarter of its lifetime ago), so that writes committed from now on are announced. b.regMu is
-// held.
+// quarter of its lifetime ago), so that writes committed from now on are announced. Found
+// missing or expired, it ends the subscriptions there are: writes went unannounced meanwhile.
+// b.regMu is held.
 func (b *Broker) register(ctx context.Context) error {
-	if !b.registered.IsZero() && time.Since(b.registered) < registrationTTL/4 {
+	if !b.registered.IsZero() && time.Since(b.registered) < b.opts.RegistrationTTL/4 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	_, err := b.db.NewRaw(`INSERT INTO event_listeners (instance, expires_at) VALUES (?, now() + ?::interval)
-		ON CONFLICT (instance) DO UPDATE SET expires_at = EXCLUDED.expires_at`,
-		b.instance, fmt.Sprintf("%d seconds", int(registrationTTL.Seconds()))).Exec(ctx)
+	lapsed, err := b.writeRegistration(ctx)
 	if err != nil {
 		return fmt.Errorf("register for change notifications: %w", err)
 	}
-	b.registered = time.Now()
+	if lapsed {
+		b.lapsed()
+	}
 	return nil
+}
+
+// writeRegistration writes this instance's row and reports whether the row it replaces (if
+// any) had expired, or was about to, so that some write may have found none. b.regMu is held.
+func (b *Broker) writeRegistration(ctx context.Context) (lapsed bool, err error) {
+	ttl := b.opts.RegistrationTTL
+	ctx, cancel := context.WithTimeout(ctx, min(5*time.Second, ttl/4)) // a late renewal is a failed one
+	defer cancel()
+	start := time.Now()
+	var valid bool
+	err = b.db.NewRaw(`WITH old AS (SELECT expires_at FROM event_listeners WHERE instance = ?0)
+		INSERT INTO event_listeners (instance, expires_at) VALUES (?0, now() + ?1::interval)
+		ON CONFLICT (instance) DO UPDATE SET expires_at = EXCLUDED.expires_at
+		RETURNING coalesce((SELECT expires_at > clock_timestamp() + ?2::interval FROM old), false)`,
+		b.instance, fmt.Sprintf("%d milliseconds", ttl.Milliseconds()),
+		fmt.Sprintf("%d milliseconds", (ttl/10).Milliseconds())).Scan(ctx, &valid)
+	if err != nil {
+		return false, err
+	}
+	// The row counts until at least ttl after start (the database wrote it later).
+	b.registered = start
+	return !valid, nil
+}
+
+// lapsed ends every subscription: this instance's registration expired, so writes made since
+// were not announced. b.regMu is held.
+func (b *Broker) lapsed() {
+	why := dropped("this instance's registration for change notifications expired")
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.subs) > 0 {
+		b.log.Warn("registration for change notifications expired: subscriptions end", "subscriptions", len(b.subs))
+	}
+	for s := range b.subs {
+		b.remove(s, why)
+	}
 }
 
 // renew keeps the row while there are subscribers and removes it when there are none.
@@ -385,9 +603,28 @@ func (b *Broker) renew(ctx context.Context) {
 		b.unregisterLocked(ctx)
 		return
 	}
-	b.registered = time.Time{} // write it again now
-	if err := b.register(ctx); err != nil && ctx.Err() == nil {
+	lapsed, err := b.writeRegistration(ctx)
+	switch {
+	case err == nil && lapsed:
+		b.lapsed()
+	case err != nil && ctx.Err() == nil:
 		b.log.Warn("renew change notifications", "error", err.Error())
+		if !b.registered.IsZero() && time.Since(b.registered) >= b.opts.RegistrationTTL {
+			b.lapsed() // it has expired by now
+			b.registered = time.Time{}
+		}
+	}
+}
+
+// forgetExpired removes the rows of instances that stopped without unregistering (they
+// crashed, or lost the database) once they have been expired for a lifetime.
+func (b *Broker) forgetExpired(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, min(5*time.Second, b.opts.RegistrationTTL/4))
+	defer cancel()
+	_, err := b.db.NewRaw("DELETE FROM event_listeners WHERE expires_at < now() - ?::interval",
+		fmt.Sprintf("%d milliseconds", b.opts.RegistrationTTL.Milliseconds())).Exec(ctx)
+	if err != nil && ctx.Err() == nil {
+		b.log.Warn("remove expired registrations", "error", err.Error())
 	}
 }
 
@@ -409,11 +646,15 @@ func (b *Broker) unregisterLocked(ctx context.Context) {
 	b.registered = time.Time{}
 }
 
-// subscribe registers a subscriber whose stream ends with ctx (or when it falls behind, or at
-// shutdown). pick turns a change into the value to send, or reports that it is not wanted.
-func subscribe[T any](b *Broker, ctx context.Context, pick func(*change) (T, bool)) (<-chan T, error) {
+// subscribe registers a subscriber whose stream ends with ctx (or at shutdown), or with an
+// error matching ErrDropped, recorded for WithEndReason, when events it should have had were
+// lost (it fell behind, its rows could not be loaded, the listener lost its connection, the
+// registration expired). wants tells whether a change is for it; pick turns a loaded change
+// into the value to send, or reports that there is none (the row is gone).
+func subscribe[T any](b *Broker, ctx context.Context, wants func(*notification) bool, pick func(*change) (T, bool)) (<-chan T, error) {
 	ch := make(chan T, b.opts.Buffer)
-	s := &subscriber{}
+	s := &subscriber{wants: wants}
+	s.reason, _ = ctx.Value(reasonKey{}).(*endReason)
 	s.deliver = func(c *change) bool {
 		v, ok := pick(c)
 		if !ok {
@@ -427,6 +668,10 @@ func subscribe[T any](b *Broker, ctx context.Context, pick func(*change) (T, boo
 		}
 	}
 	s.close = func() { close(ch) }
+	// Until the listener listens, changes would go unheard: wait for it a while.
+	if err := b.awaitListening(ctx); err != nil {
+		return nil, err
+	}
 	// Registered before the subscription counts, so every write made after it returns is
 	// announced (the trigger looks when the row is written: a transaction that wrote before and
 	// commits after may go unannounced, like any change racing a new subscription); renew cannot
@@ -447,22 +692,50 @@ func subscribe[T any](b *Broker, ctx context.Context, pick func(*change) (T, boo
 	if b.closed {
 		return nil, errors.New("shutting down")
 	}
+	if !b.live {
+		return nil, errNotListening // lost since: the subscription would hear nothing
+	}
+	s.conn = b.conn
 	b.subs[s] = struct{}{}
 	s.stop = context.AfterFunc(ctx, func() {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		b.remove(s)
+		b.remove(s, nil)
 	})
 	return ch, nil
 }
 
-// remove ends a subscription; b.mu is held.
-func (b *Broker) remove(s *subscriber) {
+// awaitListening waits (five seconds at most) until the listener listens.
+func (b *Broker) awaitListening(ctx context.Context) error {
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
+	for {
+		b.mu.Lock()
+		ready, live := b.live || b.closed, b.liveCh
+		b.mu.Unlock()
+		if ready {
+			return nil
+		}
+		select {
+		case <-live:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timeout.C:
+			return errNotListening
+		}
+	}
+}
+
+// remove ends a subscription, with why (nil: a normal end); b.mu is held.
+func (b *Broker) remove(s *subscriber, why error) {
 	if _, ok := b.subs[s]; !ok {
 		return
 	}
 	delete(b.subs, s)
 	s.stop()
+	if why != nil && s.reason != nil {
+		s.reason.set(why) // before the close: whoever sees the stream end sees why
+	}
 	s.close()
 }
 
@@ -480,7 +753,7 @@ func (b *Broker) closeAll() {
 	defer b.mu.Unlock()
 	b.closed = true
 	for s := range b.subs {
-		b.remove(s)
+		b.remove(s, nil)
 	}
 }
 
@@ -493,31 +766,30 @@ func (b *Broker) Subscribers() int {
 
 // UserCreated streams users as they are created.
 func (b *Broker) UserCreated(ctx context.Context) (<-chan *users.User, error) {
-	return subscribe(b, ctx, func(c *change) (*users.User, bool) {
-		return c.user, c.Entity == "user" && c.Kind == Created && c.user != nil
-	})
+	return subscribe(b, ctx, func(n *notification) bool {
+		return n.Entity == "user" && n.Kind == Created
+	}, func(c *change) (*users.User, bool) { return c.user, c.user != nil })
 }
 
 // UserUpdated streams users as they are updated: every user, or the one with id.
 func (b *Broker) UserUpdated(ctx context.Context, id *int64) (<-chan *users.User, error) {
-	return subscribe(b, ctx, func(c *change) (*users.User, bool) {
-		return c.user, c.Entity == "user" && c.Kind == Updated && c.user != nil && (id == nil || *id == c.ID)
-	})
+	return subscribe(b, ctx, func(n *notification) bool {
+		return n.Entity == "user" && n.Kind == Updated && (id == nil || *id == n.ID)
+	}, func(c *change) (*users.User, bool) { return c.user, c.user != nil })
 }
 
 // UserDeleted streams the ids of users as they are deleted.
 func (b *Broker) UserDeleted(ctx context.Context) (<-chan int64, error) {
-	return subscribe(b, ctx, func(c *change) (int64, bool) {
-		return c.ID, c.Entity == "user" && c.Kind == Deleted
-	})
+	return subscribe(b, ctx, func(n *notification) bool {
+		return n.Entity == "user" && n.Kind == Deleted
+	}, func(c *change) (int64, bool) { return c.ID, true })
 }
 
 // ItemChanged streams changes to items: every item, or those of one owner.
 func (b *Broker) ItemChanged(ctx context.Context, ownerID *int64) (<-chan *ItemEvent, error) {
-	return subscribe(b, ctx, func(c *change) (*ItemEvent, bool) {
-		if c.Entity != "item" || c.item == nil || (ownerID != nil && *ownerID != c.OwnerID) {
-			return nil, false
-		}
-		return &ItemEvent{Kind: c.Kind, Item: c.item}, true
+	return subscribe(b, ctx, func(n *notification) bool {
+		return n.Entity == "item" && (ownerID == nil || *ownerID == n.OwnerID)
+	}, func(c *change) (*ItemEvent, bool) {
+		return &ItemEvent{Kind: c.Kind, Item: c.item}, c.item != nil
 	})
 }

@@ -346,7 +346,120 @@ func TestRolledBackWriteSendsNothing(t *testing.T) {
 		"the first event is the committed write: the rolled-back one was never announced")
 }
 
-func TestSubscriptionSurvivesDatabaseRestart(t *testing.T) {
+// droppedError returns the extensions.code of an operation's error message (graphql-transport-ws
+// and graphql-ws send a list of errors; either may send one object), failing on anything else.
+func droppedError(t *testing.T, msg map[string]any, id string) string {
+	t.Helper()
+	require.Equal(t, "error", msg["type"], "an error message, not a plain end: %v", msg)
+	require.Equal(t, id, msg["id"])
+	errs, ok := msg["payload"].([]any)
+	if !ok {
+		errs = []any{msg["payload"]}
+	}
+	require.NotEmpty(t, errs)
+	first := errs[0].(map[string]any)
+	assert.Contains(t, first["message"], "events were dropped")
+	return first["extensions"].(map[string]any)["code"].(string)
+}
+
+// terminateListeners ends the LISTEN connections of this database's instances, as a failover or
+// a network fault would.
+func terminateListeners(t *testing.T, db *bun.DB) {
+	t.Helper()
+	var n int
+	require.NoError(t, db.NewRaw(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'LISTEN %'`).Scan(context.Background(), &n))
+	require.Positive(t, n, "no listener connection found")
+}
+
+// sse opens a server-sent events subscription and returns its lines.
+func sse(t *testing.T, in *instance, query string) <-chan string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	body, _ := json.Marshal(map[string]any{"query": query})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+in.base+"/query", strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	lines := make(chan string, 100)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	return lines
+}
+
+// nextLine returns the next line that is not empty or a comment, "closed" or "timeout".
+func nextLine(lines <-chan string, timeout time.Duration) string {
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				return "closed"
+			}
+			if line == "" || strings.HasPrefix(line, ":") {
+				continue
+			}
+			return line
+		case <-time.After(timeout):
+			return "timeout"
+		}
+	}
+}
+
+// Notifications sent while the listener reconnects are lost, so every subscription ends with an
+// EVENTS_DROPPED error: an error message for the operation over websocket (both protocols),
+// an event with the error, then complete, over SSE. Subscribing again works.
+func TestListenerReconnectEndsSubscriptionsWithError(t *testing.T) {
+	in := startInstance(t, dbtest.URL(t))
+	ws, err := dial(t, in, "graphql-transport-ws", "")
+	require.NoError(t, err)
+	ws.subscribe("created", `subscription { userCreated { username } }`, nil)
+	legacy, err := dial(t, in, "graphql-ws", "")
+	require.NoError(t, err)
+	legacy.subscribe("deleted", `subscription { userDeleted }`, nil)
+	lines := sse(t, in, `subscription { itemChanged { kind } }`)
+	in.waitSubscribers(t, 3)
+
+	terminateListeners(t, in.db)
+	assert.Equal(t, "EVENTS_DROPPED", droppedError(t, ws.read(10*time.Second), "created"))
+	assert.Equal(t, "EVENTS_DROPPED", droppedError(t, legacy.read(10*time.Second), "deleted"))
+	var event string
+	for i := 0; i < 10 && event == ""; i++ {
+		line := nextLine(lines, 10*time.Second)
+		require.NotContains(t, []string{"closed", "timeout", "event: complete"}, line, "no error event")
+		if data, ok := strings.CutPrefix(line, "data: "); ok {
+			event = data
+		}
+	}
+	var resp struct {
+		Data   any
+		Errors []struct {
+			Message    string
+			Extensions map[string]any
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(event), &resp), event)
+	require.Len(t, resp.Errors, 1, event)
+	assert.Equal(t, "EVENTS_DROPPED", resp.Errors[0].Extensions["code"])
+	assert.Equal(t, "event: complete", nextLine(lines, 10*time.Second))
+	in.waitSubscribers(t, 0)
+
+	ws.subscribe("again", `subscription { userCreated { username } }`, nil)
+	in.waitSubscribers(t, 1)
+	in.createUser(t, "after_reconnect")
+	assert.Equal(t, map[string]any{"userCreated": map[string]any{"username": "after_reconnect"}}, ws.next(10*time.Second))
+}
+
+// A database restart loses the notifications sent meanwhile: the subscription ends with
+// EVENTS_DROPPED, and subscribing again on the same websocket works once the database is back.
+func TestDatabaseRestartEndsSubscriptionsWithError(t *testing.T) {
 	pg, u := privateDatabase(t)
 	in := startInstance(t, u)
 	c, err := dial(t, in, "graphql-transport-ws", "")
@@ -357,35 +470,60 @@ func TestSubscriptionSurvivesDatabaseRestart(t *testing.T) {
 	assert.Equal(t, "before_restart", c.next(5 * time.Second)["userCreated"].(map[string]any)["username"])
 
 	pg.Stop(t)
+	assert.Equal(t, "EVENTS_DROPPED", droppedError(t, c.read(30*time.Second), "1"))
 	pg.Start(t)
 
-	// The listener reconnects by itself; notifications sent before it listens again are lost, so
-	// keep writing until one arrives, on the same websocket, without resubscribing.
-	deadline := time.Now().Add(30 * time.Second)
-	for i := 0; ; i++ {
-		require.True(t, time.Now().Before(deadline), "no event after the restart")
-		name := fmt.Sprintf("after_restart_%d", i)
-		body, _ := json.Marshal(map[string]any{"query": `mutation($u: String!) { createUser(input: {username: $u, email: "` + name + `@example.com"}) { id } }`,
-			"variables": map[string]any{"u": name}})
-		resp, err := http.Post("http://"+in.base+"/query", "application/json", strings.NewReader(string(body)))
-		if err == nil {
-			resp.Body.Close()
+	// Subscribing is refused (an error for the operation) until the database and the listener
+	// are back.
+	for i, open := 0, false; !open; i++ {
+		require.Less(t, i, 30, "cannot subscribe again after the restart")
+		c.subscribe(fmt.Sprintf("again%d", i), `subscription { userCreated { username } }`, nil)
+		for range 150 { // until it is open or refused
+			if in.broker.Subscribers() == 1 {
+				open = true
+				break
+			}
+			if msg := c.read(200 * time.Millisecond); msg["type"] != "timeout" {
+				require.Equal(t, "next", msg["type"], "%v", msg)
+				require.NotNil(t, msg["payload"].(map[string]any)["errors"], "a refusal: %v", msg)
+				require.Equal(t, "complete", c.read(5 * time.Second)["type"])
+				break
+			}
 		}
-		msg := c.read(time.Second)
+	}
+	in.createUser(t, "after_restart")
+	assert.Equal(t, map[string]any{"userCreated": map[string]any{"username": "after_restart"}}, c.next(10*time.Second))
+}
+
+// A subscriber that cannot keep up with a burst (deleting a user with 15,000 items announces
+// each one, and every event looks up its item's owner) gets what fitted in its buffer, then an
+// EVENTS_DROPPED error for the operation, not the complete of a normal end.
+func TestOverwhelmedSubscriberGetsError(t *testing.T) {
+	const n = 15_000
+	in := startInstance(t, dbtest.URL(t))
+	owner := in.createUser(t, "burst_owner")
+	ctx := context.Background()
+	_, err := in.db.ExecContext(ctx, "INSERT INTO items (owner_id, title) SELECT ?, 'burst ' || i FROM generate_series(1, ?) i", owner, n)
+	require.NoError(t, err)
+	c, err := dial(t, in, "graphql-transport-ws", "")
+	require.NoError(t, err)
+	c.subscribe("burst", `subscription($o: ID) { itemChanged(ownerId: $o) { kind item { id title owner { username } } } }`,
+		map[string]any{"o": owner})
+	in.waitSubscribers(t, 1)
+	_, err = in.db.ExecContext(ctx, "DELETE FROM users WHERE id = ?", owner)
+	require.NoError(t, err)
+
+	for got := 0; got < n; got++ {
+		msg := c.read(30 * time.Second)
 		if msg["type"] == "next" {
-			got := msg["payload"].(map[string]any)["data"].(map[string]any)["userCreated"].(map[string]any)["username"].(string)
-			assert.True(t, strings.HasPrefix(got, "after_restart_"), got)
-			break
+			continue
 		}
-		require.Equal(t, "timeout", msg["type"], "the subscription must stay open: %v", msg)
+		assert.Equal(t, "EVENTS_DROPPED", droppedError(t, msg, "burst"), "after %d of %d events", got, n)
+		t.Logf("%d of %d events, then EVENTS_DROPPED", got, n)
+		return
 	}
-	in.createUser(t, "steady")
-	for {
-		data := c.next(5 * time.Second)
-		if data["userCreated"].(map[string]any)["username"] == "steady" {
-			break
-		}
-	}
+	// It kept up: every event came, and the subscription is still open.
+	assert.Equal(t, 1, in.broker.Subscribers())
 }
 
 func TestSubscriptionsReleaseGoroutines(t *testing.T) {

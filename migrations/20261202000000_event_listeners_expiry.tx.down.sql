@@ -1,0 +1,1 @@
+DROP INDEX event_listeners_expires_at_idx;

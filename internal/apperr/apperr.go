@@ -26,7 +26,10 @@ const (
 	Timeout Code = "TIMEOUT"
 	// Unavailable: the database cannot be reached right now; try again.
 	Unavailable Code = "SERVICE_UNAVAILABLE"
-	Internal    Code = "INTERNAL_SERVER_ERROR"
+	// OutcomeUnknown: a write was sent but its answer never came (deadline, broken connection):
+	// it may or may not have been applied. Check before writing again.
+	OutcomeUnknown Code = "OUTCOME_UNKNOWN"
+	Internal       Code = "INTERNAL_SERVER_ERROR"
 )
 
 // Error is a fault the client caused. Message is safe to show; Field names the offending input

@@ -230,8 +230,8 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 
 // Presenter is the one place where errors become GraphQL errors. Client faults (*apperr.Error)
 // keep their message and get their code and field; gqlgen's own parse and validation errors keep
-// theirs; anything else is logged and shown only as INTERNAL_SERVER_ERROR, so no SQL or Go error
-// text reaches a client.
+// theirs; a write sent but never answered is OUTCOME_UNKNOWN, whatever stopped it; anything else
+// is logged and shown only as INTERNAL_SERVER_ERROR, so no SQL or Go error text reaches a client.
 func Presenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		gqlErr := graphql.DefaultErrorPresenter(ctx, err)
@@ -261,6 +261,15 @@ func Presenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 		case strings.HasPrefix(gqlErr.Message, "exceeded token limit"):
 			gqlErr.Extensions = map[string]any{"code": "QUERY_TOO_LARGE"}
 			return gqlErr
+		case database.OutcomeUnknown(err):
+			// Sent, never answered: TIMEOUT or SERVICE_UNAVAILABLE would invite a blind retry.
+			logger.WarnContext(ctx, "write outcome unknown", "error", err.Error(), "path", gqlErr.Path.String())
+			return &gqlerror.Error{
+				Message: "the write may or may not have been applied (its answer was lost): check before writing it again; " +
+					"a retry with the same Idempotency-Key answers this same outcome and writes nothing",
+				Path: gqlErr.Path, Locations: gqlErr.Locations,
+				Extensions: map[string]any{"code": string(apperr.OutcomeUnknown)},
+			}
 		case database.Unavailable(err) && !errors.Is(err, context.DeadlineExceeded):
 			logger.WarnContext(ctx, "database unavailable", "error", err.Error(), "path", gqlErr.Path.String())
 			return &gqlerror.Error{

@@ -30,6 +30,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/events"
 	"github.com/wikigraph/wikigraph/internal/httpserver"
+	"github.com/wikigraph/wikigraph/internal/idempotency"
 	"github.com/wikigraph/wikigraph/internal/metrics"
 	"github.com/wikigraph/wikigraph/internal/playground"
 	"github.com/wikigraph/wikigraph/internal/tracing"
@@ -74,6 +75,9 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			Concurrency: cfg.MaxConcurrentOperations,
 		},
 	})
+	keys := idempotency.New(db, idempotency.Options{
+		Retention: cfg.IdempotencyRetention, Lease: cfg.IdempotencyLease, Wait: cfg.OperationTimeout, Logger: logger,
+	})
 	routes := httpserver.Routes{
 		GraphQL:      gql,
 		Ready:        func(ctx context.Context) error { return database.Ready(ctx, db) },
@@ -83,6 +87,7 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Playground:   playgroundHandler(cfg),
 		Wrap:         stats.InFlight,
+		Idempotency:  keys.Middleware,
 	}
 	if traced {
 		routes.Wrap = func(h http.Handler) http.Handler { return otelhttp.NewHandler(stats.InFlight(h), "http") }
@@ -107,9 +112,12 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	defer stopServing()
 	brokerDone := make(chan error, 1)
 	go func() { brokerDone <- broker.Run(serveCtx) }()
-	defer func() { // subscriptions end before the pool closes
+	purgeDone := make(chan error, 1)
+	go func() { purgeDone <- keys.Run(serveCtx) }()
+	defer func() { // subscriptions and purges end before the pool closes
 		stopServing()
 		<-brokerDone
+		<-purgeDone
 	}()
 	served := make(chan error, 1)
 	go func() {

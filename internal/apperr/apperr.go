@@ -30,7 +30,10 @@ const (
 	// EventsDropped: a subscription ended because events it should have had were lost; subscribe
 	// again and refetch what the events would have changed.
 	EventsDropped Code = "EVENTS_DROPPED"
-	Internal      Code = "INTERNAL_SERVER_ERROR"
+	// OutcomeUnknown: a write was sent but its answer never came (deadline, broken connection):
+	// it may or may not have been applied. Check before writing again.
+	OutcomeUnknown Code = "OUTCOME_UNKNOWN"
+	Internal       Code = "INTERNAL_SERVER_ERROR"
 )
 
 // Error is a fault the client caused. Message is safe to show; Field names the offending input

@@ -53,6 +53,11 @@ type Config struct {
 	Introspection           bool `env:"INTROSPECTION" envDefault:"true"`
 	APQCacheSize            int  `env:"APQ_CACHE_SIZE" envDefault:"1000"`
 
+	// Idempotency-Key: answers are replayed for IdempotencyRetention; a first attempt without
+	// an answer after IdempotencyLease is taken for dead (its outcome unknown).
+	IdempotencyRetention time.Duration `env:"IDEMPOTENCY_RETENTION" envDefault:"24h"`
+	IdempotencyLease     time.Duration `env:"IDEMPOTENCY_LEASE" envDefault:"1m"`
+
 	// Subscriptions
 	WebsocketOrigins   []string      `env:"WS_ALLOWED_ORIGINS" envSeparator:","`
 	WebsocketKeepAlive time.Duration `env:"WS_KEEPALIVE" envDefault:"10s"`
@@ -121,6 +126,13 @@ func (c Config) check() error {
 	}
 	if c.OperationTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0 {
 		problems = append(problems, "OPERATION_TIMEOUT and HTTP_*_TIMEOUT must be positive")
+	}
+	if c.IdempotencyRetention <= 0 {
+		problems = append(problems, "IDEMPOTENCY_RETENTION must be positive")
+	}
+	// The first attempt (its operation, then its payload's reads) must end within its lease.
+	if c.IdempotencyLease <= c.OperationTimeout {
+		problems = append(problems, "IDEMPOTENCY_LEASE must be longer than OPERATION_TIMEOUT")
 	}
 	if c.MaxBodyBytes < 1024 {
 		problems = append(problems, "MAX_BODY_BYTES must be at least 1024")

@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -261,27 +260,13 @@ func must[T any](v T, err error) T {
 	return v
 }
 
-// lockTable holds an ACCESS EXCLUSIVE lock on table, which every read of it waits for, until
-// the returned function is called.
-func lockTable(t *testing.T, in *instance, table string) (unlock func()) {
-	t.Helper()
-	tx, err := in.db.BeginTx(context.Background(), nil)
-	require.NoError(t, err)
-	_, err = tx.Exec("LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE")
-	require.NoError(t, err)
-	var once sync.Once
-	unlock = func() { once.Do(func() { _ = tx.Rollback() }) }
-	t.Cleanup(unlock)
-	return unlock
-}
-
 // A deferred part is bound by the operation's deadline: its statements stop, the part answers
 // TIMEOUT and the answer completes, while the first part came at once.
 func TestDeferredPartsKeepTheDeadline(t *testing.T) {
 	in := startInstanceWith(t, dbtest.URL(t), api.Limits{Timeout: 500 * time.Millisecond, Concurrency: 1})
 	owners, vars := seedDeferData(t, in)
 	before := settledGoroutines()
-	unlock := lockTable(t, in, "users") // the owners cannot be read; the items can
+	unlock := lockTable(t, in.db, "users", "ACCESS EXCLUSIVE") // the owners cannot be read; the items can
 	parts := flatten(sseParts(t, in, deferQuery, vars))
 	unlock()
 	require.NotEmpty(t, parts)
@@ -313,7 +298,7 @@ func TestSubscriptionEventsKeepTheDeadlineAndTakeATurn(t *testing.T) {
 	require.NoError(t, err)
 	c.subscribe("s", `subscription { userCreated { username items(first: 1) { edges { node { title } } } } }`, nil)
 	in.waitSubscribers(t, 1)
-	unlock := lockTable(t, in, "items")
+	unlock := lockTable(t, in.db, "items", "ACCESS EXCLUSIVE")
 	in.createUser(t, fmt.Sprintf("ev%d", time.Now().UnixNano()%1e12)) // writes users only
 
 	// The event's items statement waits on the lock, holding the only turn.

@@ -121,7 +121,7 @@ func TestDatabaseRestartUnderLoad(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	var failed, succeededAfter int
+	var failed, succeededAfter, unknown int
 	var recovered time.Time
 	acknowledged := map[string]bool{}
 	for _, o := range outcomes {
@@ -136,6 +136,10 @@ func TestDatabaseRestartUnderLoad(t *testing.T) {
 			if o.written != "" {
 				acknowledged[o.written] = true
 			}
+		case o.code == "OUTCOME_UNKNOWN":
+			// A createUser sent as the connection broke: not acknowledged, nothing to check.
+			unknown++
+			assert.True(t, o.at.After(down.Add(-time.Second)), "errors only around the outage")
 		default:
 			failed++
 			assert.Equal(t, "SERVICE_UNAVAILABLE", o.code, "a clear code during the outage")
@@ -146,7 +150,8 @@ func TestDatabaseRestartUnderLoad(t *testing.T) {
 	assert.Positive(t, failed, "some requests met the outage")
 	assert.Positive(t, succeededAfter, "requests succeed again")
 	assert.Less(t, recovered.Sub(up), 10*time.Second, "recovered within seconds of the database returning")
-	t.Logf("%d requests, %d failed during the outage, recovered %.1fs after the database returned", len(outcomes), failed, recovered.Sub(up).Seconds())
+	t.Logf("%d requests, %d failed during the outage (and %d writes with an unknown outcome), recovered %.1fs after the database returned",
+		len(outcomes), failed, unknown, recovered.Sub(up).Seconds())
 
 	ctx := context.Background()
 	stats := in.db.Stats()

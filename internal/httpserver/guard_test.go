@@ -547,7 +547,8 @@ func TestOperationDeadlineStopsTheQuery(t *testing.T) {
 
 	start := time.Now()
 	resp := g.do(t, hs(t, id, "admin"), `mutation($id: ID!) { updateUser(id: $id, input: {email: "late@x.example"}) { id } }`, map[string]any{"id": id})
-	assert.Equal(t, "TIMEOUT", resp.code(), "%+v", resp.Errors)
+	// The UPDATE was sent and stopped unanswered: it may or may not have been applied.
+	assert.Equal(t, "OUTCOME_UNKNOWN", resp.code(), "%+v", resp.Errors)
 	assert.Less(t, time.Since(start), 5*time.Second)
 	assert.Eventually(t, func() bool {
 		var waiting int

@@ -44,6 +44,9 @@ type Routes struct {
 	Metrics http.Handler
 	// Wrap wraps the whole handler (in-flight counting).
 	Wrap func(http.Handler) http.Handler
+	// Idempotency wraps the GraphQL handler, after the body is read and the caller known
+	// (Idempotency-Key: see package idempotency); nil: none.
+	Idempotency func(http.Handler) http.Handler
 }
 
 // Handler returns the server's root handler.
@@ -91,6 +94,10 @@ func (rt Routes) query() http.Handler {
 		w.WriteHeader(http.StatusRequestEntityTooLarge)
 		_, _ = fmt.Fprintf(w, `{"errors":[{"message":"request body over %d bytes","extensions":{"code":"REQUEST_TOO_LARGE"}}]}`, limit)
 	}
+	gql := rt.GraphQL
+	if rt.Idempotency != nil {
+		gql = rt.Idempotency(gql)
+	}
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && !isJSON(r.Header.Get("Content-Type")) {
 			w.Header().Set("Content-Type", "application/json")
@@ -116,7 +123,7 @@ func (rt Routes) query() http.Handler {
 			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
-		rt.GraphQL.ServeHTTP(w, r)
+		gql.ServeHTTP(w, r)
 	})
 	if rt.Auth != nil {
 		h = rt.Auth(h)
@@ -125,8 +132,8 @@ func (rt Routes) query() http.Handler {
 		h = cors.New(cors.Options{
 			AllowedOrigins: rt.CORSOrigins,
 			AllowedMethods: []string{http.MethodGet, http.MethodPost},
-			AllowedHeaders: []string{"Authorization", "Content-Type", RequestIDHeader},
-			ExposedHeaders: []string{RequestIDHeader},
+			AllowedHeaders: []string{"Authorization", "Content-Type", RequestIDHeader, "Idempotency-Key"},
+			ExposedHeaders: []string{RequestIDHeader, "Idempotent-Replayed", "Retry-After"},
 			MaxAge:         600,
 		}).Handler(h)
 	}

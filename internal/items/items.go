@@ -137,7 +137,11 @@ func Create(ctx context.Context, db bun.IDB, in NewItem) (*Item, error) {
 		return nil, err
 	}
 	it := &Item{OwnerID: in.OwnerID, Title: title, Description: in.Description}
-	if _, err := db.NewInsert().Model(it).Returning("*").Exec(ctx); err != nil {
+	err = database.Write(ctx, db, func(ctx context.Context, db bun.IDB) error {
+		_, err := db.NewInsert().Model(it).Returning("*").Exec(ctx)
+		return err
+	})
+	if err != nil {
 		return nil, translate("create item", err)
 	}
 	return it, nil
@@ -171,7 +175,8 @@ func Update(ctx context.Context, db bun.IDB, id int64, in UpdateItem) (*Item, er
 		q = q.Set("description = ?", v)
 	}
 	it := new(Item)
-	if err := q.Scan(ctx, it); err != nil {
+	err = database.Write(ctx, db, func(ctx context.Context, db bun.IDB) error { return q.Conn(db).Scan(ctx, it) })
+	if err != nil {
 		return nil, refused(ctx, db, id, restricted, translate("update item", err))
 	}
 	return it, nil
@@ -188,7 +193,8 @@ func Delete(ctx context.Context, db bun.IDB, id int64) (*Item, error) {
 	if restricted {
 		q = q.Where("owner_id = ?", owner)
 	}
-	if err := q.Scan(ctx); err != nil {
+	err = database.Write(ctx, db, func(ctx context.Context, db bun.IDB) error { return q.Conn(db).Scan(ctx) })
+	if err != nil {
 		return nil, refused(ctx, db, id, restricted, translate("delete item", err))
 	}
 	return it, nil

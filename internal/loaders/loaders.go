@@ -15,12 +15,14 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/uptrace/bun"
 	"github.com/vikstrous/dataloadgen"
 
 	"github.com/wikigraph/wikigraph/internal/apperr"
+	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/events"
 	"github.com/wikigraph/wikigraph/internal/items"
 	"github.com/wikigraph/wikigraph/internal/paging"
@@ -47,6 +49,24 @@ type Loaders struct {
 	userCalls  map[groupKey]*groupCall[*users.User]
 	itemCalls  map[groupKey]*groupCall[*items.Connection]
 	countCalls map[groupKey]*groupCall[int]
+
+	// committed is set once a write of this operation has committed: from then on its loads
+	// (a mutation's payload) are not bound by the operation's deadline, so a write that is in
+	// answers success rather than TIMEOUT.
+	committed atomic.Bool
+}
+
+// afterCommit bounds the loads of a committed mutation's payload, in place of the operation's
+// deadline (each statement is also bounded by DB_STATEMENT_TIMEOUT).
+const afterCommit = 30 * time.Second
+
+// bound returns the context for a load: ctx itself, or, once a write of the operation has
+// committed, ctx without its deadline or cancellation, under afterCommit.
+func (l *Loaders) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if !l.committed.Load() {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), afterCommit)
 }
 
 // groupKey names one load of one group: the group (by its slice) and the query.
@@ -221,6 +241,8 @@ func pick[V any](vals map[int64]V, err error, id int64) (V, error) {
 // User loads a user by id, together with the owners listed alongside it. A user that no longer
 // exists (deleted since the item that names it was read) is NOT_FOUND.
 func (l *Loaders) User(ctx context.Context, id int64) (*users.User, error) {
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
 	l.init()
 	var u *users.User
 	var err error
@@ -241,6 +263,8 @@ func (l *Loaders) User(ctx context.Context, id int64) (*users.User, error) {
 // OwnerItems loads owner's page of the items the filter matches, together with the other users
 // listed alongside it, for the same arguments.
 func (l *Loaders) OwnerItems(ctx context.Context, owner int64, args paging.Args, filter *items.Filter, order *items.Order) (*items.Connection, error) {
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
 	l.init()
 	q, err := items.NewQuery(args, filter, order)
 	if err != nil {
@@ -262,6 +286,8 @@ func (l *Loaders) OwnerItems(ctx context.Context, owner int64, args paging.Args,
 
 // count loads owner's item count for the query key, together with its group.
 func (l *Loaders) count(ctx context.Context, owner int64, key string) (int, error) {
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
 	l.init()
 	ids := l.members(l.users, owner)
 	if ids == nil {
@@ -340,8 +366,10 @@ func (g groups) add(ids []int64) {
 
 type ctxKey struct{}
 
-// With returns ctx carrying l.
+// With returns ctx carrying l; a write committed through it (database.Write) frees l's later
+// loads from the operation's deadline.
 func With(ctx context.Context, l *Loaders) context.Context {
+	ctx = database.OnCommit(ctx, func() { l.committed.Store(true) })
 	return context.WithValue(ctx, ctxKey{}, l)
 }
 

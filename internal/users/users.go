@@ -166,7 +166,11 @@ func Create(ctx context.Context, db bun.IDB, in NewUser) (*User, error) {
 		return nil, err
 	}
 	u := &User{Username: in.Username, Email: in.Email}
-	if _, err := db.NewInsert().Model(u).Returning("*").Exec(ctx); err != nil {
+	err := database.Write(ctx, db, func(ctx context.Context, db bun.IDB) error {
+		_, err := db.NewInsert().Model(u).Returning("*").Exec(ctx)
+		return err
+	})
+	if err != nil {
 		return nil, translate("create user", err)
 	}
 	return u, nil
@@ -201,7 +205,8 @@ func Update(ctx context.Context, db bun.IDB, id int64, in UpdateUser) (*User, er
 		q = q.Set("email = ?", email)
 	}
 	u := new(User)
-	if err := q.Scan(ctx, u); err != nil {
+	err := database.Write(ctx, db, func(ctx context.Context, db bun.IDB) error { return q.Conn(db).Scan(ctx, u) })
+	if err != nil {
 		return nil, translate("update user", err)
 	}
 	return u, nil
@@ -213,7 +218,10 @@ func Delete(ctx context.Context, db bun.IDB, id int64) (*User, error) {
 		return nil, err
 	}
 	u := new(User)
-	if err := db.NewDelete().Model(u).Where("id = ?", id).Returning("*").Scan(ctx); err != nil {
+	err := database.Write(ctx, db, func(ctx context.Context, db bun.IDB) error {
+		return db.NewDelete().Model(u).Where("id = ?", id).Returning("*").Scan(ctx)
+	})
+	if err != nil {
 		return nil, translate("delete user", err)
 	}
 	return u, nil

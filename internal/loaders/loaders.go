@@ -311,20 +311,26 @@ func (l *Loaders) ObserveUsers(list []*users.User) {
 	l.users.add(ids)
 }
 
-// ObserveItems records items listed together: their owners load together.
+// ObserveItems records items listed together: their owners load together, and owners read
+// with them (items.WithOwner) are users listed together.
 func (l *Loaders) ObserveItems(list []*items.Item) {
 	l.init()
 	ids := make([]int64, 0, len(list))
+	var joined []int64
 	seen := make(map[int64]bool, len(list))
 	for _, it := range list {
 		if !seen[it.OwnerID] {
 			seen[it.OwnerID] = true
 			ids = append(ids, it.OwnerID)
+			if it.Owner != nil {
+				joined = append(joined, it.OwnerID)
+			}
 		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.owners.add(ids)
+	l.users.add(joined)
 }
 
 // Observe records the lists a resolver returned; other values are ignored.

@@ -49,7 +49,7 @@ func readOptions(ctx context.Context) []items.ReadOption {
 }
 
 // selects reports whether a field named name is selected within depth levels of set, through
-// fragments too.
+// fragments too, except deferred ones: what a client defers is not read with the first part.
 func selects(set []ast.Selection, name string, depth int) bool {
 	if depth == 0 {
 		return false
@@ -61,11 +61,11 @@ func selects(set []ast.Selection, name string, depth int) bool {
 				return true
 			}
 		case *ast.InlineFragment:
-			if selects(s.SelectionSet, name, depth) {
+			if s.Directives.ForName("defer") == nil && selects(s.SelectionSet, name, depth) {
 				return true
 			}
 		case *ast.FragmentSpread:
-			if s.Definition != nil && selects(s.Definition.SelectionSet, name, depth) {
+			if s.Directives.ForName("defer") == nil && s.Definition != nil && selects(s.Definition.SelectionSet, name, depth) {
 				return true
 			}
 		}

@@ -32,15 +32,27 @@ type cancelConn struct {
 	killed atomic.Bool
 }
 
-// watch closes the socket if ctx ends before stop is called.
+// watch closes the socket if ctx ends before stop is called. Call stop once, before the
+// statement returns: if ctx ended first (stop reports false), stop waits for the close, so the
+// connection is already killed when database/sql asks IsValid whether to reuse it. Were the
+// close left to run on its own, it could land after database/sql had handed the connection to
+// another statement, and fail that one.
 func (c *cancelConn) watch(ctx context.Context) (stop func() bool) {
 	if ctx.Done() == nil {
 		return func() bool { return true }
 	}
-	return context.AfterFunc(ctx, func() {
-		c.killed.Store(true)
-		_ = c.Conn.Conn().Close()
+	closed := make(chan struct{})
+	stopClose := context.AfterFunc(ctx, func() {
+		defer close(closed)
+		c.kill()
 	})
+	return func() bool {
+		if stopClose() {
+			return true
+		}
+		<-closed // stopClose reports false only once the close has started
+		return false
+	}
 }
 
 func (c *cancelConn) err(ctx context.Context, err error) error {

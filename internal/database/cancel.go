@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,23 +33,36 @@ type cancelConn struct {
 	killed atomic.Bool
 }
 
-// watch closes the socket if ctx, or its stopper (WithStopper), ends before stop is called.
+// watch closes the socket if ctx, or its stopper (WithStopper), ends before stop is called. Call
+// stop once, before the statement returns: if ctx ended first (stop reports false), stop waits
+// for the close, so the connection is already killed when database/sql asks IsValid whether to
+// reuse it. Were the close left to run on its own, it could land after database/sql had handed
+// the connection to another statement, and fail that one.
 func (c *cancelConn) watch(ctx context.Context) (stop func() bool) {
-	kill := func() {
-		c.killed.Store(true)
-		_ = c.Conn.Conn().Close()
-	}
 	s := stopperOf(ctx)
-	if s == nil {
-		if ctx.Done() == nil {
-			return func() bool { return true }
-		}
-		return context.AfterFunc(ctx, kill)
+	if ctx.Done() == nil && s == nil {
+		return func() bool { return true }
 	}
-	stopCtx, stopS := context.AfterFunc(ctx, kill), context.AfterFunc(s, kill)
+	var once sync.Once
+	closed := make(chan struct{})
+	kill := func() {
+		once.Do(func() {
+			defer close(closed)
+			c.kill()
+		})
+	}
+	stopCtx := context.AfterFunc(ctx, kill)
+	stopS := func() bool { return true }
+	if s != nil {
+		stopS = context.AfterFunc(s, kill)
+	}
 	return func() bool {
 		a, b := stopCtx(), stopS()
-		return a && b
+		if a && b {
+			return true
+		}
+		<-closed // a stop reports false only once its close has started
+		return false
 	}
 }
 

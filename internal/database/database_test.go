@@ -10,12 +10,15 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/migrate"
 
 	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/dbtest"
@@ -391,4 +394,155 @@ func TestPreparedStatementAfterATimeoutAnswersItself(t *testing.T) {
 			require.Equal(t, j, got, "after timeout %d, statement %d read another's reply", i, j)
 		}
 	}
+}
+
+// commitFault calls fault once, around the nth COMMIT on its pool: before it is sent, or just
+// after it succeeded.
+type commitFault struct {
+	n       int32
+	before  bool
+	fault   func()
+	commits atomic.Int32
+}
+
+func (h *commitFault) BeforeQuery(ctx context.Context, e *bun.QueryEvent) context.Context {
+	if h.before && e.Query == "COMMIT" && h.commits.Add(1) == h.n {
+		h.fault()
+	}
+	return ctx
+}
+
+func (h *commitFault) AfterQuery(_ context.Context, e *bun.QueryEvent) {
+	if !h.before && e.Query == "COMMIT" && e.Err == nil && h.commits.Add(1) == h.n {
+		h.fault()
+	}
+}
+
+// openFaulty opens a pool on u that is closed just after its nth COMMIT, as if the instance
+// lost its connection (or crashed) there: every later statement fails.
+func openFaulty(t *testing.T, u string, n int) *bun.DB {
+	t.Helper()
+	db, err := dbtest.Open(u)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	db.AddQueryHook(&commitFault{n: int32(n), fault: func() { _ = db.DB.Close() }})
+	return db
+}
+
+// records counts the rows of bun_migrations, and the names recorded more than once.
+func records(t *testing.T, db *bun.DB) (rows, duplicated int) {
+	t.Helper()
+	require.NoError(t, db.NewRaw(`SELECT count(*), count(*) - count(DISTINCT name) FROM bun_migrations`).
+		Scan(context.Background(), &rows, &duplicated))
+	return rows, duplicated
+}
+
+// A migration and its record in bun_migrations commit together: an instance that loses its
+// connection just after a migration's commit leaves it recorded, and the next Up or Down goes on
+// from there instead of failing on a schema it does not expect (relation already exists).
+func TestAMigrationAndItsRecordCommitTogether(t *testing.T) {
+	ctx := context.Background()
+	n := migrationCount(t)
+	for _, after := range []int{1, n - 1, n} {
+		t.Run(fmt.Sprintf("up, fault after migration %d", after), func(t *testing.T) {
+			u := dbtest.Empty(t)
+			_, err := database.Up(ctx, openFaulty(t, u, after))
+			require.Error(t, err, "the fault stops Up")
+
+			db, err := dbtest.Open(u)
+			require.NoError(t, err)
+			defer db.Close()
+			applied, err := database.Up(ctx, db)
+			require.NoError(t, err, "the next Up goes on")
+			assert.Len(t, applied, n-after, "it applies what the first did not")
+			rows, duplicated := records(t, db)
+			assert.Equal(t, n, rows)
+			assert.Zero(t, duplicated, "each migration recorded once")
+			assert.NoError(t, database.Ready(ctx, db))
+		})
+	}
+	t.Run("up, connection lost at the commit of migration 1", func(t *testing.T) {
+		u := dbtest.Empty(t)
+		db, err := dbtest.Open(u)
+		require.NoError(t, err)
+		defer db.Close()
+		faulty, err := dbtest.Open(u)
+		require.NoError(t, err)
+		defer faulty.Close()
+		faulty.AddQueryHook(&commitFault{n: 1, before: true, fault: func() {
+			// The migration's transaction waits for its COMMIT: its backend goes first.
+			var ended bool
+			require.NoError(t, db.NewRaw(`SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+				WHERE datname = current_database() AND state = 'idle in transaction'`).Scan(ctx, &ended))
+			require.True(t, ended)
+		}})
+		_, err = database.Up(ctx, faulty)
+		require.ErrorContains(t, err, "did not commit", "Up notices that the migration did not commit")
+
+		applied, err := database.Up(ctx, db)
+		require.NoError(t, err, "the next Up applies it")
+		assert.Len(t, applied, n)
+		rows, duplicated := records(t, db)
+		assert.Equal(t, n, rows)
+		assert.Zero(t, duplicated)
+	})
+	t.Run("down, fault after migration 1", func(t *testing.T) {
+		u := dbtest.Empty(t)
+		db, err := dbtest.Open(u)
+		require.NoError(t, err)
+		defer db.Close()
+		_, err = database.Up(ctx, db)
+		require.NoError(t, err)
+		_, err = database.Down(ctx, openFaulty(t, u, 1))
+		require.Error(t, err, "the fault stops Down")
+
+		rolled, err := database.Down(ctx, db)
+		require.NoError(t, err, "the next Down goes on")
+		assert.Len(t, rolled, n-1, "it rolls back what the first did not")
+		rows, _ := records(t, db)
+		assert.Zero(t, rows)
+		applied, err := database.Up(ctx, db)
+		require.NoError(t, err)
+		assert.Len(t, applied, n)
+	})
+}
+
+// A database migrated before migrations recorded themselves (bun_migrations without a unique
+// index on name) migrates on.
+func TestUpOnARecordTableWithoutTheUniqueIndex(t *testing.T) {
+	ctx := context.Background()
+	db := openEmpty(t)
+	n := migrationCount(t)
+	// The first two migrations, applied the way Up used to.
+	old := fstest.MapFS{}
+	files, err := migrations.FS.ReadDir(".")
+	require.NoError(t, err)
+	for _, f := range files {
+		if strings.HasSuffix(f.Name(), ".sql") && len(old) < 4 {
+			b, err := migrations.FS.ReadFile(f.Name())
+			require.NoError(t, err)
+			old[f.Name()] = &fstest.MapFile{Data: b}
+		}
+	}
+	ms := migrate.NewMigrations()
+	require.NoError(t, ms.Discover(old))
+	m := migrate.NewMigrator(db, ms, migrate.WithTableName("bun_migrations"), migrate.WithMarkAppliedOnSuccess(true))
+	require.NoError(t, m.Init(ctx))
+	group, err := m.Migrate(ctx)
+	require.NoError(t, err)
+	require.Len(t, group.Migrations, 2)
+
+	applied, err := database.Up(ctx, db)
+	require.NoError(t, err)
+	assert.Len(t, applied, n-2)
+	rows, duplicated := records(t, db)
+	assert.Equal(t, n, rows)
+	assert.Zero(t, duplicated)
+	var unique bool
+	require.NoError(t, db.NewRaw(`SELECT EXISTS (SELECT 1 FROM pg_indexes
+		WHERE tablename = 'bun_migrations' AND indexdef LIKE 'CREATE UNIQUE INDEX % (name)')`).Scan(ctx, &unique))
+	assert.True(t, unique, "Up adds the unique index")
+	rolled, err := database.Down(ctx, db)
+	require.NoError(t, err)
+	assert.Len(t, rolled, n-2, "down rolls back the last group")
 }

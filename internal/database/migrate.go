@@ -20,7 +20,8 @@ const MigrationLockKey int64 = 0x77696b6967726170 // "wikigrap"
 const migrationsTable = "bun_migrations"
 
 // Migrator returns a bun/migrate Migrator over the embedded migrations. dir is where `create`
-// writes new files.
+// writes new files. A transactional migration (.tx.up.sql, .tx.down.sql) adds or deletes its
+// record in bun_migrations in its own transaction (recordInTx).
 func Migrator(db *bun.DB, dir string) (*migrate.Migrator, error) {
 	ms, err := discover(dir)
 	if err != nil {
@@ -29,7 +30,36 @@ func Migrator(db *bun.DB, dir string) (*migrate.Migrator, error) {
 	return migrate.NewMigrator(db, ms,
 		migrate.WithTableName(migrationsTable),
 		migrate.WithMarkAppliedOnSuccess(true),
+		// bun's Migrate marks a migration applied after it ran: once recordInTx has recorded
+		// it, the upsert updates that record instead of failing or adding a second. Init adds
+		// the unique index on name the upsert needs, to tables made before it too.
+		migrate.WithUpsert(true),
+		migrate.AfterMigration(recordInTx),
 	), nil
+}
+
+// recordInTx records a migration going up, or deletes the record of one going down, in the
+// migration's transaction before bun commits it: the schema change and its record commit
+// together or not at all, so a connection lost (or a process killed) between them cannot leave
+// a schema that the next Up tries to make again. bun calls it with the transaction (a bun.Tx)
+// for .tx.*.sql files, and with a connection or the pool otherwise: those migrations are not
+// atomic anyway and are recorded after they succeed. A migration without a record (ID 0) is
+// going up, one with a record is going down; the ID follows the record, so the same Migration
+// value can go up and down again.
+func recordInTx(ctx context.Context, db bun.IConn, mg *migrate.Migration) error {
+	tx, ok := db.(bun.Tx)
+	if !ok {
+		return nil
+	}
+	if mg.ID == 0 {
+		_, err := tx.NewInsert().Model(mg).ModelTableExpr(migrationsTable).Returning("id").Exec(ctx)
+		return err
+	}
+	if _, err := tx.NewDelete().TableExpr(migrationsTable).Where("id = ?", mg.ID).Exec(ctx); err != nil {
+		return err
+	}
+	mg.ID = 0
+	return nil
 }
 
 func discover(dir string) (*migrate.Migrations, error) {
@@ -45,33 +75,87 @@ func discover(dir string) (*migrate.Migrations, error) {
 // migration runs exactly once; a crashed instance's lock goes with its connection. Use a pool
 // without a statement timeout (OpenForMigrations). Once the lock is taken, cancelling ctx no
 // longer interrupts: a migration and its record in bun_migrations are not torn apart.
+//
+// Up and Down do what bun's Migrate and Rollback do, but check that each transactional
+// migration committed: bun v1.2.18 drops the error of its COMMIT, after which Migrate would mark
+// a migration that was rolled back applied.
 func Up(ctx context.Context, db *bun.DB) ([]string, error) {
 	var applied []string
 	err := withMigrationLock(ctx, db, func(m *migrate.Migrator) error {
-		group, err := m.Migrate(context.WithoutCancel(ctx))
-		if group != nil {
-			for _, mg := range group.Migrations {
-				applied = append(applied, mg.Name+"_"+mg.Comment)
-			}
+		ctx := context.WithoutCancel(ctx)
+		ms, err := m.MigrationsWithStatus(ctx)
+		if err != nil {
+			return err
 		}
-		return err
+		group := ms.LastGroupID() + 1
+		for _, mg := range ms.Unapplied() {
+			mg.GroupID = group
+			if mg.Up != nil {
+				if err := mg.Up(ctx, m, &mg); err != nil {
+					return fmt.Errorf("%s: up: %w", mg.Name, err)
+				}
+			}
+			if mg.ID == 0 { // not transactional: recorded once it succeeded, as bun does
+				err = m.MarkApplied(ctx, &mg)
+			} else {
+				err = checkCommitted(ctx, db, mg.ID, true)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: up: %w", mg.Name, err)
+			}
+			applied = append(applied, mg.String())
+		}
+		return nil
 	})
 	return applied, err
 }
 
-// Down rolls back the last group of migrations and returns the names it rolled back.
+// Down rolls back the last group of migrations and returns the names it rolled back, in that
+// order.
 func Down(ctx context.Context, db *bun.DB) ([]string, error) {
 	var rolled []string
 	err := withMigrationLock(ctx, db, func(m *migrate.Migrator) error {
-		group, err := m.Rollback(context.WithoutCancel(ctx))
-		if group != nil {
-			for _, mg := range group.Migrations {
-				rolled = append(rolled, mg.Name+"_"+mg.Comment)
-			}
+		ctx := context.WithoutCancel(ctx)
+		ms, err := m.MigrationsWithStatus(ctx)
+		if err != nil {
+			return err
 		}
-		return err
+		group := ms.LastGroup().Migrations
+		for i := len(group) - 1; i >= 0; i-- {
+			mg := &group[i]
+			id := mg.ID
+			if mg.Down != nil {
+				if err := mg.Down(ctx, m, mg); err != nil {
+					return fmt.Errorf("%s: down: %w", mg.Name, err)
+				}
+			}
+			if mg.ID == id { // not transactional: its record goes once it succeeded
+				err = m.MarkUnapplied(ctx, mg)
+			} else {
+				err = checkCommitted(ctx, db, id, false)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: down: %w", mg.Name, err)
+			}
+			rolled = append(rolled, mg.String())
+		}
+		return nil
 	})
 	return rolled, err
+}
+
+// checkCommitted checks that the transaction of a migration that ran without an error committed:
+// that its record, id, is in bun_migrations if recorded, and is gone otherwise.
+func checkCommitted(ctx context.Context, db *bun.DB, id int64, recorded bool) error {
+	var found bool
+	if err := db.NewRaw("SELECT EXISTS (SELECT 1 FROM ? WHERE id = ?)", bun.Ident(migrationsTable), id).
+		Scan(ctx, &found); err != nil {
+		return fmt.Errorf("check that its transaction committed: %w", err)
+	}
+	if found != recorded {
+		return errors.New("its transaction did not commit")
+	}
+	return nil
 }
 
 // Status lists every known migration with whether and when it was applied. It creates nothing.

@@ -14,6 +14,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+
+	"github.com/wikigraph/wikigraph/internal/database"
 )
 
 // Options configure a Group; zero values take the defaults.
@@ -146,7 +148,7 @@ func (g *Group[K, V]) join(ctx context.Context, keys []K) *batch[K, V] {
 		}
 		b := &batch[K, V]{keys: append(make([]K, 0, 16), keys[0]), done: make(chan struct{})}
 		g.byKey[keys[0]] = b
-		go g.run(context.WithoutCancel(ctx), b)
+		go g.run(detach(ctx), b)
 		return b
 	}
 	if b := g.pending; b != nil && len(b.keys) < g.maxKeys && !g.sameKey {
@@ -157,8 +159,14 @@ func (g *Group[K, V]) join(ctx context.Context, keys []K) *batch[K, V] {
 	if !g.sameKey { // several keys in SameKey mode: a statement of their own, shared with nobody
 		g.pending = b
 	}
-	go g.run(context.WithoutCancel(ctx), b)
+	go g.run(detach(ctx), b)
 	return b
+}
+
+// detach is the context of a batch's statement: the values of the request that started it, but
+// neither its end nor its stopper (database.WithStopper), since other requests share it.
+func detach(ctx context.Context) context.Context {
+	return database.WithoutStopper(context.WithoutCancel(ctx))
 }
 
 // run waits for a slot, closes the batch to new keys and runs its statement.

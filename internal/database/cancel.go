@@ -72,19 +72,22 @@ func (c *cancelConn) err(ctx context.Context, err error) error {
 	}
 	if ctx.Err() != nil {
 		// Whether this watch or the driver's own deadline stopped it, the context's end is why.
-		return fmt.Errorf("%w (statement stopped: %v)", ctx.Err(), err)
+		return fmt.Errorf("%w (statement stopped: %w)", ctx.Err(), err)
 	}
 	if s := stopperOf(ctx); s != nil && s.Err() != nil {
-		return fmt.Errorf("%w (statement stopped: %v)", context.Cause(s), err)
+		return fmt.Errorf("%w (statement stopped: %w)", context.Cause(s), err)
 	}
 	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
 		// pgdriver's socket deadline is the context's: it can fire before the context's timer.
-		return fmt.Errorf("%w (statement stopped: %v)", context.DeadlineExceeded, err)
+		return fmt.Errorf("%w (statement stopped: %w)", context.DeadlineExceeded, err)
 	}
 	return err
 }
 
 func (c *cancelConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if err := stopped(ctx); err != nil {
+		return nil, err // nothing sent; the connection stays good
+	}
 	stop := c.watch(ctx)
 	defer stop()
 	res, err := c.Conn.ExecContext(ctx, query, args)
@@ -92,6 +95,9 @@ func (c *cancelConn) ExecContext(ctx context.Context, query string, args []drive
 }
 
 func (c *cancelConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if err := stopped(ctx); err != nil {
+		return nil, err
+	}
 	stop := c.watch(ctx)
 	rows, err := c.Conn.QueryContext(ctx, query, args)
 	if err != nil {
@@ -150,6 +156,9 @@ type cancelStmt struct {
 }
 
 func (s *cancelStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	if err := stopped(ctx); err != nil {
+		return nil, err
+	}
 	stop := s.c.watch(ctx)
 	rows, err := s.Stmt.(driver.StmtQueryContext).QueryContext(ctx, args)
 	if err != nil {
@@ -160,6 +169,9 @@ func (s *cancelStmt) QueryContext(ctx context.Context, args []driver.NamedValue)
 }
 
 func (s *cancelStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	if err := stopped(ctx); err != nil {
+		return nil, err
+	}
 	stop := s.c.watch(ctx)
 	defer stop()
 	res, err := s.Stmt.(driver.StmtExecContext).ExecContext(ctx, args)

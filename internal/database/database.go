@@ -132,6 +132,9 @@ var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 // Unavailable reports whether err means the database cannot be reached right now (down,
 // restarting, refusing connections), as opposed to a fault in a query.
 func Unavailable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false // a statement we stopped (its socket closed under it), not an absent database
+	}
 	var pgErr pgdriver.Error
 	if errors.As(err, &pgErr) {
 		switch pgErr.Field('C') {

@@ -13,6 +13,23 @@ func WithStopper(ctx, stop context.Context) context.Context {
 	return context.WithValue(ctx, stopperKey{}, stop)
 }
 
+// WithoutStopper returns ctx without a stopper: for work ctx's request starts but others share
+// (a coalesced statement), which must not end when that one request's stopper does.
+func WithoutStopper(ctx context.Context) context.Context {
+	if stopperOf(ctx) == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, stopperKey{}, nil)
+}
+
+// stopped reports the stopper's cause once it has ended: a statement is not started then.
+func stopped(ctx context.Context) error {
+	if s := stopperOf(ctx); s != nil && s.Err() != nil {
+		return context.Cause(s)
+	}
+	return nil
+}
+
 func stopperOf(ctx context.Context) context.Context {
 	s, _ := ctx.Value(stopperKey{}).(context.Context)
 	return s

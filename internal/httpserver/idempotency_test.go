@@ -67,6 +67,19 @@ func TestIdempotencyKey(t *testing.T) {
 		assert.Equal(t, "", plain.code(), "without the key a request runs again")
 		assert.Equal(t, 2, items(key))
 	})
+	t.Run("over a streaming transport too", func(t *testing.T) {
+		// A client that accepts multipart/mixed on every POST (as Apollo Client does): the
+		// answer is kept whole and replayed; it used to be 500, streaming unsupported.
+		key := fmt.Sprintf("k-%d", time.Now().UnixNano())
+		b := createItemBody(t, owner, key)
+		first := post(t, w.base, b, "Idempotency-Key", key, "Accept", "multipart/mixed;deferSpec=20220824,application/json")
+		require.Equal(t, http.StatusOK, first.status, "%s", first.body)
+		assert.Contains(t, string(first.body), `"createItem"`)
+		second := post(t, w.base, b, "Idempotency-Key", key, "Accept", "multipart/mixed;deferSpec=20220824,application/json")
+		assert.Equal(t, string(first.body), string(second.body), "the same answer")
+		assert.Equal(t, "true", second.header.Get("Idempotent-Replayed"))
+		assert.Equal(t, 1, items(key), "written once")
+	})
 	t.Run("an answer that wrote is kept even when it is an error", func(t *testing.T) {
 		key := fmt.Sprintf("k-%d", time.Now().UnixNano())
 		b := createItemBody(t, "999999999", key) // no such owner

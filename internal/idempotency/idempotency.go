@@ -398,6 +398,10 @@ func scopeOf(ctx context.Context) (string, bool) {
 	return "", true
 }
 
+// maxTokens bounds the parse of a keyed request's document, as the GraphQL handler's own token
+// limit does (a document over it is refused there and writes nothing).
+const maxTokens = 15000
+
 // mayWrite reports whether a request body may run a mutation: it does, or it has no document
 // (an automatic persisted query's hash alone says nothing).
 func mayWrite(body []byte) bool {
@@ -411,7 +415,7 @@ func mayWrite(body []byte) bool {
 	if req.Query == "" {
 		return true
 	}
-	doc, err := parser.ParseQuery(&ast.Source{Input: req.Query})
+	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: req.Query}, maxTokens)
 	if err != nil {
 		return false // answered GRAPHQL_PARSE_FAILED, writes nothing
 	}
@@ -439,6 +443,10 @@ type recorder struct {
 }
 
 func (r *recorder) Header() http.Header { return r.header }
+
+// Flush lets streaming transports (multipart/mixed, SSE) answer a keyed mutation: its answer is
+// kept whole and written at the end anyway.
+func (r *recorder) Flush() {}
 
 func (r *recorder) WriteHeader(code int) {
 	if r.status == 0 {

@@ -54,11 +54,10 @@ type Loaders struct {
 	// (a mutation's payload) are not bound by the operation's deadline, so a write that is in
 	// answers success rather than TIMEOUT.
 	committed atomic.Bool
+	// afterCommit bounds each load of a committed mutation's payload, in place of the
+	// operation's deadline (each statement is also bounded by DB_STATEMENT_TIMEOUT).
+	afterCommit time.Duration
 }
-
-// afterCommit bounds the loads of a committed mutation's payload, in place of the operation's
-// deadline (each statement is also bounded by DB_STATEMENT_TIMEOUT).
-const afterCommit = 30 * time.Second
 
 // bound returns the context for a load: ctx itself, or, once a write of the operation has
 // committed, ctx without its deadline or cancellation, under afterCommit.
@@ -66,7 +65,7 @@ func (l *Loaders) bound(ctx context.Context) (context.Context, context.CancelFun
 	if !l.committed.Load() {
 		return ctx, func() {}
 	}
-	return context.WithTimeout(context.WithoutCancel(ctx), afterCommit)
+	return context.WithTimeout(context.WithoutCancel(ctx), l.afterCommit)
 }
 
 // groupKey names one load of one group: the group (by its slice) and the query.
@@ -100,10 +99,11 @@ type ownerKey struct {
 	query string // items.Query.Key
 }
 
-// New returns the loaders of one operation. It is cheap: most operations load nothing, so the
-// batch loaders are made on first use.
-func New(db bun.IDB, lookups *users.Lookups) *Loaders {
-	return &Loaders{db: db, lookups: lookups}
+// New returns the loaders of one operation; afterCommit bounds each load once a write of the
+// operation has committed (the operation's own timeout). It is cheap: most operations load
+// nothing, so the batch loaders are made on first use.
+func New(db bun.IDB, lookups *users.Lookups, afterCommit time.Duration) *Loaders {
+	return &Loaders{db: db, lookups: lookups, afterCommit: afterCommit}
 }
 
 // init makes the loaders; every method that uses them calls it first.

@@ -47,6 +47,9 @@ type Options struct {
 	Observer Observer
 	// Tracing makes every query and mutation a span (OpenTelemetry's global provider).
 	Tracing bool
+	// AfterCommit bounds each read of a mutation's payload once its write has committed, in
+	// place of the operation's deadline (default 30s).
+	AfterCommit time.Duration
 }
 
 // Observer records operations and errors, for metrics.
@@ -106,6 +109,10 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		keepAlive = 10 * time.Second
 	}
 	limits := opts.Limits.withDefaults()
+	afterCommit := opts.AfterCommit
+	if afterCommit <= 0 {
+		afterCommit = 30 * time.Second
+	}
 	observer := opts.Observer
 	if observer == nil {
 		observer = noObserver{}
@@ -160,7 +167,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	// Each response (a query's, a mutation's, or one subscription event's) batches its own
 	// lookups and caches nothing beyond itself.
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
-		ctx = loaders.With(ctx, loaders.New(r.DB, r.UserLookups, limits.Timeout))
+		ctx = loaders.With(ctx, loaders.New(r.DB, r.UserLookups, afterCommit))
 		if ctx.Value(scheduledKey{}) != nil {
 			return next(ctx) // a query or mutation: the scheduler records it
 		}

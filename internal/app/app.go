@@ -69,6 +69,9 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		QueryCacheSize: cfg.QueryCacheSize, Logger: logger,
 		WebsocketOrigins: cfg.WebsocketOrigins, KeepAlive: cfg.WebsocketKeepAlive, WebsocketInit: wsInit,
 		Observer: stats, Tracing: traced,
+		// A keyed mutation must answer within its lease: its payload's reads after the commit
+		// get what the operation's deadline leaves of it, at most 30s.
+		AfterCommit: min(30*time.Second, cfg.IdempotencyLease-cfg.OperationTimeout),
 		Limits: api.Limits{
 			Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, Tokens: cfg.MaxTokens, Aliases: cfg.MaxAliases,
 			Timeout: cfg.OperationTimeout, NoIntrospection: !cfg.Introspection, APQCacheSize: cfg.APQCacheSize,

@@ -131,9 +131,10 @@ func (c Config) check() error {
 		problems = append(problems, "IDEMPOTENCY_RETENTION must be positive")
 	}
 	// The first attempt (its operation, then its payload's reads) must end within its lease.
-	// A committed mutation's payload may read for up to OPERATION_TIMEOUT more (loaders).
-	if c.IdempotencyLease <= 2*c.OperationTimeout {
-		problems = append(problems, "IDEMPOTENCY_LEASE must be longer than twice OPERATION_TIMEOUT")
+	// The first attempt (its operation, then its payload's reads) must end within its lease:
+	// a committed payload reads for at most the rest of the lease (see app).
+	if c.IdempotencyLease <= c.OperationTimeout {
+		problems = append(problems, "IDEMPOTENCY_LEASE must be longer than OPERATION_TIMEOUT")
 	}
 	if c.MaxBodyBytes < 1024 {
 		problems = append(problems, "MAX_BODY_BYTES must be at least 1024")

@@ -100,7 +100,7 @@ type ownerKey struct {
 }
 
 // New returns the loaders of one operation; afterCommit bounds each load once a write of the
-// operation has committed (the operation's own timeout). It is cheap: most operations load
+// operation has committed, in place of the operation's deadline. It is cheap: most operations load
 // nothing, so the batch loaders are made on first use.
 func New(db bun.IDB, lookups *users.Lookups, afterCommit time.Duration) *Loaders {
 	return &Loaders{db: db, lookups: lookups, afterCommit: afterCommit}

@@ -359,6 +359,13 @@ func startServer(ctx context.Context, binary string, env benchEnv, pprof bool) (
 	}
 	s := &serverProc{addr: "127.0.0.1:" + strconv.Itoa(port), done: make(chan error, 1)}
 	extra := []string{"DATABASE_URL=" + env.dbURL, "HOST=127.0.0.1", "PORT=" + strconv.Itoa(port)}
+	// The load generator is one client at one address: the per-client budget would cap the
+	// suite at one client's share. Unbounded unless set.
+	for _, kv := range []string{"CLIENT_MAX_CONCURRENT_OPERATIONS=0", "CLIENT_COST_PER_SECOND=0"} {
+		if name, _, _ := strings.Cut(kv, "="); os.Getenv(name) == "" {
+			extra = append(extra, kv)
+		}
+	}
 	if pprof {
 		pport, err := freePort()
 		if err != nil {

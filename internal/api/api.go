@@ -24,6 +24,7 @@ import (
 
 	"github.com/wikigraph/wikigraph/graph"
 	"github.com/wikigraph/wikigraph/internal/apperr"
+	"github.com/wikigraph/wikigraph/internal/clients"
 	"github.com/wikigraph/wikigraph/internal/coalesce"
 	"github.com/wikigraph/wikigraph/internal/database"
 	ruleset "github.com/wikigraph/wikigraph/internal/limits"
@@ -47,6 +48,8 @@ type Options struct {
 	Observer Observer
 	// Tracing makes every query and mutation a span (OpenTelemetry's global provider).
 	Tracing bool
+	// Clients are the per-client budgets (nil: none).
+	Clients *clients.Budgets
 	// AfterCommit bounds each read of a mutation's payload once its write has committed, in
 	// place of the operation's deadline (default 30s).
 	AfterCommit time.Duration
@@ -160,7 +163,8 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	// At most limits.Concurrency queries, mutations and subscription events execute at once,
 	// each within its deadline.
 	sched := &scheduler{
-		turns: make(chan struct{}, limits.Concurrency), timeout: limits.Timeout,
+		clients: opts.Clients,
+		turns:   make(chan struct{}, limits.Concurrency), timeout: limits.Timeout,
 		observer: observer, logger: logger, tracing: opts.Tracing,
 	}
 	srv.AroundOperations(sched.aroundOperations)

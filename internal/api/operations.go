@@ -10,12 +10,14 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wikigraph/wikigraph/internal/apperr"
+	"github.com/wikigraph/wikigraph/internal/clients"
 	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/logging"
 	"github.com/wikigraph/wikigraph/internal/tracing"
@@ -26,6 +28,7 @@ import (
 // records each operation once. Resolvers of a subscription event take a turn and a deadline per
 // event.
 type scheduler struct {
+	clients  *clients.Budgets // nil: no per-client budgets
 	turns    chan struct{}
 	timeout  time.Duration
 	observer Observer
@@ -45,6 +48,17 @@ func (t streamed) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphE
 }
 
 func isStreamed(ctx context.Context) bool { return ctx.Value(streamKey{}) != nil }
+
+// rateLimited is the code of an operation its client's cost budget refused.
+const rateLimited = "RATE_LIMITED"
+
+// cost is the operation's complexity, as the complexity limit computed it (1 when unknown).
+func cost(ctx context.Context) int {
+	if st := extension.GetComplexityStats(ctx); st != nil && st.Complexity > 0 {
+		return st.Complexity
+	}
+	return 1
+}
 
 // scheduledKey marks the context of an operation the scheduler records, so the response
 // middleware does not record it again.
@@ -144,17 +158,39 @@ func (o *operation) first(ctx context.Context) *graphql.Response {
 	s := o.s
 	start := time.Now()
 	opCtx, cancel := context.WithTimeout(ctx, s.timeout)
-	turn := false
-	select {
-	case s.turns <- struct{}{}:
-		turn = true
-	case <-opCtx.Done():
-	}
-	if turn && opCtx.Err() != nil {
-		<-s.turns
-		turn = false
-	}
 	typ, name := o.name()
+	// The client's own budget first: its cost, then one of its slots, so one client's flood
+	// waits on its own slots and leaves the server's turns to the others.
+	slot, err := s.clients.Admit(opCtx, clients.Key(ctx), cost(ctx))
+	if limited, ok := errors.AsType[*clients.RateLimitedError](err); ok {
+		o.mu.Lock()
+		o.finished = true
+		o.mu.Unlock()
+		cancel()
+		secs := limited.Seconds()
+		clients.SetHint(ctx, http.StatusTooManyRequests, secs)
+		s.observer.Error(rateLimited)
+		s.record(ctx, typ, name, rateLimited, time.Since(start))
+		return &graphql.Response{Errors: gqlerror.List{{
+			Message:    limited.Error(),
+			Extensions: map[string]any{"code": rateLimited, "retryAfter": secs},
+		}}}
+	}
+	turn := false
+	if err == nil {
+		select {
+		case s.turns <- struct{}{}:
+			turn = true
+		case <-opCtx.Done():
+		}
+		if turn && opCtx.Err() != nil {
+			<-s.turns
+			turn = false
+		}
+		if !turn {
+			slot()
+		}
+	}
 	if !turn {
 		o.mu.Lock()
 		o.finished = true
@@ -180,6 +216,7 @@ func (o *operation) first(ctx context.Context) *graphql.Response {
 	o.end = func() {
 		cancel()
 		<-s.turns
+		slot()
 		if span != nil {
 			if o.outcome != "ok" {
 				span.SetStatus(codes.Error, o.outcome)

@@ -25,6 +25,7 @@ import (
 	"github.com/wikigraph/wikigraph/graph"
 	"github.com/wikigraph/wikigraph/internal/api"
 	"github.com/wikigraph/wikigraph/internal/auth"
+	"github.com/wikigraph/wikigraph/internal/clients"
 	"github.com/wikigraph/wikigraph/internal/coalesce"
 	"github.com/wikigraph/wikigraph/internal/config"
 	"github.com/wikigraph/wikigraph/internal/database"
@@ -64,11 +65,15 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	broker := events.New(db, events.Options{Buffer: cfg.SubscriptionBuffer, Logger: logger})
 	stats := metrics.New(db.DB, broker.Subscribers)
 	database.AddQueryHook(db, stats)
+	budgets := clients.New(clients.Options{
+		Concurrent: cfg.ClientConcurrent, CostPerSecond: cfg.ClientCostPerSecond, Burst: cfg.ClientCostBurst,
+	})
+	stats.Clients(budgets.Len)
 	lookups := users.NewLookups(db, coalesce.Options{Slots: cfg.DBLookupSlots, Timeout: cfg.OperationTimeout, Observe: stats.Lookup})
 	gql := api.New(&graph.Resolver{DB: db, Events: broker, UserLookups: lookups}, api.Options{
 		QueryCacheSize: cfg.QueryCacheSize, Logger: logger,
 		WebsocketOrigins: cfg.WebsocketOrigins, KeepAlive: cfg.WebsocketKeepAlive, WebsocketInit: wsInit,
-		Observer: stats, Tracing: traced,
+		Observer: stats, Tracing: traced, Clients: budgets,
 		// A keyed mutation must answer within its lease: its payload's reads after the commit
 		// get what the operation's deadline leaves of it, at most 30s.
 		AfterCommit: min(30*time.Second, cfg.IdempotencyLease-cfg.OperationTimeout),

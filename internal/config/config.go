@@ -49,9 +49,15 @@ type Config struct {
 	MaxAliases       int           `env:"MAX_QUERY_ALIASES" envDefault:"100"`
 	OperationTimeout time.Duration `env:"OPERATION_TIMEOUT" envDefault:"10s"`
 	// MaxConcurrentOperations bounds the queries and mutations executing at once; others queue.
-	MaxConcurrentOperations int  `env:"MAX_CONCURRENT_OPERATIONS" envDefault:"16"`
-	Introspection           bool `env:"INTROSPECTION" envDefault:"true"`
-	APQCacheSize            int  `env:"APQ_CACHE_SIZE" envDefault:"1000"`
+	MaxConcurrentOperations int `env:"MAX_CONCURRENT_OPERATIONS" envDefault:"16"`
+	// A client (token subject, else remote address) executes at most ClientConcurrent
+	// operations at once (its others wait) and spends at most ClientCostPerSecond of query
+	// cost per second (bursts of ClientCostBurst); over it: RATE_LIMITED. 0: no bound.
+	ClientConcurrent    int  `env:"CLIENT_MAX_CONCURRENT_OPERATIONS" envDefault:"4"`
+	ClientCostPerSecond int  `env:"CLIENT_COST_PER_SECOND" envDefault:"100000"`
+	ClientCostBurst     int  `env:"CLIENT_COST_BURST" envDefault:"200000"`
+	Introspection       bool `env:"INTROSPECTION" envDefault:"true"`
+	APQCacheSize        int  `env:"APQ_CACHE_SIZE" envDefault:"1000"`
 
 	// Idempotency-Key: answers are replayed for IdempotencyRetention; a first attempt without
 	// an answer after IdempotencyLease is taken for dead (its outcome unknown).
@@ -129,6 +135,12 @@ func (c Config) check() error {
 	}
 	if c.IdempotencyRetention <= 0 {
 		problems = append(problems, "IDEMPOTENCY_RETENTION must be positive")
+	}
+	if c.ClientConcurrent < 0 || c.ClientCostPerSecond < 0 || c.ClientCostBurst < 0 {
+		problems = append(problems, "CLIENT_MAX_CONCURRENT_OPERATIONS, CLIENT_COST_PER_SECOND and CLIENT_COST_BURST must not be negative (0: no bound)")
+	}
+	if c.ClientCostPerSecond > 0 && c.ClientCostBurst > 0 && c.ClientCostBurst < c.MaxComplexity {
+		problems = append(problems, "CLIENT_COST_BURST must be at least MAX_QUERY_COMPLEXITY (a client could never run its costliest allowed query)")
 	}
 	// The first attempt (its operation, then its payload's reads) must end within its lease.
 	// The first attempt (its operation, then its payload's reads) must end within its lease:

@@ -16,11 +16,13 @@ import (
 	"net/http"
 	"regexp"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/rs/cors"
 
+	"github.com/wikigraph/wikigraph/internal/clients"
 	"github.com/wikigraph/wikigraph/internal/logging"
 )
 
@@ -123,7 +125,10 @@ func (rt Routes) query() http.Handler {
 			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
-		gql.ServeHTTP(w, r)
+		// The client's address tells it apart (clients.Key); an operation over its budget asks
+		// for 429 and Retry-After through the hint.
+		ctx, hint := clients.WithHint(clients.WithAddr(r.Context(), r.RemoteAddr))
+		gql.ServeHTTP(&hintWriter{ResponseWriter: w, hint: hint}, r.WithContext(ctx))
 	})
 	if rt.Auth != nil {
 		h = rt.Auth(h)
@@ -188,6 +193,41 @@ func (s *statusRecorder) Flush() {
 
 // Unwrap lets http.ResponseController and websocket.Accept reach the connection.
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// hintWriter gives an answer the status and Retry-After its operation hinted (clients.SetHint),
+// in place of the 200 gqlgen writes for an answer that executed.
+type hintWriter struct {
+	http.ResponseWriter
+	hint  *clients.Hint
+	wrote bool
+}
+
+func (h *hintWriter) WriteHeader(code int) {
+	if !h.wrote {
+		h.wrote = true
+		if status, retry := h.hint.Get(); status != 0 && code == http.StatusOK {
+			h.Header().Set("Retry-After", strconv.Itoa(retry))
+			code = status
+		}
+	}
+	h.ResponseWriter.WriteHeader(code)
+}
+
+func (h *hintWriter) Write(b []byte) (int, error) {
+	if !h.wrote {
+		h.WriteHeader(http.StatusOK)
+	}
+	return h.ResponseWriter.Write(b)
+}
+
+func (h *hintWriter) Flush() {
+	if f, ok := h.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController and websocket.Accept reach the connection.
+func (h *hintWriter) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 func accessLog(logger *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

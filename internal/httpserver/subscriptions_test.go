@@ -47,14 +47,20 @@ func startInstance(t *testing.T, dbURL string, origins ...string) *instance {
 // startInstanceWith starts an instance with limits (zero values: the defaults).
 func startInstanceWith(t *testing.T, dbURL string, limits api.Limits, origins ...string) *instance {
 	t.Helper()
+	return startInstanceOpts(t, dbURL, api.Options{WebsocketOrigins: origins, Limits: limits})
+}
+
+// startInstanceOpts starts an instance with opts (its logger, cache size and keep-alive are the
+// tests').
+func startInstanceOpts(t *testing.T, dbURL string, opts api.Options) *instance {
+	t.Helper()
 	db, err := dbtest.Open(dbURL)
 	require.NoError(t, err)
 	logs := &syncBuffer{}
 	logger := logging.New(logs, "json", slog.LevelInfo)
 	broker := events.New(db, events.Options{Buffer: 1024, Logger: logger})
-	gql := api.New(&graph.Resolver{DB: db, Events: broker}, api.Options{
-		QueryCacheSize: 10, Logger: logger, WebsocketOrigins: origins, KeepAlive: time.Second, Limits: limits,
-	})
+	opts.QueryCacheSize, opts.Logger, opts.KeepAlive = 10, logger, time.Second
+	gql := api.New(&graph.Resolver{DB: db, Events: broker}, opts)
 	h := httpserver.Handler(httpserver.Routes{
 		GraphQL: gql, Logger: logger, Playground: playground.Handler(),
 		Ready: func(ctx context.Context) error { return database.Ready(ctx, db) },

@@ -8,7 +8,7 @@
 //   - A retry while the first attempt runs waits for its answer, up to Options.Wait, then gets
 //     409 IDEMPOTENCY_IN_PROGRESS with Retry-After.
 //   - The same key with another body is refused: 422 IDEMPOTENCY_KEY_REUSED.
-//   - An answer that certainly wrote nothing and may succeed later (TIMEOUT or
+//   - An answer that certainly wrote nothing and may succeed later (TIMEOUT, RATE_LIMITED or
 //     SERVICE_UNAVAILABLE before any write committed) is not kept: the key is released, and a
 //     retry runs again.
 //   - A claim whose attempt stopped without an answer (its instance crashed) is abandoned once
@@ -263,7 +263,7 @@ func retryable(rec *recorder) bool {
 		return false
 	}
 	for _, e := range out.Errors {
-		if e.Extensions.Code != "TIMEOUT" && e.Extensions.Code != "SERVICE_UNAVAILABLE" {
+		if e.Extensions.Code != "TIMEOUT" && e.Extensions.Code != "SERVICE_UNAVAILABLE" && e.Extensions.Code != "RATE_LIMITED" {
 			return false
 		}
 	}

@@ -84,6 +84,15 @@ func New(db *sql.DB, subscriptions func() int) *Metrics {
 	return m
 }
 
+// Clients shows how many clients have a live budget (busy now, or spent lately), and the
+// refusals for cost: RATE_LIMITED in wikigraph_graphql_errors_total.
+func (m *Metrics) Clients(tracked func() int) {
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "wikigraph_clients_tracked",
+		Help: "Clients (token subjects, else addresses) with a live budget on this instance.",
+	}, func() float64 { return float64(tracked()) }))
+}
+
 // Lookup counts one coalesced lookup statement of keys keys (coalesce.Options.Observe).
 func (m *Metrics) Lookup(name string, keys int) {
 	m.lookups.WithLabelValues(name).Inc()

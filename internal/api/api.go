@@ -14,7 +14,6 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
-	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/coder/websocket"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -34,8 +33,12 @@ import (
 
 // Options configure the GraphQL handler.
 type Options struct {
-	QueryCacheSize int
-	Logger         *slog.Logger
+	// QueryCacheBytes bounds the parsed-query cache by the bytes its documents hold (estimated
+	// from their nodes; default 32 MiB); a document over 1/32 of it is parsed each time.
+	// QueryCacheSize bounds it by count too (0: no count bound).
+	QueryCacheBytes int
+	QueryCacheSize  int
+	Logger          *slog.Logger
 	// WebsocketOrigins are the host patterns (path.Match syntax, e.g. "*.example.com" or
 	// "localhost:*") whose pages may open a websocket; the server's own origin always may.
 	WebsocketOrigins []string
@@ -79,8 +82,19 @@ type Limits struct {
 	Concurrency int
 	// NoIntrospection refuses __schema and __type queries (production).
 	NoIntrospection bool
-	// APQCacheSize is how many automatic persisted queries are kept (default 1000).
-	APQCacheSize int
+	// APQCacheBytes bounds the automatic persisted queries kept by the bytes of their text
+	// (default 16 MiB); APQCacheSize by their number (default 1000).
+	APQCacheBytes int
+	APQCacheSize  int
+	// SubscriptionsPerConnection is how many operations may be open at once on one websocket
+	// (default 100): subscriptions, and queries and mutations not yet answered. Subscriptions
+	// is how many subscriptions the instance holds, over websockets and server-sent events
+	// (default 50,000). Over either, a subscribe is refused with TOO_MANY_SUBSCRIPTIONS.
+	SubscriptionsPerConnection int
+	Subscriptions              int
+	// WebsocketInitTimeout is how long a websocket may wait before its connection_init; then
+	// it is closed (4408 in graphql-transport-ws). Default 10s.
+	WebsocketInitTimeout time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -94,6 +108,12 @@ func (l Limits) withDefaults() Limits {
 	def(&l.Tokens, 15000)
 	def(&l.Aliases, 100)
 	def(&l.APQCacheSize, 1000)
+	def(&l.APQCacheBytes, 16<<20)
+	def(&l.SubscriptionsPerConnection, 100)
+	def(&l.Subscriptions, 50_000)
+	if l.WebsocketInitTimeout <= 0 {
+		l.WebsocketInitTimeout = 10 * time.Second
+	}
 	def(&l.Concurrency, 16)
 	if l.Timeout <= 0 {
 		l.Timeout = 10 * time.Second
@@ -127,15 +147,15 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	// Subscriptions: websocket (graphql-transport-ws and the legacy graphql-ws, coder/websocket)
 	// and server-sent events; SSE goes before POST, which would otherwise take its requests.
 	// The transports that answer in parts (subscriptions, @defer) are marked as such.
-	srv.AddTransport(streamed{transport.Websocket{
+	srv.AddTransport(streamed{websocketTransport{transport.Websocket{
 		Implementation: transport.CoderWebsocketImplementation{
 			AcceptOptions: websocket.AcceptOptions{OriginPatterns: opts.WebsocketOrigins},
 		},
 		KeepAlivePingInterval: keepAlive,
 		PingPongInterval:      keepAlive,
-		InitTimeout:           10 * time.Second,
+		InitTimeout:           limits.WebsocketInitTimeout,
 		InitFunc:              opts.WebsocketInit,
-	}})
+	}}})
 	srv.AddTransport(streamed{transport.SSE{KeepAlivePingInterval: keepAlive}})
 	// Incremental delivery (@defer) over POST, as Apollo Client asks for it; before POST, which
 	// would otherwise take its requests.
@@ -143,9 +163,17 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
-	srv.Use(streamEnds{}) // a subscription that lost events ends with EVENTS_DROPPED
-	// Without a cache every request is parsed and validated again.
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](max(opts.QueryCacheSize, 1)))
+	srv.Use(streamEnds{})        // a subscription that lost events ends with EVENTS_DROPPED
+	srv.Use(&subscriptionLimits{ // TOO_MANY_SUBSCRIPTIONS past either
+		perConnection: int64(limits.SubscriptionsPerConnection), total: int64(limits.Subscriptions), observer: observer,
+	})
+	// Without a cache every request is parsed and validated again. Bounded by bytes: a count
+	// alone let 1,000 large documents hold 735 MB.
+	queryCacheBytes := opts.QueryCacheBytes
+	if queryCacheBytes <= 0 {
+		queryCacheBytes = 32 << 20
+	}
+	srv.SetQueryCache(newSizedCache(queryCacheBytes, queryCacheBytes/32, opts.QueryCacheSize, documentSize))
 	if !limits.NoIntrospection {
 		srv.Use(extension.Introspection{})
 	}
@@ -159,7 +187,9 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		return rs
 	})
 	srv.Use(extension.FixedComplexityLimit(limits.Complexity))
-	srv.Use(extension.AutomaticPersistedQuery{Cache: apqCache{lru.New[string](limits.APQCacheSize)}})
+	srv.Use(extension.AutomaticPersistedQuery{
+		Cache: newSizedCache(limits.APQCacheBytes, maxPersistedQuery, limits.APQCacheSize, persistedSize),
+	})
 	// At most limits.Concurrency queries, mutations and subscription events execute at once,
 	// each within its deadline.
 	sched := &scheduler{
@@ -312,17 +342,9 @@ func Presenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 	}
 }
 
-// maxPersistedQuery is the largest document kept for automatic persisted queries, so the cache
-// holds at most APQ_CACHE_SIZE times this much, whatever clients send.
+// maxPersistedQuery is the largest document kept for automatic persisted queries; a larger one
+// is sent in full each time.
 const maxPersistedQuery = 32 << 10
-
-type apqCache struct{ *lru.LRU[string] }
-
-func (c apqCache) Add(ctx context.Context, key, query string) {
-	if len(query) <= maxPersistedQuery {
-		c.LRU.Add(ctx, key, query)
-	}
-}
 
 func errorCode(e *gqlerror.Error) string {
 	if code, ok := e.Extensions["code"].(string); ok {

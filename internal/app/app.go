@@ -71,7 +71,7 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	stats.Clients(budgets.Len)
 	lookups := users.NewLookups(db, coalesce.Options{Slots: cfg.DBLookupSlots, Timeout: cfg.OperationTimeout, Observe: stats.Lookup})
 	gql := api.New(&graph.Resolver{DB: db, Events: broker, UserLookups: lookups}, api.Options{
-		QueryCacheSize: cfg.QueryCacheSize, Logger: logger,
+		QueryCacheSize: cfg.QueryCacheSize, QueryCacheBytes: cfg.QueryCacheBytes, Logger: logger,
 		WebsocketOrigins: cfg.WebsocketOrigins, KeepAlive: cfg.WebsocketKeepAlive, WebsocketInit: wsInit,
 		Observer: stats, Tracing: traced, Clients: budgets,
 		// A keyed mutation must answer within its lease: its payload's reads after the commit
@@ -80,7 +80,9 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		Limits: api.Limits{
 			Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, Tokens: cfg.MaxTokens, Aliases: cfg.MaxAliases,
 			Timeout: cfg.OperationTimeout, NoIntrospection: !cfg.Introspection, APQCacheSize: cfg.APQCacheSize,
-			Concurrency: cfg.MaxConcurrentOperations,
+			Concurrency: cfg.MaxConcurrentOperations, APQCacheBytes: cfg.APQCacheBytes,
+			SubscriptionsPerConnection: cfg.MaxSubscriptionsPerConnection, Subscriptions: cfg.MaxSubscriptions,
+			WebsocketInitTimeout: cfg.WebsocketInitTimeout,
 		},
 	})
 	keys := idempotency.New(db, idempotency.Options{

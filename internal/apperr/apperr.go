@@ -33,7 +33,10 @@ const (
 	// OutcomeUnknown: a write was sent but its answer never came (deadline, broken connection):
 	// it may or may not have been applied. Check before writing again.
 	OutcomeUnknown Code = "OUTCOME_UNKNOWN"
-	Internal       Code = "INTERNAL_SERVER_ERROR"
+	// TooManySubscriptions: a subscribe over the limit of its connection (complete one, or open
+	// another connection) or of the instance (try again later); refused before it ran.
+	TooManySubscriptions Code = "TOO_MANY_SUBSCRIPTIONS"
+	Internal             Code = "INTERNAL_SERVER_ERROR"
 )
 
 // Error is a fault the client caused. Message is safe to show; Field names the offending input

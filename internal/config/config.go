@@ -18,6 +18,8 @@ type Config struct {
 	Port            int           `env:"PORT" envDefault:"8080"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"15s"`
 	QueryCacheSize  int           `env:"QUERY_CACHE_SIZE" envDefault:"1000"`
+	// QueryCacheBytes bounds the parsed-query cache by the memory its documents hold.
+	QueryCacheBytes int `env:"QUERY_CACHE_BYTES" envDefault:"33554432"`
 
 	ReadTimeout  time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"30s"`
 	WriteTimeout time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"60s"`
@@ -58,6 +60,7 @@ type Config struct {
 	ClientCostBurst     int  `env:"CLIENT_COST_BURST" envDefault:"200000"`
 	Introspection       bool `env:"INTROSPECTION" envDefault:"true"`
 	APQCacheSize        int  `env:"APQ_CACHE_SIZE" envDefault:"1000"`
+	APQCacheBytes       int  `env:"APQ_CACHE_BYTES" envDefault:"16777216"`
 
 	// Idempotency-Key: answers are replayed for IdempotencyRetention; a first attempt without
 	// an answer after IdempotencyLease is taken for dead (its outcome unknown).
@@ -68,6 +71,12 @@ type Config struct {
 	WebsocketOrigins   []string      `env:"WS_ALLOWED_ORIGINS" envSeparator:","`
 	WebsocketKeepAlive time.Duration `env:"WS_KEEPALIVE" envDefault:"10s"`
 	SubscriptionBuffer int           `env:"SUBSCRIPTION_BUFFER" envDefault:"1024"`
+	// WebsocketInitTimeout closes a websocket that sends no connection_init in time.
+	WebsocketInitTimeout time.Duration `env:"WS_INIT_TIMEOUT" envDefault:"10s"`
+	// MaxSubscriptionsPerConnection bounds the operations open on one websocket; MaxSubscriptions
+	// the subscriptions of the instance (websockets and SSE).
+	MaxSubscriptionsPerConnection int `env:"MAX_SUBSCRIPTIONS_PER_CONNECTION" envDefault:"100"`
+	MaxSubscriptions              int `env:"MAX_SUBSCRIPTIONS" envDefault:"50000"`
 
 	// Database
 	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/wikigraph?sslmode=disable"`
@@ -125,7 +134,8 @@ func (c Config) check() error {
 		problems = append(problems, "AUTH_AUDIENCE and AUTH_ANY_AUDIENCE=true contradict each other: set one")
 	}
 	for name, v := range map[string]int{"MAX_QUERY_DEPTH": c.MaxDepth, "MAX_QUERY_COMPLEXITY": c.MaxComplexity,
-		"MAX_QUERY_TOKENS": c.MaxTokens, "MAX_QUERY_ALIASES": c.MaxAliases, "APQ_CACHE_SIZE": c.APQCacheSize} {
+		"MAX_QUERY_TOKENS": c.MaxTokens, "MAX_QUERY_ALIASES": c.MaxAliases, "APQ_CACHE_SIZE": c.APQCacheSize,
+		"MAX_SUBSCRIPTIONS_PER_CONNECTION": c.MaxSubscriptionsPerConnection, "MAX_SUBSCRIPTIONS": c.MaxSubscriptions} {
 		if v < 1 {
 			problems = append(problems, name+" must be at least 1")
 		}
@@ -151,8 +161,12 @@ func (c Config) check() error {
 	if c.MaxBodyBytes < 1024 {
 		problems = append(problems, "MAX_BODY_BYTES must be at least 1024")
 	}
-	if c.WebsocketKeepAlive <= 0 {
-		problems = append(problems, "WS_KEEPALIVE must be positive")
+	if c.WebsocketKeepAlive <= 0 || c.WebsocketInitTimeout <= 0 {
+		problems = append(problems, "WS_KEEPALIVE and WS_INIT_TIMEOUT must be positive")
+	}
+	// Under 64 KiB the caches could keep next to nothing (an entry may use 1/32 of its bound).
+	if c.QueryCacheBytes < 64<<10 || c.APQCacheBytes < 64<<10 {
+		problems = append(problems, "QUERY_CACHE_BYTES and APQ_CACHE_BYTES must be at least 65536")
 	}
 	if c.SubscriptionBuffer < 1 {
 		problems = append(problems, "SUBSCRIPTION_BUFFER must be at least 1")

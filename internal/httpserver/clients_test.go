@@ -41,7 +41,7 @@ func postAs(c *http.Client, in *instance, query string) (*http.Response, gqlBody
 // A client over its cost budget is refused at once with RATE_LIMITED, HTTP 429 and Retry-After;
 // another client is not.
 func TestClientCostBudget(t *testing.T) {
-	in := startInstanceOpts(t, dbtest.URL(t), api.Options{
+	in := startInstanceOptions(t, dbtest.URL(t), api.Options{
 		// users(limit: 100) { id } costs 101: the burst pays for one, refilling takes a minute.
 		Clients: clients.New(clients.Options{CostPerSecond: 1, Burst: 150}),
 	})
@@ -75,7 +75,7 @@ func TestClientCostBudget(t *testing.T) {
 // client's query runs meanwhile. (Without per-client slots the flood took every turn and the
 // other query waited for its deadline.)
 func TestClientCannotTakeEveryTurn(t *testing.T) {
-	in := startInstanceOpts(t, dbtest.URL(t), api.Options{
+	in := startInstanceOptions(t, dbtest.URL(t), api.Options{
 		Limits:  api.Limits{Concurrency: 6, Timeout: 30 * time.Second},
 		Clients: clients.New(clients.Options{Concurrent: 4}),
 	})

@@ -47,19 +47,18 @@ func startInstance(t *testing.T, dbURL string, origins ...string) *instance {
 // startInstanceWith starts an instance with limits (zero values: the defaults).
 func startInstanceWith(t *testing.T, dbURL string, limits api.Limits, origins ...string) *instance {
 	t.Helper()
-	return startInstanceOpts(t, dbURL, api.Options{WebsocketOrigins: origins, Limits: limits})
+	return startInstanceOptions(t, dbURL, api.Options{QueryCacheSize: 10, WebsocketOrigins: origins, Limits: limits})
 }
 
-// startInstanceOpts starts an instance with opts (its logger, cache size and keep-alive are the
-// tests').
-func startInstanceOpts(t *testing.T, dbURL string, opts api.Options) *instance {
+// startInstanceOptions starts an instance with opts (its logger and keep-alive are the test's).
+func startInstanceOptions(t *testing.T, dbURL string, opts api.Options) *instance {
 	t.Helper()
 	db, err := dbtest.Open(dbURL)
 	require.NoError(t, err)
 	logs := &syncBuffer{}
 	logger := logging.New(logs, "json", slog.LevelInfo)
 	broker := events.New(db, events.Options{Buffer: 1024, Logger: logger})
-	opts.QueryCacheSize, opts.Logger, opts.KeepAlive = 10, logger, time.Second
+	opts.Logger, opts.KeepAlive = logger, time.Second
 	gql := api.New(&graph.Resolver{DB: db, Events: broker}, opts)
 	h := httpserver.Handler(httpserver.Routes{
 		GraphQL: gql, Logger: logger, Playground: playground.Handler(),
@@ -147,6 +146,7 @@ type wsClient struct {
 	conn  *websocket.Conn
 	proto string
 	msgs  chan map[string]any // closed when the connection ends
+	err   error               // why it ended (websocket.CloseStatus tells the code); set before msgs closes
 }
 
 func dial(t *testing.T, in *instance, proto, origin string) (*wsClient, error) {
@@ -173,6 +173,7 @@ func dial(t *testing.T, in *instance, proto, origin string) (*wsClient, error) {
 		for {
 			var msg map[string]any
 			if err := wsjson.Read(context.Background(), conn, &msg); err != nil {
+				c.err = err
 				return
 			}
 			switch msg["type"] {

@@ -1,0 +1,263 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/wikigraph/wikigraph/internal/apperr"
+)
+
+// websocketTransport is gqlgen's websocket transport with what graphql-transport-ws asks of a
+// server and gqlgen does not do: a subscribe with the id of an open operation closes the socket
+// with 4409, and a socket without connection_init within InitTimeout closes with 4408 (gqlgen
+// closes with 1002). It also gives each connection the count of its open operations, which
+// subscriptionLimits bounds.
+type websocketTransport struct {
+	transport.Websocket
+}
+
+type socketKey struct{}
+
+// socket is one websocket connection's open operations.
+type socket struct{ open atomic.Int64 }
+
+func socketOf(ctx context.Context) *socket {
+	s, _ := ctx.Value(socketKey{}).(*socket)
+	return s
+}
+
+func (t websocketTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	ws := t.Websocket
+	impl := ws.Implementation
+	if impl == nil {
+		impl = transport.CoderWebsocketImplementation{}
+	}
+	ws.Implementation = strictImplementation{impl: impl, initTimeout: ws.InitTimeout}
+	ws.InitTimeout = 0 // the connection's own timer closes it, with the protocol's code
+	ws.Do(w, r.WithContext(context.WithValue(r.Context(), socketKey{}, &socket{})), exec)
+}
+
+type strictImplementation struct {
+	impl        transport.WebsocketImplementation
+	initTimeout time.Duration
+}
+
+func (i strictImplementation) Accept(w http.ResponseWriter, r *http.Request, opts transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
+	conn, err := i.impl.Accept(w, r, opts)
+	if err != nil {
+		return nil, err
+	}
+	c := &strictConn{WebsocketConn: conn, modern: conn.Subprotocol() == transportWS, open: map[string]bool{}}
+	if i.initTimeout > 0 {
+		c.mu.Lock()
+		c.initTimer = time.AfterFunc(i.initTimeout, c.initTimedOut)
+		c.mu.Unlock()
+	}
+	return c, nil
+}
+
+const transportWS = "graphql-transport-ws"
+
+// strictConn watches the messages gqlgen reads and writes for the ids of open operations.
+type strictConn struct {
+	transport.WebsocketConn
+	modern bool // graphql-transport-ws, not the legacy graphql-ws
+
+	mu        sync.Mutex
+	initTimer *time.Timer
+	started   bool // the first message came
+	timedOut  bool
+	open      map[string]bool // ids subscribed and not yet completed by either side
+}
+
+var (
+	_ transport.WebsocketReadLimiter   = (*strictConn)(nil)
+	_ transport.WebsocketReadDeadliner = (*strictConn)(nil)
+)
+
+func (c *strictConn) initTimedOut() {
+	c.mu.Lock()
+	if c.started {
+		c.mu.Unlock()
+		return
+	}
+	c.timedOut = true
+	c.mu.Unlock()
+	if c.modern {
+		_ = c.WriteClose(4408, "Connection initialisation timeout")
+	} else {
+		_ = c.WriteClose(transport.WebsocketCloseProtocolError, "connection initialisation timeout")
+	}
+}
+
+func (c *strictConn) NextReader() (int, io.Reader, error) {
+	typ, r, err := c.WebsocketConn.NextReader()
+	if err != nil {
+		return typ, r, err
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return typ, nil, err
+	}
+	var msg struct {
+		Type string `json:"type"`
+		ID   string `json:"id"`
+	}
+	_ = json.Unmarshal(data, &msg) // gqlgen answers a malformed message itself
+
+	c.mu.Lock()
+	if !c.started {
+		if c.timedOut {
+			c.mu.Unlock()
+			return typ, nil, transport.ErrWebsocketClosed
+		}
+		c.started = true
+		if c.initTimer != nil {
+			c.initTimer.Stop()
+		}
+	}
+	if c.modern {
+		switch msg.Type {
+		case "subscribe":
+			if c.open[msg.ID] {
+				c.mu.Unlock()
+				_ = c.WriteClose(4409, "Subscriber for "+msg.ID+" already exists")
+				return typ, nil, transport.ErrWebsocketClosed // gqlgen ends the connection quietly
+			}
+			c.open[msg.ID] = true
+		case "complete":
+			delete(c.open, msg.ID)
+		}
+	}
+	c.mu.Unlock()
+	return typ, bytes.NewReader(data), nil
+}
+
+// WriteJSON forgets an operation's id as its end is sent, so the client may use it again as soon
+// as it reads the end.
+func (c *strictConn) WriteJSON(v any) error {
+	if c.modern {
+		if typ, id, ok := messageOf(v); ok && (typ == "complete" || typ == "error") {
+			c.mu.Lock()
+			delete(c.open, id)
+			c.mu.Unlock()
+		}
+	}
+	return c.WebsocketConn.WriteJSON(v)
+}
+
+// messageOf reads the type and id of a message gqlgen sends (a struct of its own with exported
+// Type and ID fields).
+func messageOf(v any) (typ, id string, ok bool) {
+	rv := reflect.Indirect(reflect.ValueOf(v))
+	if rv.Kind() != reflect.Struct {
+		return "", "", false
+	}
+	t, i := rv.FieldByName("Type"), rv.FieldByName("ID")
+	if t.Kind() != reflect.String || i.Kind() != reflect.String {
+		return "", "", false
+	}
+	return t.String(), i.String(), true
+}
+
+func (c *strictConn) WriteClose(code int, reason string) error {
+	c.mu.Lock()
+	if c.initTimer != nil {
+		c.initTimer.Stop()
+	}
+	c.mu.Unlock()
+	return c.WebsocketConn.WriteClose(code, reason)
+}
+
+func (c *strictConn) SetReadLimit(limit int64) {
+	if l, ok := c.WebsocketConn.(transport.WebsocketReadLimiter); ok {
+		l.SetReadLimit(limit)
+	}
+}
+
+func (c *strictConn) SetReadDeadline(t time.Time) error {
+	if d, ok := c.WebsocketConn.(transport.WebsocketReadDeadliner); ok {
+		return d.SetReadDeadline(t)
+	}
+	return nil
+}
+
+// subscriptionLimits bounds the operations open on one websocket and the subscriptions open on
+// the instance; over either, the operation is refused with TOO_MANY_SUBSCRIPTIONS before it
+// runs. An operation counts until its last response, or until its context ends.
+type subscriptionLimits struct {
+	perConnection int64
+	total         int64
+	observer      Observer
+	open          atomic.Int64 // subscriptions on the instance
+}
+
+var _ graphql.OperationInterceptor = (*subscriptionLimits)(nil)
+
+func (*subscriptionLimits) ExtensionName() string                   { return "SubscriptionLimits" }
+func (*subscriptionLimits) Validate(graphql.ExecutableSchema) error { return nil }
+
+func (l *subscriptionLimits) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+	op := graphql.GetOperationContext(ctx)
+	sock := socketOf(ctx)
+	isSub := op.Operation != nil && op.Operation.Operation == ast.Subscription
+	if op.Operation == nil || (sock == nil && !isSub) {
+		return next(ctx)
+	}
+	var releases []func()
+	release := func() {
+		for _, r := range releases {
+			r()
+		}
+	}
+	if sock != nil {
+		releases = append(releases, func() { sock.open.Add(-1) })
+		if sock.open.Add(1) > l.perConnection {
+			release()
+			return l.refuse(ctx, "this connection has as many operations open as it may: complete one first, or open another connection")
+		}
+	}
+	if isSub {
+		releases = append(releases, func() { l.open.Add(-1) })
+		if l.open.Add(1) > l.total {
+			release()
+			return l.refuse(ctx, "the server holds as many subscriptions as it may: try again later")
+		}
+	}
+	var once sync.Once
+	done := func() { once.Do(release) }
+	stop := context.AfterFunc(ctx, done) // whatever way it ends
+	respond := next(ctx)
+	return func(ctx context.Context) *graphql.Response {
+		resp := respond(ctx)
+		if resp == nil {
+			// Its last response: released before gqlgen sends complete, so a client that reads
+			// complete may subscribe again at once.
+			stop()
+			done()
+		}
+		return resp
+	}
+}
+
+func (l *subscriptionLimits) refuse(ctx context.Context, msg string) graphql.ResponseHandler {
+	l.observer.Error(string(apperr.TooManySubscriptions))
+	err := &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": string(apperr.TooManySubscriptions)}}
+	if socketOf(ctx) != nil {
+		transport.AddSubscriptionError(ctx, err) // sent as the operation's error message
+		return func(context.Context) *graphql.Response { return nil }
+	}
+	return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{err}})
+}

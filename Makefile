@@ -9,7 +9,7 @@ PG_DB      ?= wikigraph
 BIN        := bin/wikigraph
 GO_TEST_FLAGS ?= -race -count=1 -timeout 10m
 
-.PHONY: help run build test test-deps frontend-check playground bench gobench soak generate check-generate vet db db-stop migrate-status clean
+.PHONY: help run build test test-deps frontend-check playground bench attack gobench soak generate check-generate vet db db-stop migrate-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -64,6 +64,14 @@ BENCH_FLAGS ?=
 bench: build ## the load suite against the built server and pgbench (BENCH_FLAGS), then the Go benchmarks
 	scripts/pg with-test-db go run ./cmd/bench -server $(BIN) $(BENCH_FLAGS)
 	$(MAKE) --no-print-directory gobench
+
+# The hostile-client suite (issue 17): each attack against a freshly started server with its
+# defaults on a throwaway PostgreSQL, bounded in requests and time; prints the table (Markdown)
+# and writes bin/attack.json. ATTACK_FLAGS passes options to cmd/bench -attack (e.g.
+# -ops 'fragment', -attack-timeout 30s, -attack-docs 797).
+ATTACK_FLAGS ?=
+attack: build ## replay the hostile-client attacks against the built server: answer, CPU, RSS, a cheap query's latency meanwhile
+	scripts/pg with-test-db go run ./cmd/bench -server $(BIN) -attack $(ATTACK_FLAGS)
 
 BENCH ?= .
 gobench: ## the Go benchmarks only (BENCH=regexp), against a throwaway PostgreSQL

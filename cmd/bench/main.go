@@ -152,6 +152,9 @@ func main() {
 		profile  = flag.String("profile", "", "write the server's CPU and heap profiles of each run into this folder")
 		workDirF = flag.String("work", "bin/bench", "folder for the server log and pgbench logs")
 		rounds   = flag.Int("rounds", 2, "the window is split into this many rounds, server and pgbench alternating")
+		attack   = flag.Bool("attack", false, "replay the hostile-client attacks instead (make attack): each against a fresh server, on a smaller seed")
+		atkLimit = flag.Duration("attack-timeout", 20*time.Second, "with -attack: give up on an attack's requests after this")
+		atkDocs  = flag.Int("attack-docs", 300, "with -attack: how many distinct 900 KB documents to send")
 	)
 	flag.Parse()
 	if *dbURL == "" {
@@ -179,10 +182,24 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	if *attack {
+		// Enough rows for the costliest query to read full pages: 5 items for each user.
+		log.Printf("seeding %d users and %d items", attackUsers, 5*attackUsers)
+		if err := seed(ctx, env, *server, attackUsers, 5*attackUsers); err != nil {
+			log.Fatal(err)
+		}
+		if *out == "bin/bench.json" {
+			*out = "bin/attack.json"
+		}
+		if err := runAttacks(ctx, env, *server, attackOptions{timeout: *atkLimit, docs: *atkDocs, only: filter}, *out); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	report := Report{Started: began.UTC(), CPUs: runtime.NumCPU(), WindowS: window.Seconds(), WarmupS: warmup.Seconds()}
 	log.Printf("seeding %d users and %d items", seedUsers, seedItems)
 	t0 := time.Now()
-	if err := seed(ctx, env, *server); err != nil {
+	if err := seed(ctx, env, *server, seedUsers, seedItems); err != nil {
 		log.Fatal(err)
 	}
 	report.SeedSeconds = time.Since(t0).Seconds()
@@ -302,7 +319,7 @@ func prepare(ctx context.Context, dbURL, pgdata, workDir string) (benchEnv, erro
 
 // seed migrates the suite's database with the server binary and fills it in a few statements.
 // Triggers are off while seeding (session_replication_role): the seed announces no changes.
-func seed(ctx context.Context, env benchEnv, server string) error {
+func seed(ctx context.Context, env benchEnv, server string, seedUsers, seedItems int) error {
 	cmd := exec.CommandContext(ctx, server, "migrate", "up")
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+env.dbURL, "LOG_LEVEL=warn")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -144,6 +144,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		r.UserLookups = users.NewLookups(r.DB, coalesce.Options{Timeout: limits.Timeout})
 	}
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: r, Complexity: complexity()}))
+	srv.AroundResponses(boundErrors) // first, so it cuts the whole answer: the first errors, then a count
 	// Subscriptions: websocket (graphql-transport-ws and the legacy graphql-ws, coder/websocket)
 	// and server-sent events; SSE goes before POST, which would otherwise take its requests.
 	// The transports that answer in parts (subscriptions, @defer) are marked as such.
@@ -258,7 +259,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	})
 	present := Presenter(logger)
 	srv.SetErrorPresenter(func(ctx context.Context, err error) *gqlerror.Error {
-		gqlErr := present(ctx, err)
+		gqlErr := bounded(present(ctx, err)) // quotes of the request shortened
 		observer.Error(errorCode(gqlErr))
 		return gqlErr
 	})
@@ -299,6 +300,8 @@ func Presenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 		case gqlErr.Rule == ruleset.AliasesRule:
 			gqlErr.Extensions = map[string]any{"code": "TOO_MANY_ALIASES"}
 			return gqlErr
+		case strings.HasPrefix(gqlErr.Message, undecodedBody):
+			return notDecoded(gqlErr) // without the body gqlgen quotes whole
 		case strings.HasPrefix(gqlErr.Message, "exceeded token limit"):
 			gqlErr.Extensions = map[string]any{"code": "QUERY_TOO_LARGE"}
 			return gqlErr

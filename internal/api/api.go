@@ -80,6 +80,10 @@ type Limits struct {
 	// wait their turn, within their deadline. Executing more at once than the cores can run
 	// only adds memory (each holds goroutines for its lists) and garbage-collection work.
 	Concurrency int
+	// CheapCost is the query cost up to which an operation is cheap (default 100): a quarter of
+	// the Concurrency turns are kept for cheap operations and subscription events, so a flood of
+	// costly ones cannot make a cheap one wait for them.
+	CheapCost int
 	// NoIntrospection refuses __schema and __type queries (production).
 	NoIntrospection bool
 	// APQCacheBytes bounds the automatic persisted queries kept by the bytes of their text
@@ -115,6 +119,7 @@ func (l Limits) withDefaults() Limits {
 		l.WebsocketInitTimeout = 10 * time.Second
 	}
 	def(&l.Concurrency, 16)
+	def(&l.CheapCost, 100)
 	if l.Timeout <= 0 {
 		l.Timeout = 10 * time.Second
 	}
@@ -194,9 +199,12 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	// At most limits.Concurrency queries, mutations and subscription events execute at once,
 	// each within its deadline.
 	sched := &scheduler{
-		clients: opts.Clients,
-		turns:   make(chan struct{}, limits.Concurrency), timeout: limits.Timeout,
+		clients: opts.Clients, cheap: limits.CheapCost,
+		turns: make(chan struct{}, limits.Concurrency), timeout: limits.Timeout,
 		observer: observer, logger: logger, tracing: opts.Tracing,
+	}
+	if reserved := limits.Concurrency / 4; reserved > 0 {
+		sched.costly = make(chan struct{}, limits.Concurrency-reserved)
 	}
 	srv.AroundOperations(sched.aroundOperations)
 	// Each response (a query's, a mutation's, or one subscription event's) batches its own

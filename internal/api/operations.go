@@ -28,8 +28,12 @@ import (
 // records each operation once. Resolvers of a subscription event take a turn and a deadline per
 // event.
 type scheduler struct {
-	clients  *clients.Budgets // nil: no per-client budgets
-	turns    chan struct{}
+	clients *clients.Budgets // nil: no per-client budgets
+	turns   chan struct{}
+	// costly bounds the turns operations costing more than cheap may hold, so some turns are
+	// always left to cheap ones (nil: no reserve).
+	costly   chan struct{}
+	cheap    int
 	timeout  time.Duration
 	observer Observer
 	logger   *slog.Logger
@@ -48,6 +52,36 @@ func (t streamed) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphE
 }
 
 func isStreamed(ctx context.Context) bool { return ctx.Value(streamKey{}) != nil }
+
+// take waits (within ctx) for a turn, and first, for a costly operation, for one of the turns
+// costly operations may hold.
+func (s *scheduler) take(ctx context.Context, costly bool) (release func(), ok bool) {
+	costly = costly && s.costly != nil
+	if costly {
+		select {
+		case s.costly <- struct{}{}:
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
+	select {
+	case s.turns <- struct{}{}:
+		if ctx.Err() == nil {
+			return func() {
+				<-s.turns
+				if costly {
+					<-s.costly
+				}
+			}, true
+		}
+		<-s.turns
+	case <-ctx.Done():
+	}
+	if costly {
+		<-s.costly
+	}
+	return nil, false
+}
 
 // rateLimited is the code of an operation its client's cost budget refused.
 const rateLimited = "RATE_LIMITED"
@@ -176,18 +210,10 @@ func (o *operation) first(ctx context.Context) *graphql.Response {
 			Extensions: map[string]any{"code": rateLimited, "retryAfter": secs},
 		}}}
 	}
+	var release func()
 	turn := false
 	if err == nil {
-		select {
-		case s.turns <- struct{}{}:
-			turn = true
-		case <-opCtx.Done():
-		}
-		if turn && opCtx.Err() != nil {
-			<-s.turns
-			turn = false
-		}
-		if !turn {
+		if release, turn = s.take(opCtx, cost(ctx) > s.cheap); !turn {
 			slot()
 		}
 	}
@@ -215,7 +241,7 @@ func (o *operation) first(ctx context.Context) *graphql.Response {
 	o.mu.Lock()
 	o.end = func() {
 		cancel()
-		<-s.turns
+		release()
 		slot()
 		if span != nil {
 			if o.outcome != "ok" {
@@ -360,6 +386,7 @@ type event struct {
 	cancel context.CancelCauseFunc
 	once   sync.Once
 	turn   bool
+	give   func() // gives the turn back
 	timer  *time.Timer
 	err    error
 }
@@ -382,13 +409,15 @@ func eventOf(ctx context.Context) *event {
 func (e *event) enter(ctx context.Context) error {
 	e.once.Do(func() {
 		e.timer = time.AfterFunc(e.s.timeout, func() { e.cancel(context.DeadlineExceeded) })
-		select {
-		case e.s.turns <- struct{}{}:
-			e.turn = true
-		case <-e.ctx.Done():
+		waitCtx, stop := context.WithCancel(e.ctx)
+		defer stop()
+		stopCtx := context.AfterFunc(ctx, stop) // the subscriber left
+		defer stopCtx()
+		if e.give, e.turn = e.s.take(waitCtx, false); !e.turn {
 			e.err = context.Cause(e.ctx)
-		case <-ctx.Done():
-			e.err = ctx.Err()
+			if e.err == nil {
+				e.err = ctx.Err()
+			}
 		}
 	})
 	return e.err
@@ -397,7 +426,7 @@ func (e *event) enter(ctx context.Context) error {
 func (e *event) release() {
 	e.once.Do(func() {}) // no resolver takes a turn after this
 	if e.turn {
-		<-e.s.turns
+		e.give()
 	}
 	if e.timer != nil {
 		e.timer.Stop()

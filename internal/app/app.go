@@ -80,7 +80,7 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		Limits: api.Limits{
 			Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, Tokens: cfg.MaxTokens, Aliases: cfg.MaxAliases,
 			Timeout: cfg.OperationTimeout, NoIntrospection: !cfg.Introspection, APQCacheSize: cfg.APQCacheSize,
-			Concurrency: cfg.MaxConcurrentOperations, APQCacheBytes: cfg.APQCacheBytes,
+			Concurrency: cfg.MaxConcurrentOperations, CheapCost: cfg.CheapOperationCost, APQCacheBytes: cfg.APQCacheBytes,
 			SubscriptionsPerConnection: cfg.MaxSubscriptionsPerConnection, Subscriptions: cfg.MaxSubscriptions,
 			WebsocketInitTimeout: cfg.WebsocketInitTimeout,
 		},

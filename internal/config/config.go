@@ -55,6 +55,9 @@ type Config struct {
 	// A client (token subject, else remote address) executes at most ClientConcurrent
 	// operations at once (its others wait) and spends at most ClientCostPerSecond of query
 	// cost per second (bursts of ClientCostBurst); over it: RATE_LIMITED. 0: no bound.
+	// Operations costing at most CheapOperationCost may use the quarter of the turns that
+	// costlier ones may not.
+	CheapOperationCost  int  `env:"CHEAP_OPERATION_COST" envDefault:"100"`
 	ClientConcurrent    int  `env:"CLIENT_MAX_CONCURRENT_OPERATIONS" envDefault:"4"`
 	ClientCostPerSecond int  `env:"CLIENT_COST_PER_SECOND" envDefault:"100000"`
 	ClientCostBurst     int  `env:"CLIENT_COST_BURST" envDefault:"200000"`
@@ -135,7 +138,8 @@ func (c Config) check() error {
 	}
 	for name, v := range map[string]int{"MAX_QUERY_DEPTH": c.MaxDepth, "MAX_QUERY_COMPLEXITY": c.MaxComplexity,
 		"MAX_QUERY_TOKENS": c.MaxTokens, "MAX_QUERY_ALIASES": c.MaxAliases, "APQ_CACHE_SIZE": c.APQCacheSize,
-		"MAX_SUBSCRIPTIONS_PER_CONNECTION": c.MaxSubscriptionsPerConnection, "MAX_SUBSCRIPTIONS": c.MaxSubscriptions} {
+		"MAX_SUBSCRIPTIONS_PER_CONNECTION": c.MaxSubscriptionsPerConnection, "MAX_SUBSCRIPTIONS": c.MaxSubscriptions,
+		"CHEAP_OPERATION_COST": c.CheapOperationCost} {
 		if v < 1 {
 			problems = append(problems, name+" must be at least 1")
 		}

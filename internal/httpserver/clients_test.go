@@ -115,3 +115,45 @@ func TestClientCannotTakeEveryTurn(t *testing.T) {
 	require.NoError(t, in.db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'`).Scan(context.Background(), &waiting))
 	assert.Equal(t, 4, waiting, "the flooding client executes 4 operations at once")
 }
+
+// Costly operations from many clients hold at most three quarters of the turns: a cheap query
+// runs meanwhile. (Before, the costly ones took every turn and the cheap one waited for them.)
+func TestCostlyOperationsLeaveTurnsToCheapOnes(t *testing.T) {
+	in := startInstanceOptions(t, dbtest.URL(t), api.Options{
+		Limits: api.Limits{Concurrency: 4, Timeout: 30 * time.Second},
+	})
+	release := lockTable(t, in.db, "items", "ACCESS EXCLUSIVE") // every read of items waits
+	var wg sync.WaitGroup
+	for i := range 8 { // eight clients, one costly query each (cost 1 + 100 × 2)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, _ = postAs(from(fmt.Sprintf("127.0.1.%d", i+1)), in, `{ items(limit: 100) { id title } }`)
+		}()
+	}
+	t.Cleanup(func() { release(); wg.Wait() })
+	require.Eventually(t, func() bool {
+		var n int
+		_ = in.db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'`).Scan(context.Background(), &n)
+		return n >= 3
+	}, 10*time.Second, 10*time.Millisecond, "the costly queries never reached the database")
+	time.Sleep(200 * time.Millisecond) // the rest arrive and wait
+
+	answered := make(chan gqlBody, 1)
+	go func() {
+		_, got, err := postAs(from("127.0.0.2"), in, `{ users(limit: 1) { id } }`)
+		if err != nil {
+			got.Errors = append(got.Errors, map[string]any{"message": err.Error()})
+		}
+		answered <- got
+	}()
+	select {
+	case got := <-answered:
+		assert.Empty(t, got.Errors)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a cheap query waited for the costly ones")
+	}
+	var waiting int
+	require.NoError(t, in.db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'`).Scan(context.Background(), &waiting))
+	assert.Equal(t, 3, waiting, "costly operations hold three of the four turns")
+}

@@ -148,7 +148,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		}
 		return rs
 	})
-	srv.Use(extension.FixedComplexityLimit(limits.Complexity))
+	srv.Use(&complexityLimit{limit: limits.Complexity})
 	srv.Use(extension.AutomaticPersistedQuery{Cache: apqCache{lru.New[string](limits.APQCacheSize)}})
 	// At most limits.Concurrency queries, mutations and subscription events execute at once,
 	// each within its deadline.

@@ -71,6 +71,7 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		Observer: stats, Tracing: traced,
 		Limits: api.Limits{
 			Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, Tokens: cfg.MaxTokens, Aliases: cfg.MaxAliases,
+			Fields:  cfg.MaxFields,
 			Timeout: cfg.OperationTimeout, NoIntrospection: !cfg.Introspection, APQCacheSize: cfg.APQCacheSize,
 			Concurrency: cfg.MaxConcurrentOperations,
 		},

@@ -47,6 +47,7 @@ type Config struct {
 	MaxComplexity    int           `env:"MAX_QUERY_COMPLEXITY" envDefault:"5000"`
 	MaxTokens        int           `env:"MAX_QUERY_TOKENS" envDefault:"15000"`
 	MaxAliases       int           `env:"MAX_QUERY_ALIASES" envDefault:"100"`
+	MaxFields        int           `env:"MAX_QUERY_FIELDS" envDefault:"500"`
 	OperationTimeout time.Duration `env:"OPERATION_TIMEOUT" envDefault:"10s"`
 	// MaxConcurrentOperations bounds the queries and mutations executing at once; others queue.
 	MaxConcurrentOperations int  `env:"MAX_CONCURRENT_OPERATIONS" envDefault:"16"`
@@ -119,7 +120,7 @@ func (c Config) check() error {
 		problems = append(problems, "AUTH_AUDIENCE and AUTH_ANY_AUDIENCE=true contradict each other: set one")
 	}
 	for name, v := range map[string]int{"MAX_QUERY_DEPTH": c.MaxDepth, "MAX_QUERY_COMPLEXITY": c.MaxComplexity,
-		"MAX_QUERY_TOKENS": c.MaxTokens, "MAX_QUERY_ALIASES": c.MaxAliases, "APQ_CACHE_SIZE": c.APQCacheSize} {
+		"MAX_QUERY_TOKENS": c.MaxTokens, "MAX_QUERY_ALIASES": c.MaxAliases, "MAX_QUERY_FIELDS": c.MaxFields, "APQ_CACHE_SIZE": c.APQCacheSize} {
 		if v < 1 {
 			problems = append(problems, name+" must be at least 1")
 		}

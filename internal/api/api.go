@@ -75,6 +75,7 @@ type Limits struct {
 	Complexity int           // gqlgen complexity, list fields costed by their page size (default 5000)
 	Tokens     int           // parser tokens of a document (default 15000)
 	Aliases    int           // aliased fields in a document (default 100)
+	Fields     int           // selections of a document, fragments counted where spread (default 500)
 	Timeout    time.Duration // deadline of a query or mutation, database included (default 10s)
 	// Concurrency is how many queries and mutations execute at once (default 16); the others
 	// wait their turn, within their deadline. Executing more at once than the cores can run
@@ -111,6 +112,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.Complexity, 5000)
 	def(&l.Tokens, 15000)
 	def(&l.Aliases, 100)
+	def(&l.Fields, 500)
 	def(&l.APQCacheSize, 1000)
 	def(&l.APQCacheBytes, 16<<20)
 	def(&l.SubscriptionsPerConnection, 100)
@@ -125,6 +127,13 @@ func (l Limits) withDefaults() Limits {
 	}
 	return l
 }
+
+// A document may ask for the whole schema once, and for single types a few times (GraphiQL and
+// code generators ask for __schema once; each __schema answers tens of KB).
+const (
+	maxSchemaIntrospections = 1
+	maxTypeIntrospections   = 10
+)
 
 // New returns the /query handler for the resolver's schema.
 func New(r *graph.Resolver, opts Options) *handler.Server {
@@ -183,16 +192,23 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	if !limits.NoIntrospection {
 		srv.Use(extension.Introspection{})
 	}
-	// Refused before anything runs: too many tokens, too deep, too many aliases, too costly.
+	// Refused before anything runs: too many tokens, too deep, too many aliases, too many fields,
+	// too much introspection, too costly. The overlapping-fields rule is quadratic: it runs only
+	// on documents within the field limit.
 	srv.SetParserTokenLimit(limits.Tokens)
 	srv.SetValidationRulesFn(func() *rules.Rules {
 		rs := rules.NewDefaultRules()
-		for _, rule := range []core.Rule{ruleset.Depth(limits.Depth), ruleset.Aliases(limits.Aliases)} {
+		rs.RemoveRule(rules.OverlappingFieldsCanBeMergedRule.Name)
+		for _, rule := range []core.Rule{
+			ruleset.Depth(limits.Depth), ruleset.Aliases(limits.Aliases),
+			ruleset.Fields(limits.Fields, rules.OverlappingFieldsCanBeMergedRule),
+			ruleset.Introspection(maxSchemaIntrospections, maxTypeIntrospections),
+		} {
 			rs.AddRule(rule.Name, rule.RuleFunc)
 		}
 		return rs
 	})
-	srv.Use(extension.FixedComplexityLimit(limits.Complexity))
+	srv.Use(&complexityLimit{limit: limits.Complexity})
 	srv.Use(extension.AutomaticPersistedQuery{
 		Cache: newSizedCache(limits.APQCacheBytes, maxPersistedQuery, limits.APQCacheSize, persistedSize),
 	})
@@ -310,6 +326,12 @@ func Presenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 			return gqlErr
 		case strings.HasPrefix(gqlErr.Message, undecodedBody):
 			return notDecoded(gqlErr) // without the body gqlgen quotes whole
+		case gqlErr.Rule == ruleset.FieldsRule:
+			gqlErr.Extensions = map[string]any{"code": "TOO_MANY_FIELDS"}
+			return gqlErr
+		case gqlErr.Rule == ruleset.IntrospectionRule:
+			gqlErr.Extensions = map[string]any{"code": "INTROSPECTION_LIMIT_EXCEEDED"}
+			return gqlErr
 		case strings.HasPrefix(gqlErr.Message, "exceeded token limit"):
 			gqlErr.Extensions = map[string]any{"code": "QUERY_TOO_LARGE"}
 			return gqlErr

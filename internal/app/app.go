@@ -79,6 +79,7 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		AfterCommit: min(30*time.Second, cfg.IdempotencyLease-cfg.OperationTimeout),
 		Limits: api.Limits{
 			Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, Tokens: cfg.MaxTokens, Aliases: cfg.MaxAliases,
+			Fields:  cfg.MaxFields,
 			Timeout: cfg.OperationTimeout, NoIntrospection: !cfg.Introspection, APQCacheSize: cfg.APQCacheSize,
 			Concurrency: cfg.MaxConcurrentOperations, CheapCost: cfg.CheapOperationCost, APQCacheBytes: cfg.APQCacheBytes,
 			SubscriptionsPerConnection: cfg.MaxSubscriptionsPerConnection, Subscriptions: cfg.MaxSubscriptions,

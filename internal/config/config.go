@@ -49,15 +49,16 @@ type Config struct {
 	MaxComplexity    int           `env:"MAX_QUERY_COMPLEXITY" envDefault:"5000"`
 	MaxTokens        int           `env:"MAX_QUERY_TOKENS" envDefault:"15000"`
 	MaxAliases       int           `env:"MAX_QUERY_ALIASES" envDefault:"100"`
+	MaxFields        int           `env:"MAX_QUERY_FIELDS" envDefault:"500"`
 	OperationTimeout time.Duration `env:"OPERATION_TIMEOUT" envDefault:"10s"`
 	// MaxConcurrentOperations bounds the queries and mutations executing at once; others queue.
 	MaxConcurrentOperations int `env:"MAX_CONCURRENT_OPERATIONS" envDefault:"16"`
+	// Operations costing at most CheapOperationCost may use the quarter of the turns that
+	// costlier ones may not.
+	CheapOperationCost int `env:"CHEAP_OPERATION_COST" envDefault:"100"`
 	// A client (token subject, else remote address) executes at most ClientConcurrent
 	// operations at once (its others wait) and spends at most ClientCostPerSecond of query
 	// cost per second (bursts of ClientCostBurst); over it: RATE_LIMITED. 0: no bound.
-	// Operations costing at most CheapOperationCost may use the quarter of the turns that
-	// costlier ones may not.
-	CheapOperationCost  int  `env:"CHEAP_OPERATION_COST" envDefault:"100"`
 	ClientConcurrent    int  `env:"CLIENT_MAX_CONCURRENT_OPERATIONS" envDefault:"4"`
 	ClientCostPerSecond int  `env:"CLIENT_COST_PER_SECOND" envDefault:"100000"`
 	ClientCostBurst     int  `env:"CLIENT_COST_BURST" envDefault:"200000"`
@@ -137,7 +138,7 @@ func (c Config) check() error {
 		problems = append(problems, "AUTH_AUDIENCE and AUTH_ANY_AUDIENCE=true contradict each other: set one")
 	}
 	for name, v := range map[string]int{"MAX_QUERY_DEPTH": c.MaxDepth, "MAX_QUERY_COMPLEXITY": c.MaxComplexity,
-		"MAX_QUERY_TOKENS": c.MaxTokens, "MAX_QUERY_ALIASES": c.MaxAliases, "APQ_CACHE_SIZE": c.APQCacheSize,
+		"MAX_QUERY_TOKENS": c.MaxTokens, "MAX_QUERY_ALIASES": c.MaxAliases, "MAX_QUERY_FIELDS": c.MaxFields, "APQ_CACHE_SIZE": c.APQCacheSize,
 		"MAX_SUBSCRIPTIONS_PER_CONNECTION": c.MaxSubscriptionsPerConnection, "MAX_SUBSCRIPTIONS": c.MaxSubscriptions,
 		"CHEAP_OPERATION_COST": c.CheapOperationCost} {
 		if v < 1 {

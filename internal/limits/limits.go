@@ -1,5 +1,7 @@
 // Package limits holds the validation rules that refuse a costly document before it runs:
-// too deep a nesting and too many aliases. (Complexity and parser-token limits are gqlgen's.)
+// too deep a nesting, too many aliases, too many fields (which also bounds the validation rules
+// whose cost grows faster than the document) and too much introspection. (The parser-token limit
+// is gqlgen's; the complexity limit is internal/api's.)
 package limits
 
 import (

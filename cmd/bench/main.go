@@ -205,7 +205,7 @@ func main() {
 	report.SeedSeconds = time.Since(t0).Seconds()
 	log.Printf("seeded in %.1fs", report.SeedSeconds)
 
-	srv, err := startServer(ctx, *server, env, *profile != "")
+	srv, err := startServer(ctx, *server, env, *profile != "", true)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -369,17 +369,17 @@ type serverProc struct {
 
 // startServer runs the server binary on a free loopback port with the caller's environment (so
 // DB_MAX_CONNS=… make bench measures another setting) and waits until it is ready.
-func startServer(ctx context.Context, binary string, env benchEnv, pprof bool) (*serverProc, error) {
+func startServer(ctx context.Context, binary string, env benchEnv, pprof, oneClient bool) (*serverProc, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	s := &serverProc{addr: "127.0.0.1:" + strconv.Itoa(port), done: make(chan error, 1)}
 	extra := []string{"DATABASE_URL=" + env.dbURL, "HOST=127.0.0.1", "PORT=" + strconv.Itoa(port)}
-	// The load generator is one client at one address: the per-client budget would cap the
-	// suite at one client's share. Unbounded unless set.
+	// The load generator is one client at one address (oneClient): the per-client budget would
+	// cap the suite at one client's share. Unbounded unless set.
 	for _, kv := range []string{"CLIENT_MAX_CONCURRENT_OPERATIONS=0", "CLIENT_COST_PER_SECOND=0"} {
-		if name, _, _ := strings.Cut(kv, "="); os.Getenv(name) == "" {
+		if name, _, _ := strings.Cut(kv, "="); oneClient && os.Getenv(name) == "" {
 			extra = append(extra, kv)
 		}
 	}

@@ -53,7 +53,7 @@ type Config struct {
 	OperationTimeout time.Duration `env:"OPERATION_TIMEOUT" envDefault:"10s"`
 	// MaxConcurrentOperations bounds the queries and mutations executing at once; others queue.
 	MaxConcurrentOperations int `env:"MAX_CONCURRENT_OPERATIONS" envDefault:"16"`
-	// Operations costing at most CheapOperationCost may use the quarter of the turns that
+	// Operations costing at most CheapOperationCost may use the half of the turns that
 	// costlier ones may not.
 	CheapOperationCost int `env:"CHEAP_OPERATION_COST" envDefault:"100"`
 	// A client (token subject, else remote address) executes at most ClientConcurrent

@@ -116,7 +116,7 @@ func TestClientCannotTakeEveryTurn(t *testing.T) {
 	assert.Equal(t, 4, waiting, "the flooding client executes 4 operations at once")
 }
 
-// Costly operations from many clients hold at most three quarters of the turns: a cheap query
+// Costly operations from many clients hold at most half of the turns: a cheap query
 // runs meanwhile. (Before, the costly ones took every turn and the cheap one waited for them.)
 func TestCostlyOperationsLeaveTurnsToCheapOnes(t *testing.T) {
 	in := startInstanceOptions(t, dbtest.URL(t), api.Options{
@@ -135,7 +135,7 @@ func TestCostlyOperationsLeaveTurnsToCheapOnes(t *testing.T) {
 	require.Eventually(t, func() bool {
 		var n int
 		_ = in.db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'`).Scan(context.Background(), &n)
-		return n >= 3
+		return n >= 2
 	}, 10*time.Second, 10*time.Millisecond, "the costly queries never reached the database")
 	time.Sleep(200 * time.Millisecond) // the rest arrive and wait
 
@@ -155,5 +155,5 @@ func TestCostlyOperationsLeaveTurnsToCheapOnes(t *testing.T) {
 	}
 	var waiting int
 	require.NoError(t, in.db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'`).Scan(context.Background(), &waiting))
-	assert.Equal(t, 3, waiting, "costly operations hold three of the four turns")
+	assert.Equal(t, 2, waiting, "costly operations hold two of the four turns")
 }

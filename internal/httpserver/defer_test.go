@@ -371,11 +371,7 @@ func TestSubscriptionEventsKeepTheDeadlineAndTakeATurn(t *testing.T) {
 	in.createUser(t, fmt.Sprintf("ev%d", time.Now().UnixNano()%1e12)) // writes users only
 
 	// The event's items statement waits on the lock, holding the only turn.
-	require.Eventually(t, func() bool {
-		var n int
-		_ = in.db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%items%'`).Scan(context.Background(), &n)
-		return n > 0
-	}, 10*time.Second, 10*time.Millisecond, "the event's statement never waited on the lock")
+	waitBlocked(t, in.db, "%items%") // the event's statement
 	answered := make(chan gqlBody, 1)
 	go func() { answered <- postQuery(in, `{ __typename }`) }()
 	select {

@@ -140,12 +140,16 @@ func lockTable(t *testing.T, db *bun.DB, table, mode string) (release func()) {
 // waitBlocked waits until a statement matching pattern waits for a lock.
 func waitBlocked(t *testing.T, db *bun.DB, pattern string) {
 	t.Helper()
-	require.Eventually(t, func() bool {
-		var n int
-		err := db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE ?`, pattern).
-			Scan(context.Background(), &n)
-		return err == nil && n > 0
-	}, 20*time.Second, 10*time.Millisecond, "no statement like %q waits for its lock", pattern)
+	require.Eventually(t, func() bool { return lockWaiters(db, pattern) > 0 }, 20*time.Second, 10*time.Millisecond,
+		"no statement like %q waits for its lock", pattern)
+}
+
+// lockWaiters counts the statements like pattern that wait for a lock (-1 on error).
+func lockWaiters(db *bun.DB, pattern string) int {
+	n := -1
+	_ = db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE ?`, pattern).
+		Scan(context.Background(), &n)
+	return n
 }
 
 func count(t *testing.T, db *bun.DB, query string, args ...any) int {

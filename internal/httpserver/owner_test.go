@@ -44,11 +44,7 @@ func TestOwnerDeletedWhileItsItemsAreRead(t *testing.T) {
 		q := queries[round%len(queries)]
 		answered := make(chan gqlBody, 1)
 		go func() { answered <- postQuery(in, q) }()
-		require.Eventually(t, func() bool {
-			var n int
-			_ = in.db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'`).Scan(ctx, &n)
-			return n > 0
-		}, 10*time.Second, 5*time.Millisecond, "the query never waited on the lock")
+		waitBlocked(t, in.db, "%") // the query
 		require.NoError(t, tx.Commit())
 
 		var got gqlBody

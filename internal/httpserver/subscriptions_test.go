@@ -358,6 +358,15 @@ func TestRolledBackWriteSendsNothing(t *testing.T) {
 func droppedError(t *testing.T, msg map[string]any, id string) string {
 	t.Helper()
 	require.Equal(t, "error", msg["type"], "an error message, not a plain end: %v", msg)
+	code, message := operationError(t, msg, id)
+	assert.Contains(t, message, "events were dropped")
+	return code
+}
+
+// operationError returns the code and message of the first error of an error message for the
+// operation id (graphql-transport-ws and graphql-ws send a list; either may send one object).
+func operationError(t *testing.T, msg map[string]any, id string) (code, message string) {
+	t.Helper()
 	require.Equal(t, id, msg["id"])
 	errs, ok := msg["payload"].([]any)
 	if !ok {
@@ -365,8 +374,8 @@ func droppedError(t *testing.T, msg map[string]any, id string) string {
 	}
 	require.NotEmpty(t, errs)
 	first := errs[0].(map[string]any)
-	assert.Contains(t, first["message"], "events were dropped")
-	return first["extensions"].(map[string]any)["code"].(string)
+	message, _ = first["message"].(string)
+	return first["extensions"].(map[string]any)["code"].(string), message
 }
 
 // terminateListeners ends the LISTEN connections of this database's instances, as a failover or

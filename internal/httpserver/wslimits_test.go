@@ -25,15 +25,9 @@ import (
 func refusedCode(t *testing.T, msg map[string]any, id string) string {
 	t.Helper()
 	require.Equal(t, "error", msg["type"], "an error for the subscribe, not a silent accept: %v", msg)
-	require.Equal(t, id, msg["id"])
-	errs, ok := msg["payload"].([]any)
-	if !ok {
-		errs = []any{msg["payload"]}
-	}
-	require.NotEmpty(t, errs)
-	first := errs[0].(map[string]any)
-	assert.NotEmpty(t, first["message"])
-	return first["extensions"].(map[string]any)["code"].(string)
+	code, message := operationError(t, msg, id)
+	assert.NotEmpty(t, message)
+	return code
 }
 
 // closeCode waits for the server to close the connection and returns the close code and reason.

@@ -83,6 +83,38 @@ func (s *scheduler) take(ctx context.Context, costly bool) (release func(), ok b
 	return nil, false
 }
 
+// preflight stops a request whose client has left (or whose deadline passed) before it is
+// parsed, and again before its cost is computed: gqlparser's parser and validator take no
+// context, so these are the points where the work can be skipped.
+type preflight struct{}
+
+var (
+	_ graphql.OperationParameterMutator = preflight{}
+	_ graphql.OperationContextMutator   = preflight{}
+)
+
+func (preflight) ExtensionName() string                   { return "Preflight" }
+func (preflight) Validate(graphql.ExecutableSchema) error { return nil }
+
+func (preflight) MutateOperationParameters(ctx context.Context, _ *graphql.RawParams) *gqlerror.Error {
+	return gone(ctx)
+}
+
+func (preflight) MutateOperationContext(ctx context.Context, _ *graphql.OperationContext) *gqlerror.Error {
+	return gone(ctx)
+}
+
+func gone(ctx context.Context) *gqlerror.Error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	return &gqlerror.Error{Message: "the request ended before it was read", Extensions: map[string]any{"code": clientGone}}
+}
+
+// clientGone is the code of a request whose client left before it ran (nobody reads it; it
+// shows in the metrics).
+const clientGone = "CLIENT_CLOSED_REQUEST"
+
 // rateLimited is the code of an operation its client's cost budget refused.
 const rateLimited = "RATE_LIMITED"
 
@@ -191,7 +223,13 @@ func (o *operation) name() (typ, name string) {
 func (o *operation) first(ctx context.Context) *graphql.Response {
 	s := o.s
 	start := time.Now()
-	opCtx, cancel := context.WithTimeout(ctx, s.timeout)
+	// The deadline counts from the request's arrival: reading, parsing and validating it are
+	// part of the operation's time.
+	deadline := start.Add(s.timeout)
+	if arrived := o.op.Stats.OperationStart; !arrived.IsZero() && arrived.Before(start) {
+		deadline = arrived.Add(s.timeout)
+	}
+	opCtx, cancel := context.WithDeadline(ctx, deadline)
 	typ, name := o.name()
 	// The client's own budget first: its cost, then one of its slots, so one client's flood
 	// waits on its own slots and leaves the server's turns to the others.

@@ -178,9 +178,9 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
-	srv.Use(preflight{})         // nothing is parsed for a client that has left
-	srv.Use(streamEnds{})        // a subscription that lost events ends with EVENTS_DROPPED
-	srv.Use(&subscriptionLimits{ // TOO_MANY_SUBSCRIPTIONS past either
+	srv.Use(newPreflight(limits.Fields, limits.Tokens)) // counted before validation; nothing for a client that left
+	srv.Use(streamEnds{})                               // a subscription that lost events ends with EVENTS_DROPPED
+	srv.Use(&subscriptionLimits{                        // TOO_MANY_SUBSCRIPTIONS past either
 		perConnection: int64(limits.SubscriptionsPerConnection), total: int64(limits.Subscriptions), observer: observer,
 	})
 	// Without a cache every request is parsed and validated again. Bounded by bytes: a count

@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -10,15 +12,18 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"github.com/vektah/gqlparser/v2/parser"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wikigraph/wikigraph/internal/apperr"
 	"github.com/wikigraph/wikigraph/internal/clients"
 	"github.com/wikigraph/wikigraph/internal/database"
+	ruleset "github.com/wikigraph/wikigraph/internal/limits"
 	"github.com/wikigraph/wikigraph/internal/logging"
 	"github.com/wikigraph/wikigraph/internal/tracing"
 )
@@ -85,22 +90,71 @@ func (s *scheduler) take(ctx context.Context, costly bool) (release func(), ok b
 
 // preflight stops a request whose client has left (or whose deadline passed) before it is
 // parsed, and again before its cost is computed: gqlparser's parser and validator take no
-// context, so these are the points where the work can be skipped.
-type preflight struct{}
-
-var (
-	_ graphql.OperationParameterMutator = preflight{}
-	_ graphql.OperationContextMutator   = preflight{}
-)
-
-func (preflight) ExtensionName() string                   { return "Preflight" }
-func (preflight) Validate(graphql.ExecutableSchema) error { return nil }
-
-func (preflight) MutateOperationParameters(ctx context.Context, _ *graphql.RawParams) *gqlerror.Error {
-	return gone(ctx)
+// context, so these are the points where the work can be skipped. And it counts a document's
+// selections (limits.Count) before gqlgen validates it: validation walks every fragment once per
+// operation with every rule at once, so a document within the token limit could cost seconds
+// there before the field limit's own rule refused it. A document seen lately is not counted
+// again (most requests repeat one of a few documents, which gqlgen's cache then serves).
+type preflight struct {
+	fields, tokens int
+	seed           maphash.Seed
+	mu             sync.Mutex
+	counted        map[uint64]struct{}
 }
 
-func (preflight) MutateOperationContext(ctx context.Context, _ *graphql.OperationContext) *gqlerror.Error {
+// maxCounted bounds preflight's memory of documents within the limits (8 bytes each).
+const maxCounted = 4096
+
+var (
+	_ graphql.OperationParameterMutator = (*preflight)(nil)
+	_ graphql.OperationContextMutator   = (*preflight)(nil)
+)
+
+func newPreflight(fields, tokens int) *preflight {
+	return &preflight{fields: fields, tokens: tokens, seed: maphash.MakeSeed(), counted: map[uint64]struct{}{}}
+}
+
+func (*preflight) ExtensionName() string                   { return "Preflight" }
+func (*preflight) Validate(graphql.ExecutableSchema) error { return nil }
+
+func (p *preflight) MutateOperationParameters(ctx context.Context, params *graphql.RawParams) *gqlerror.Error {
+	if err := gone(ctx); err != nil {
+		return err
+	}
+	if params.Query == "" {
+		return nil // a persisted query's hash: its text was counted when it was stored
+	}
+	h := maphash.String(p.seed, params.Query)
+	p.mu.Lock()
+	_, seen := p.counted[h]
+	p.mu.Unlock()
+	if seen {
+		return nil
+	}
+	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: params.Query}, p.tokens)
+	if err != nil {
+		return nil // gqlgen parses it again and says what is wrong
+	}
+	if n, pos := ruleset.Count(doc, p.fields); n > p.fields {
+		e := &gqlerror.Error{
+			Message:    fmt.Sprintf("the document selects %d or more fields; the limit is %d", n, p.fields),
+			Extensions: map[string]any{"code": "TOO_MANY_FIELDS"},
+		}
+		if pos != nil {
+			e.Locations = []gqlerror.Location{{Line: pos.Line, Column: pos.Column}}
+		}
+		return e
+	}
+	p.mu.Lock()
+	if len(p.counted) >= maxCounted {
+		clear(p.counted)
+	}
+	p.counted[h] = struct{}{}
+	p.mu.Unlock()
+	return nil
+}
+
+func (*preflight) MutateOperationContext(ctx context.Context, _ *graphql.OperationContext) *gqlerror.Error {
 	return gone(ctx)
 }
 
@@ -114,6 +168,17 @@ func gone(ctx context.Context) *gqlerror.Error {
 // clientGone is the code of a request whose client left before it ran (nobody reads it; it
 // shows in the metrics).
 const clientGone = "CLIENT_CLOSED_REQUEST"
+
+// The codes of a document refused before it ran are protocol errors to gqlgen, as its own
+// GRAPHQL_VALIDATION_FAILED is: HTTP 422 under application/graphql-response+json, and over a
+// websocket an error message carrying the answer's errors as bounded (boundErrors) rather than
+// the whole list it would send for errors it takes for the client's.
+func init() {
+	for _, code := range []string{"QUERY_TOO_DEEP", "TOO_MANY_ALIASES", "TOO_MANY_FIELDS",
+		"INTROSPECTION_LIMIT_EXCEEDED", "QUERY_TOO_LARGE", "COMPLEXITY_LIMIT_EXCEEDED", clientGone} {
+		errcode.RegisterErrorType(code, errcode.KindProtocol)
+	}
+}
 
 // rateLimited is the code of an operation its client's cost budget refused.
 const rateLimited = "RATE_LIMITED"
@@ -204,7 +269,7 @@ func (o *operation) next(ctx context.Context) *graphql.Response {
 		// o.exec, which ends only when no call is under way.
 		o.receiving = true
 		o.mu.Unlock()
-		return o.after(o.respond(o.exec))
+		return o.after(o.call(o.exec))
 	}
 	o.started = true
 	o.mu.Unlock()
@@ -291,7 +356,7 @@ func (o *operation) first(ctx context.Context) *graphql.Response {
 	}
 	if !o.deferred {
 		o.mu.Unlock()
-		return o.after(o.respond(exec))
+		return o.after(o.call(exec))
 	}
 	// Deferred parts resolve on goroutines of their own under the context of this first call
 	// (gqlgen hands a resolver's context down to its children), and hand their results over
@@ -318,7 +383,25 @@ func (o *operation) first(ctx context.Context) *graphql.Response {
 	}
 	o.receiving = true
 	o.mu.Unlock()
-	return o.after(o.respond(o.exec))
+	return o.after(o.call(o.exec))
+}
+
+// call runs the next part; should it panic outside a resolver (gqlgen recovers those), the
+// operation still gives back its turn and slot before the panic goes on.
+func (o *operation) call(ctx context.Context) *graphql.Response {
+	defer func() {
+		if p := recover(); p != nil {
+			o.mu.Lock()
+			o.receiving = false
+			if o.outcome == "" {
+				o.outcome = string(apperr.Internal)
+			}
+			o.finishLocked(false)
+			o.mu.Unlock()
+			panic(p)
+		}
+	}()
+	return o.respond(ctx)
 }
 
 // after notes a part's outcome and ends the operation with its last part.

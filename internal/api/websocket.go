@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
@@ -133,7 +134,7 @@ func (c *strictConn) NextReader() (int, io.Reader, error) {
 		case "subscribe":
 			if c.open[msg.ID] {
 				c.mu.Unlock()
-				_ = c.WriteClose(4409, "Subscriber for "+msg.ID+" already exists")
+				_ = c.WriteClose(4409, "Subscriber for "+shortID(msg.ID)+" already exists")
 				return typ, nil, transport.ErrWebsocketClosed // gqlgen ends the connection quietly
 			}
 			c.open[msg.ID] = true
@@ -260,4 +261,16 @@ func (l *subscriptionLimits) refuse(ctx context.Context, msg string) graphql.Res
 		return func(context.Context) *graphql.Response { return nil }
 	}
 	return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{err}})
+}
+
+// shortID is an operation id as a close reason may quote it: a reason is at most 123 bytes.
+func shortID(id string) string {
+	if len(id) <= 80 {
+		return id
+	}
+	cut := 77
+	for cut > 0 && !utf8.RuneStart(id[cut]) {
+		cut--
+	}
+	return id[:cut] + "..."
 }

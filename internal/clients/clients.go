@@ -24,6 +24,10 @@ func WithAddr(ctx context.Context, remoteAddr string) context.Context {
 	if err != nil {
 		host = remoteAddr
 	}
+	// One IPv6 host may have a whole /64 of addresses: they are one client.
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		host = ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
 	return context.WithValue(ctx, addrKey{}, host)
 }
 

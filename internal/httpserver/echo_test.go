@@ -47,13 +47,24 @@ func TestErrorAnswersAreBounded(t *testing.T) {
 		batch = append(batch, `{"query":"{ __typename }"},`...)
 	}
 	batch = append(batch[:len(batch)-1], ']')
-	// 13 KB of unknown directives: one validation error each.
-	var directives strings.Builder
-	directives.WriteString("{ __typename")
-	for i := 0; directives.Len() < 13<<10; i++ {
-		directives.WriteString(" @d" + strconv.Itoa(i))
+	// Unknown directives: one validation error each. 13 KB of them (the issue's attack) are over
+	// the field limit, which counts directives, and refused before validation; 300 are within it
+	// and make 300 errors.
+	unknown := func(n int) string {
+		var b strings.Builder
+		b.WriteString("{ __typename")
+		for i := range n {
+			b.WriteString(" @d" + strconv.Itoa(i))
+		}
+		return b.String() + " }"
 	}
-	directives.WriteString(" }")
+	var directives strings.Builder
+	directives.WriteString(unknown(300))
+	var manyDirectives strings.Builder
+	for i := 300; manyDirectives.Len() < 13<<10; i += 300 {
+		manyDirectives.Reset()
+		manyDirectives.WriteString(unknown(i))
+	}
 	// 100 aliased fields that each fail when they run.
 	var failing strings.Builder
 	failing.WriteString("{")
@@ -86,6 +97,7 @@ func TestErrorAnswersAreBounded(t *testing.T) {
 		{name: "variables not an object", body: []byte(`{"query":"{ __typename }","variables":["` + big + `"]}`), code: "BAD_REQUEST"},
 		{name: "a string", body: []byte(`"` + big + `"`), code: "BAD_REQUEST"},
 		{name: "unknown directives", body: gql(directives.String(), nil), code: "GRAPHQL_VALIDATION_FAILED", last: "TOO_MANY_ERRORS"},
+		{name: "13 KB of unknown directives", body: gql(manyDirectives.String(), nil), code: "TOO_MANY_FIELDS"},
 		{name: "unknown directives over SSE", accept: "text/event-stream", body: gql(directives.String(), nil), code: "GRAPHQL_VALIDATION_FAILED", last: "TOO_MANY_ERRORS"},
 		{name: "long field name", body: gql("{ "+big+" }", nil), code: "GRAPHQL_VALIDATION_FAILED"},
 		{name: "long argument name", body: gql(`{ user(`+big+`: "1") { id } }`, nil), code: "GRAPHQL_VALIDATION_FAILED"},

@@ -14,8 +14,8 @@ const FieldsRule = "MaxFields"
 //
 // Fields are counted as they would run: a fragment counts wherever it is spread (memoised, so
 // counting costs one pass over the document, however many times fragments spread one another).
-// A fragment spread, an inline fragment and each node of a field's argument values count one
-// too, and so do the fields of a fragment no operation spreads. Counting stops once past max.
+// A fragment spread, an inline fragment, a directive and each node of an argument's value count
+// one too, and so do the fields of a fragment no operation spreads. Counting stops once past max.
 //
 // The gated rules are those whose cost grows faster than the document: gqlparser's
 // OverlappingFieldsCanBeMerged compares every pair of fields that share a response name, so
@@ -101,10 +101,13 @@ func (c *counter) of(set ast.SelectionSet, budget int) int {
 			for _, arg := range sel.Arguments {
 				n += values(arg.Value)
 			}
+			n += directives(sel.Directives)
 			n += c.of(sel.SelectionSet, budget-n)
 		case *ast.InlineFragment:
+			n += directives(sel.Directives)
 			n += c.of(sel.SelectionSet, budget-n)
 		case *ast.FragmentSpread:
+			n += directives(sel.Directives)
 			n += c.fragment(sel.Name, budget-n)
 		}
 		if n > budget {
@@ -128,6 +131,19 @@ func (c *counter) fragment(name string, budget int) int {
 	n := c.of(def.SelectionSet, c.max)
 	delete(c.visiting, name)
 	c.memo[name] = n
+	return n
+}
+
+// directives counts each directive and the nodes of its arguments: validation checks each one
+// wherever its fragment is spread (an unknown or repeated one is an error each time).
+func directives(ds ast.DirectiveList) int {
+	n := 0
+	for _, d := range ds {
+		n++
+		for _, arg := range d.Arguments {
+			n += values(arg.Value)
+		}
+	}
 	return n
 }
 

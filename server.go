@@ -7,7 +7,7 @@
 //	wikigraph token SUB [ROLE]     print a development token (HS256, AUTH_JWT_SECRET; ROLE user or admin)
 package main
 
-//go:generate go tool gqlgen generate
+//go:generate go run ./cmd/gqlgen
 
 import (
 	"context"

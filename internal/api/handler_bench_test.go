@@ -60,6 +60,9 @@ func BenchmarkHandler(b *testing.B) {
 		{"nested 20×5×owner", func(int) string {
 			return `{"query":"{ users(limit: 20) { id username items(first: 5) { edges { node { id title owner { id username } } } } } }"}`
 		}},
+		{"nested connection 20×5×owner", func(int) string { // issue 12's query, as PostGraphile is asked it
+			return `{"query":"{ usersConnection(first: 20) { edges { node { id username items(first: 5) { edges { node { id title owner { username } } } } } } } }"}`
+		}},
 		{"createUser", func(i int) string {
 			return fmt.Sprintf(`{"query":"mutation($in: NewUser!) { createUser(input: $in) { id } }","variables":{"in":{"username":"hb%d_%d","email":"hb%d_%d@bench.example"}}}`, run, i, run, i)
 		}},

@@ -29,9 +29,12 @@ func (c *Connection) TotalCount(ctx context.Context) (int, error) { return c.cou
 
 // Edge is one item in a Connection.
 type Edge struct {
-	Cursor string `json:"cursor"`
-	Node   *Item  `json:"node"`
+	Node  *Item `json:"node"`
+	order OrderField
 }
+
+// Cursor is the edge's opaque position in its list, made when a client asks for it.
+func (e *Edge) Cursor() string { return e.Node.cursor(e.order).Encode() }
 
 // Filter narrows an items connection; every condition given must hold.
 type Filter struct {
@@ -144,7 +147,7 @@ func (q Query) sort() paging.Sort {
 
 func (q Query) connection(rows []*Item) *Connection {
 	edges, info := paging.Finish(q.page, rows, func(it *Item) paging.Cursor { return it.cursor(q.order.Field) },
-		func(c string, it *Item) *Edge { return &Edge{Cursor: c, Node: it} })
+		func(it *Item) *Edge { return &Edge{Node: it, order: q.order.Field} })
 	return &Connection{Edges: edges, PageInfo: info}
 }
 

@@ -172,9 +172,9 @@ func (p Page) OrderBy(s Sort, idColumn string) string {
 }
 
 // Finish turns the rows a query built by Apply returned into the page's edges, in list order,
-// and its PageInfo. cursor gives a node's cursor; edge makes an edge of a node and its encoded
-// cursor.
-func Finish[T, E any](p Page, rows []T, cursor func(T) Cursor, edge func(cursor string, node T) E) ([]E, PageInfo) {
+// and its PageInfo. cursor gives a node's cursor; edge makes an edge of a node (an edge encodes
+// its cursor only when asked for it: most selections never do).
+func Finish[T, E any](p Page, rows []T, cursor func(T) Cursor, edge func(node T) E) ([]E, PageInfo) {
 	more := len(rows) > p.Size
 	if more {
 		rows = rows[:p.Size]
@@ -190,14 +190,11 @@ func Finish[T, E any](p Page, rows []T, cursor func(T) Cursor, edge func(cursor 
 	}
 	edges := make([]E, len(rows))
 	for i, node := range rows {
-		c := cursor(node).Encode()
-		edges[i] = edge(c, node)
-		if i == 0 {
-			info.StartCursor = &c
-		}
-		if i == len(rows)-1 {
-			info.EndCursor = &c
-		}
+		edges[i] = edge(node)
+	}
+	if len(rows) > 0 {
+		start, end := cursor(rows[0]).Encode(), cursor(rows[len(rows)-1]).Encode()
+		info.StartCursor, info.EndCursor = &start, &end
 	}
 	return edges, info
 }

@@ -27,9 +27,12 @@ func (c *Connection) TotalCount(ctx context.Context) (int, error) { return c.cou
 
 // Edge is one user in a Connection.
 type Edge struct {
-	Cursor string `json:"cursor"`
-	Node   *User  `json:"node"`
+	Node  *User `json:"node"`
+	order OrderField
 }
+
+// Cursor is the edge's opaque position in its list, made when a client asks for it.
+func (e *Edge) Cursor() string { return e.Node.cursor(e.order).Encode() }
 
 // Filter narrows a users connection; every condition given must hold.
 type Filter struct {
@@ -107,7 +110,7 @@ func Page(ctx context.Context, db bun.IDB, args paging.Args, filter *Filter, ord
 		return nil, fmt.Errorf("users page: %w", err)
 	}
 	edges, info := paging.Finish(page, rows, func(u *User) paging.Cursor { return u.cursor(order.Field) },
-		func(c string, u *User) *Edge { return &Edge{Cursor: c, Node: u} })
+		func(u *User) *Edge { return &Edge{Node: u, order: order.Field} })
 	conn := &Connection{Edges: edges, PageInfo: info}
 	conn.count = func(ctx context.Context) (int, error) {
 		n, err := db.NewSelect().Model((*User)(nil)).Apply(where).Count(ctx)

@@ -1,0 +1,124 @@
+package graph
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+// The helpers the rewritten executor calls in place of gqlgen's must answer as gqlgen's do.
+
+func TestObjectFieldsWriteAsGqlgensFieldSet(t *testing.T) {
+	field := func(alias string) graphql.CollectedField {
+		return graphql.CollectedField{Field: &ast.Field{Alias: alias, Name: alias}}
+	}
+	for _, tc := range []struct {
+		name   string
+		fields []graphql.CollectedField
+	}{
+		{"none", nil},
+		{"one", []graphql.CollectedField{field("id")}},
+		{"several", []graphql.CollectedField{field("id"), field("username"), field("__typename")}},
+		{"a repeated name written once", []graphql.CollectedField{field("id"), field("a"), field("id")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			values := make([]graphql.Marshaler, len(tc.fields))
+			for i := range values {
+				values[i] = graphql.MarshalString("v" + string(rune('0'+i)))
+			}
+			want := graphql.NewFieldSet(tc.fields)
+			copy(want.Values, values)
+			var wantBuf, gotBuf bytes.Buffer
+			want.MarshalGQL(&wantBuf)
+			newObjectFields(tc.fields, values).MarshalGQL(&gotBuf)
+			assert.Equal(t, wantBuf.String(), gotBuf.String())
+		})
+	}
+}
+
+// responseContext is what gqlgen gives a field: an operation and a response that collects errors.
+func responseContext() context.Context {
+	ctx := graphql.WithOperationContext(context.Background(), &graphql.OperationContext{
+		RecoverFunc: func(_ context.Context, p any) error { return errors.New("panic: " + p.(string)) },
+	})
+	ctx = graphql.WithResponseContext(ctx, graphql.DefaultErrorPresenter, func(_ context.Context, p any) error {
+		return errors.New("panic: " + p.(string))
+	})
+	return graphql.WithFieldContext(ctx, &graphql.FieldContext{Object: "Query", Field: graphql.CollectedField{Field: &ast.Field{Alias: "users", Name: "users"}}})
+}
+
+func TestMarshalSliceGivesEachElementItsIndexAndNullsOnlyAPanickingOne(t *testing.T) {
+	ctx := responseContext()
+	var paths []string
+	ret := marshalSlice(ctx, 3, func(ctx context.Context, i int) graphql.Marshaler {
+		paths = append(paths, graphql.GetPath(ctx).String())
+		if i == 1 {
+			panic("element 1")
+		}
+		return graphql.MarshalInt(i)
+	})
+	require.Len(t, ret, 3)
+	assert.Equal(t, []string{"users[0]", "users[1]", "users[2]"}, paths)
+	var buf bytes.Buffer
+	ret.MarshalGQL(&buf)
+	assert.Equal(t, "[0,null,2]", buf.String())
+	errs := graphql.GetErrors(ctx)
+	require.Len(t, errs, 1)
+	assert.Equal(t, "panic: element 1", errs[0].Message)
+	assert.Equal(t, ast.Path{ast.PathName("users"), ast.PathIndex(1)}, errs[0].Path)
+
+	assert.Empty(t, marshalSlice(ctx, 0, nil))
+}
+
+func TestResolvePlainGivesTheFieldItsContextAndNullsAPanic(t *testing.T) {
+	ctx := responseContext()
+	field := graphql.CollectedField{Field: &ast.Field{Alias: "node", Name: "node"}}
+	fieldContext := func(_ context.Context, f graphql.CollectedField) (*graphql.FieldContext, error) {
+		return &graphql.FieldContext{Object: "UserEdge", Field: f}, nil
+	}
+	var seen *graphql.FieldContext
+	got := resolvePlain(ctx, field, fieldContext, "value", func(ctx context.Context, _ ast.SelectionSet, v string) graphql.Marshaler {
+		seen = graphql.GetFieldContext(ctx)
+		return graphql.MarshalString(v)
+	})
+	require.NotNil(t, seen)
+	assert.Equal(t, "users.node", graphql.GetPath(graphql.WithFieldContext(ctx, seen)).String())
+	assert.Equal(t, "value", seen.Result)
+	var buf bytes.Buffer
+	got.MarshalGQL(&buf)
+	assert.Equal(t, `"value"`, buf.String())
+
+	got = resolvePlain(ctx, field, fieldContext, "value", func(context.Context, ast.SelectionSet, string) graphql.Marshaler {
+		panic("boom")
+	})
+	assert.Equal(t, graphql.Null, got)
+	errs := graphql.GetErrors(ctx)
+	require.Len(t, errs, 1)
+	assert.Equal(t, ast.Path{ast.PathName("users"), ast.PathName("node")}, errs[0].Path)
+
+	got = resolvePlain(ctx, field, func(context.Context, graphql.CollectedField) (*graphql.FieldContext, error) {
+		return nil, gqlerror.Errorf("bad arguments")
+	}, "value", nil)
+	assert.Equal(t, graphql.Null, got, "a field whose context fails is null, as in gqlgen")
+}
+
+func TestDeferredGroupOnlyForDeferredFields(t *testing.T) {
+	ctx := responseContext()
+	plain := []graphql.CollectedField{{Field: &ast.Field{Name: "id"}}}
+	g := newDeferredGroup(ctx, plain)
+	assert.Nil(t, g.FieldSet)
+	assert.Empty(t, g.Defers)
+
+	deferred := append(plain, graphql.CollectedField{Field: &ast.Field{Name: "owner"}, Deferrables: []*graphql.Deferrable{{Label: "o"}}})
+	g = newDeferredGroup(ctx, deferred)
+	assert.NotNil(t, g.FieldSet)
+	assert.NotNil(t, g.Defers)
+	assert.Equal(t, "users", g.Path.String())
+}

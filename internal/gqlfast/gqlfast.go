@@ -1,0 +1,249 @@
+// Package gqlfast rewrites the executor gqlgen generates (graph/generated.go) so that a response
+// costs less per field, without changing what it answers. It runs in `go generate` right after
+// gqlgen (cmd/gqlgen), on the syntax tree, and fails when gqlgen's output no longer has the shape
+// it expects, so a gqlgen upgrade cannot silently drop a rewrite.
+//
+// Three rewrites, each measured with `make gobench BENCH=Handler/nested` (issue 12):
+//
+//   - Lists: graphql.MarshalSliceConcurrently (a goroutine per element) becomes the package's own
+//     marshalSlice (the elements one after another). See graph/execution.go for why nothing waits.
+//   - Deferred groups: graphql.NewDeferredGroup(ctx) (a path, a field set and a map for every
+//     object) becomes newDeferredGroup(ctx, fields), which makes one only when a selected field is
+//     deferred.
+//   - Plain fields: a scalar read from a struct field (User.username, Item.id, ...) with no
+//     arguments, no directives and no resolver is marshalled directly, where gqlgen made a field
+//     context, ran the field middleware and boxed the value for every one. Nothing observes those
+//     fields: the API's field middleware acts on resolvers only, such a field cannot fail (its
+//     marshaller is one of plainMarshalers, which never answer null for a value), and a panic is
+//     impossible reading a field of a non-nil object.
+package gqlfast
+
+import (
+	"bytes"
+	"fmt"
+	"go/ast"
+	"go/format"
+	"go/parser"
+	"go/token"
+	"strings"
+)
+
+// plainMarshalers are the generated marshallers of scalars whose output is never null for a
+// value of the Go type (they would otherwise record an error against the field's path).
+var plainMarshalers = map[string]bool{
+	"marshalNBoolean2bool":   true,
+	"marshalOBoolean2bool":   true,
+	"marshalNID2int64":       true, // gqlscalar.MarshalID
+	"marshalNInt2int":        true,
+	"marshalNString2string":  true,
+	"marshalOString2ᚖstring": true, // nil is null, as the field's value
+	"marshalNTime2timeᚐTime": true, // gqlscalar.MarshalTime
+	"marshalNChangeKind2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋeventsᚐChangeKind": true,
+}
+
+// Counts are how many places each rewrite changed.
+type Counts struct {
+	Slices, DeferredGroups, PlainScalars, PlainObjects, Objects int
+}
+
+type plainKind int
+
+const (
+	plainNone plainKind = iota
+	plainScalar
+	plainObject
+)
+
+// Rewrite returns src (a generated executor) rewritten, and what it changed.
+func Rewrite(src []byte) ([]byte, Counts, error) {
+	fset := token.NewFileSet()
+	file, err := parser.ParseFile(fset, "generated.go", src, parser.ParseComments)
+	if err != nil {
+		return nil, Counts{}, err
+	}
+	var n Counts
+	for _, decl := range file.Decls {
+		fn, ok := decl.(*ast.FuncDecl)
+		if !ok || fn.Body == nil {
+			continue
+		}
+		switch plainField(fn) {
+		case plainScalar:
+			n.PlainScalars++
+			continue
+		case plainObject:
+			n.PlainObjects++
+			continue
+		}
+		objects := declares(fn, "out") && declares(fn, "fields")
+		ast.Inspect(fn.Body, func(node ast.Node) bool {
+			call, ok := node.(*ast.CallExpr)
+			if !ok {
+				return true
+			}
+			switch {
+			case isCall(call, "graphql", "MarshalSliceConcurrently") && len(call.Args) == 5:
+				// (ctx, len(v), workerLimit, omitPanicHandler, marshalElement)
+				call.Fun = ast.NewIdent("marshalSlice")
+				call.Args = []ast.Expr{call.Args[0], call.Args[1], call.Args[4]}
+				n.Slices++
+			case isCall(call, "graphql", "NewDeferredGroup") && len(call.Args) == 1 && declares(fn, "fields"):
+				call.Fun = ast.NewIdent("newDeferredGroup")
+				call.Args = append(call.Args, ast.NewIdent("fields"))
+				n.DeferredGroups++
+			}
+			return true
+		})
+		if objects {
+			// return out (a *graphql.FieldSet) -> return newObjectFields(fields, out.Values)
+			ast.Inspect(fn.Body, func(node ast.Node) bool {
+				ret, ok := node.(*ast.ReturnStmt)
+				if !ok || len(ret.Results) != 1 {
+					return true
+				}
+				if id, ok := ret.Results[0].(*ast.Ident); ok && id.Name == "out" {
+					ret.Results[0] = &ast.CallExpr{Fun: ast.NewIdent("newObjectFields"), Args: []ast.Expr{
+						ast.NewIdent("fields"), &ast.SelectorExpr{X: ast.NewIdent("out"), Sel: ast.NewIdent("Values")},
+					}}
+					n.Objects++
+				}
+				return true
+			})
+		}
+	}
+	if n.Slices == 0 || n.DeferredGroups == 0 || n.PlainScalars == 0 || n.PlainObjects == 0 || n.Objects == 0 {
+		return nil, n, fmt.Errorf("gqlfast: the generated code no longer has the expected shape (rewrote %+v); see internal/gqlfast", n)
+	}
+	if countCalls(file, "MarshalSliceConcurrently") > 0 {
+		return nil, n, fmt.Errorf("gqlfast: a MarshalSliceConcurrently call was left unrewritten")
+	}
+	var out bytes.Buffer
+	if err := format.Node(&out, fset, file); err != nil {
+		return nil, n, err
+	}
+	return out.Bytes(), n, nil
+}
+
+// plainField rewrites, in place, the body of a generated field function of this shape:
+//
+//	func (ec *executionContext) _User_username(ctx context.Context, field graphql.CollectedField, obj *users.User) (ret graphql.Marshaler) {
+//		return graphql.ResolveField(ctx, ec.OperationContext, field, <field context>,
+//			func(ctx context.Context) (any, error) { return obj.Username, nil },
+//			nil, // no directives
+//			func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+//				return ec.marshalNString2string(ctx, selections, v)
+//			}, true, true)
+//	}
+//
+// into `return ec.marshalNString2string(ctx, field.Selections, obj.Username)` for a scalar
+// whose marshaller is one of plainMarshalers, or into a call of resolvePlain (graph/execution.go)
+// for an object or a list, and reports which it did.
+func plainField(fn *ast.FuncDecl) plainKind {
+	if fn.Recv == nil || !strings.HasPrefix(fn.Name.Name, "_") || len(fn.Body.List) != 1 {
+		return plainNone
+	}
+	ret, ok := fn.Body.List[0].(*ast.ReturnStmt)
+	if !ok || len(ret.Results) != 1 {
+		return plainNone
+	}
+	call, ok := ret.Results[0].(*ast.CallExpr)
+	if !ok || !isCall(call, "graphql", "ResolveField") || len(call.Args) != 9 {
+		return plainNone
+	}
+	if id, ok := call.Args[5].(*ast.Ident); !ok || id.Name != "nil" {
+		return plainNone // the field has directives
+	}
+	// The resolver: return obj.<Field>, nil
+	resolver, ok := call.Args[4].(*ast.FuncLit)
+	if !ok || len(resolver.Body.List) != 1 {
+		return plainNone
+	}
+	rret, ok := resolver.Body.List[0].(*ast.ReturnStmt)
+	if !ok || len(rret.Results) != 2 {
+		return plainNone
+	}
+	value, ok := rret.Results[0].(*ast.SelectorExpr)
+	if !ok {
+		return plainNone // a method call or a resolver
+	}
+	if obj, ok := value.X.(*ast.Ident); !ok || obj.Name != "obj" {
+		return plainNone
+	}
+	if id, ok := rret.Results[1].(*ast.Ident); !ok || id.Name != "nil" {
+		return plainNone
+	}
+	// The marshaller: return ec.<plain marshaller>(ctx, selections, v)
+	marshal, ok := call.Args[6].(*ast.FuncLit)
+	if !ok || len(marshal.Body.List) != 1 {
+		return plainNone
+	}
+	mret, ok := marshal.Body.List[0].(*ast.ReturnStmt)
+	if !ok || len(mret.Results) != 1 {
+		return plainNone
+	}
+	mcall, ok := mret.Results[0].(*ast.CallExpr)
+	if !ok || len(mcall.Args) != 3 {
+		return plainNone
+	}
+	sel, ok := mcall.Fun.(*ast.SelectorExpr)
+	if !ok {
+		return plainNone
+	}
+	if ec, ok := sel.X.(*ast.Ident); !ok || ec.Name != "ec" {
+		return plainNone
+	}
+	if plainMarshalers[sel.Sel.Name] {
+		fn.Body.List[0] = &ast.ReturnStmt{Results: []ast.Expr{&ast.CallExpr{
+			Fun: sel,
+			Args: []ast.Expr{
+				ast.NewIdent("ctx"),
+				&ast.SelectorExpr{X: ast.NewIdent("field"), Sel: ast.NewIdent("Selections")},
+				value,
+			},
+		}}}
+		fn.Body.Rbrace = token.NoPos
+		return plainScalar
+	}
+	// An object or a list: it keeps its field context, without the field middleware.
+	fn.Body.List[0] = &ast.ReturnStmt{Results: []ast.Expr{&ast.CallExpr{
+		Fun:  ast.NewIdent("resolvePlain"),
+		Args: []ast.Expr{ast.NewIdent("ctx"), ast.NewIdent("field"), call.Args[3], value, marshal},
+	}}}
+	return plainObject
+}
+
+func isCall(call *ast.CallExpr, pkg, name string) bool {
+	sel, ok := call.Fun.(*ast.SelectorExpr)
+	if !ok || sel.Sel.Name != name {
+		return false
+	}
+	id, ok := sel.X.(*ast.Ident)
+	return ok && id.Name == pkg
+}
+
+// declares reports whether fn's body assigns the variable name with :=.
+func declares(fn *ast.FuncDecl, name string) bool {
+	found := false
+	ast.Inspect(fn.Body, func(node ast.Node) bool {
+		if as, ok := node.(*ast.AssignStmt); ok && as.Tok == token.DEFINE {
+			for _, lhs := range as.Lhs {
+				if id, ok := lhs.(*ast.Ident); ok && id.Name == name {
+					found = true
+				}
+			}
+		}
+		return !found
+	})
+	return found
+}
+
+func countCalls(file *ast.File, name string) int {
+	n := 0
+	ast.Inspect(file, func(node ast.Node) bool {
+		if call, ok := node.(*ast.CallExpr); ok && isCall(call, "graphql", name) {
+			n++
+		}
+		return true
+	})
+	return n
+}

@@ -1,0 +1,137 @@
+package gqlfast
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// gqlgen's output for a plain scalar field, a plain object field, a resolver, an object and a
+// list, as v0.17.98 writes them.
+const generated = `package graph
+
+func (ec *executionContext) _Item_id(ctx context.Context, field graphql.CollectedField, obj *items.Item) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Item_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+
+func (ec *executionContext) _ItemEdge_node(ctx context.Context, field graphql.CollectedField, obj *items.Edge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ItemEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *items.Item) graphql.Marshaler {
+			return ec.marshalNItem2ᚖItem(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+
+func (ec *executionContext) _Item_owner(ctx context.Context, field graphql.CollectedField, obj *items.Item) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Item_owner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Item().Owner(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *users.User) graphql.Marshaler {
+			return ec.marshalNUser2ᚖUser(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+
+func (ec *executionContext) _Item(ctx context.Context, sel ast.SelectionSet, obj *items.Item) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, itemImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		out.Values[i] = ec._Item_id(ctx, field, obj)
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+	if n := len(deferred.Defers); n > 0 {
+		ec.ProcessDeferredGroup(deferred)
+	}
+	return out
+}
+
+func (ec *executionContext) marshalNItem2ᚕᚖItemᚄ(ctx context.Context, sel ast.SelectionSet, v []*items.Item) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNItem2ᚖItem(ctx, sel, v[i])
+	})
+	return ret
+}
+`
+
+func TestRewrite(t *testing.T) {
+	out, n, err := Rewrite([]byte(generated))
+	require.NoError(t, err)
+	assert.Equal(t, Counts{Slices: 1, DeferredGroups: 1, PlainScalars: 1, PlainObjects: 1, Objects: 1}, n)
+	src := string(out)
+	for _, want := range []string{
+		"return ec.marshalNID2int64(ctx, field.Selections, obj.ID)",
+		"return resolvePlain(ctx, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {",
+		"return ec.Resolvers.Item().Owner(ctx, obj)", // a resolver keeps gqlgen's path
+		"deferred := newDeferredGroup(ctx, fields)",
+		"return newObjectFields(fields, out.Values)",
+		"ret := marshalSlice(ctx, len(v), func(ctx context.Context, i int) graphql.Marshaler {",
+	} {
+		assert.Contains(t, src, want)
+	}
+	assert.Equal(t, 1, strings.Count(src, "graphql.ResolveField("), "only the resolver keeps graphql.ResolveField")
+}
+
+func TestRewriteRefusesAnUnexpectedShape(t *testing.T) {
+	// A gqlgen that writes lists differently: the rewrite says so rather than do less.
+	src := strings.Replace(generated, "graphql.MarshalSliceConcurrently(ctx, len(v), 0, false,", "graphql.MarshalSliceInOrder(ctx, len(v),", 1)
+	_, _, err := Rewrite([]byte(src))
+	assert.ErrorContains(t, err, "no longer has the expected shape")
+}
+
+// The committed executor is the rewritten one (make test also regenerates it and fails on a diff).
+func TestGeneratedExecutorIsRewritten(t *testing.T) {
+	src, err := os.ReadFile("../../graph/generated.go")
+	require.NoError(t, err)
+	for _, gone := range []string{"graphql.MarshalSliceConcurrently(", "graphql.NewDeferredGroup("} {
+		assert.NotContains(t, string(src), gone)
+	}
+	assert.Contains(t, string(src), "return ec.marshalNString2string(ctx, field.Selections, obj.Username)")
+}

@@ -6,6 +6,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/wikigraph/wikigraph/internal/events"
+	"github.com/wikigraph/wikigraph/internal/items"
 	"github.com/wikigraph/wikigraph/internal/users"
 )
 
@@ -15,4 +16,6 @@ type Resolver struct {
 	Events *events.Broker
 	// UserLookups finds users by id, coalescing concurrent lookups (api.New makes one when nil).
 	UserLookups *users.Lookups
+	// ItemPages reads owners' pages of items (api.New makes one when nil).
+	ItemPages *items.Pages
 }

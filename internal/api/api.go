@@ -26,6 +26,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/clients"
 	"github.com/wikigraph/wikigraph/internal/coalesce"
 	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/items"
 	ruleset "github.com/wikigraph/wikigraph/internal/limits"
 	"github.com/wikigraph/wikigraph/internal/loaders"
 	"github.com/wikigraph/wikigraph/internal/users"
@@ -157,6 +158,9 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	if r.UserLookups == nil {
 		r.UserLookups = users.NewLookups(r.DB, coalesce.Options{Timeout: limits.Timeout})
 	}
+	if r.ItemPages == nil {
+		r.ItemPages = items.NewPages(r.DB)
+	}
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: r, Complexity: complexity()}))
 	srv.AroundResponses(boundErrors) // first, so it cuts the whole answer: the first errors, then a count
 	// Subscriptions: websocket (graphql-transport-ws and the legacy graphql-ws, coder/websocket)
@@ -229,7 +233,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	// Each response (a query's, a mutation's, or one subscription event's) batches its own
 	// lookups and caches nothing beyond itself.
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
-		ctx = loaders.With(ctx, loaders.New(r.DB, r.UserLookups, afterCommit))
+		ctx = loaders.With(ctx, loaders.New(r.DB, r.UserLookups, r.ItemPages, afterCommit))
 		if ctx.Value(scheduledKey{}) != nil {
 			return next(ctx) // a query or mutation: the scheduler records it
 		}

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -102,3 +103,17 @@ func hooksOf(db *bun.DB) []bun.QueryHook {
 }
 
 var _ driver.StmtQueryContext = (*cancelStmt)(nil)
+
+// Int64Array is ids as a PostgreSQL array literal, for a bigint[] parameter of a Prepared
+// statement.
+func Int64Array(ids []int64) string {
+	b := make([]byte, 0, 2+len(ids)*8)
+	b = append(b, '{')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, id, 10)
+	}
+	return string(append(b, '}'))
+}

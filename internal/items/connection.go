@@ -196,6 +196,12 @@ func PagesByOwner(ctx context.Context, db bun.IDB, owners []int64, q Query,
 			return nil, fmt.Errorf("items pages by owner: %w", err)
 		}
 	}
+	return q.connections(owners, rows, count), nil
+}
+
+// connections splits rows (ordered by owner, then as each page lists them) into each owner's
+// connection.
+func (q Query) connections(owners []int64, rows []*Item, count func(ctx context.Context, owner int64) (int, error)) map[int64]*Connection {
 	byOwner := make(map[int64][]*Item, len(owners))
 	for _, it := range rows {
 		byOwner[it.OwnerID] = append(byOwner[it.OwnerID], it)
@@ -206,7 +212,7 @@ func PagesByOwner(ctx context.Context, db bun.IDB, owners []int64, q Query,
 		conn.count = func(ctx context.Context) (int, error) { return count(ctx, owner) }
 		conns[owner] = conn
 	}
-	return conns, nil
+	return conns
 }
 
 // CountByOwner counts, for each owner, the items q's filter matches, in one statement.

@@ -36,6 +36,7 @@ const wait = time.Millisecond
 type Loaders struct {
 	db         bun.IDB
 	lookups    *users.Lookups
+	pages      *items.Pages
 	userByID   *dataloadgen.Loader[int64, *users.User]
 	ownerItems *dataloadgen.Loader[ownerKey, *items.Connection]
 	ownerCount *dataloadgen.Loader[ownerKey, int]
@@ -99,11 +100,12 @@ type ownerKey struct {
 	query string // items.Query.Key
 }
 
-// New returns the loaders of one operation; afterCommit bounds each load once a write of the
-// operation has committed, in place of the operation's deadline. It is cheap: most operations load
-// nothing, so the batch loaders are made on first use.
-func New(db bun.IDB, lookups *users.Lookups, afterCommit time.Duration) *Loaders {
-	return &Loaders{db: db, lookups: lookups, afterCommit: afterCommit}
+// New returns the loaders of one operation, reading users through lookups and item pages through
+// pages; afterCommit bounds each load once a write of the operation has committed, in place of
+// the operation's deadline. It is cheap: most operations load nothing, so the batch loaders are
+// made on first use.
+func New(db bun.IDB, lookups *users.Lookups, pages *items.Pages, afterCommit time.Duration) *Loaders {
+	return &Loaders{db: db, lookups: lookups, pages: pages, afterCommit: afterCommit}
 }
 
 // init makes the loaders; every method that uses them calls it first.
@@ -174,7 +176,7 @@ func (l *Loaders) fetchUsers(ctx context.Context, ids []int64) (map[int64]*users
 
 // fetchPages loads the item pages of owners for the query key, in one statement.
 func (l *Loaders) fetchPages(ctx context.Context, owners []int64, key string) (map[int64]*items.Connection, error) {
-	conns, err := items.PagesByOwner(ctx, l.db, owners, l.query(key), func(ctx context.Context, owner int64) (int, error) {
+	conns, err := l.pages.ByOwner(ctx, owners, l.query(key), func(ctx context.Context, owner int64) (int, error) {
 		return l.count(ctx, owner, key)
 	})
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/mail"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -278,7 +277,7 @@ func NewLookups(db *bun.DB, opts coalesce.Options) *Lookups {
 	return &Lookups{
 		group: coalesce.New(func(ctx context.Context, ids []int64) (map[int64]*User, error) {
 			list := make([]*User, 0, len(ids))
-			if err := byIDs.Scan(ctx, &list, int64Array(ids)); err != nil {
+			if err := byIDs.Scan(ctx, &list, database.Int64Array(ids)); err != nil {
 				return nil, fmt.Errorf("find users: %w", err)
 			}
 			found := make(map[int64]*User, len(list))
@@ -301,19 +300,6 @@ func NewLookups(db *bun.DB, opts coalesce.Options) *Lookups {
 			return out, nil
 		}, byPage),
 	}
-}
-
-// int64Array is ids as a PostgreSQL array literal, for a bigint[] parameter.
-func int64Array(ids []int64) string {
-	b := make([]byte, 0, 2+len(ids)*8)
-	b = append(b, '{')
-	for i, id := range ids {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = strconv.AppendInt(b, id, 10)
-	}
-	return string(append(b, '}'))
 }
 
 // List returns a page of users ordered by id, as the function List does. The slice is shared

@@ -1,0 +1,105 @@
+package items_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+
+	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/dbtest"
+	"github.com/wikigraph/wikigraph/internal/items"
+	"github.com/wikigraph/wikigraph/internal/paging"
+	"github.com/wikigraph/wikigraph/internal/users"
+)
+
+func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
+
+// The prepared statement of the usual shape answers what the statement PagesByOwner builds
+// answers, for every order, direction and page size, including owners without items; the other
+// shapes still go through PagesByOwner.
+func TestPreparedPagesAnswerAsBuiltOnes(t *testing.T) {
+	ctx := context.Background()
+	db := dbtest.DB(t)
+	counter := &statements{}
+	database.AddQueryHook(db, counter)
+	var owners []int64
+	for i := range 4 {
+		u, err := users.Create(ctx, db, users.NewUser{Username: fmt.Sprintf("pages_%d", i), Email: fmt.Sprintf("pages_%d@example.com", i)})
+		require.NoError(t, err)
+		owners = append(owners, u.ID)
+		for j := range 3 * i { // 0, 3, 6 and 9 items; titles out of id order
+			desc := fmt.Sprintf("d%d", j)
+			_, err := items.Create(ctx, db, items.NewItem{OwnerID: u.ID, Title: fmt.Sprintf("t%d", (j*7)%10), Description: &desc})
+			require.NoError(t, err)
+		}
+	}
+	pages := items.NewPages(db)
+	noCount := func(context.Context, int64) (int, error) { return 0, nil }
+	ptr := func(n int) *int { return &n }
+	for _, field := range []items.OrderField{items.OrderByID, items.OrderByTitle, items.OrderByCreatedAt} {
+		for _, dir := range []paging.Direction{paging.Asc, paging.Desc} {
+			for _, args := range []paging.Args{{First: ptr(0)}, {First: ptr(2)}, {First: ptr(5)}, {Last: ptr(4)}, {}} {
+				name := fmt.Sprintf("%s %s first=%v last=%v", field, dir, deref(args.First), deref(args.Last))
+				q, err := items.NewQuery(args, nil, &items.Order{Field: field, Direction: dir})
+				require.NoError(t, err)
+				want, err := items.PagesByOwner(ctx, db, owners, q, noCount)
+				require.NoError(t, err)
+				counter.take()
+				got, err := pages.ByOwner(ctx, owners, q, noCount)
+				require.NoError(t, err)
+				stmts := counter.take()
+				require.Len(t, stmts, 1, name)
+				assert.Contains(t, stmts[0], "$1", "%s: the prepared statement", name)
+				require.Len(t, got, len(owners))
+				for _, owner := range owners {
+					assert.Equal(t, want[owner].Edges, got[owner].Edges, name)
+					assert.Equal(t, want[owner].PageInfo, got[owner].PageInfo, name)
+				}
+			}
+		}
+	}
+	// A filter or a cursor: built as before.
+	title := "t1"
+	q, err := items.NewQuery(paging.Args{First: ptr(3)}, &items.Filter{TitleContains: &title}, nil)
+	require.NoError(t, err)
+	counter.take()
+	_, err = pages.ByOwner(ctx, owners, q, noCount)
+	require.NoError(t, err)
+	stmts := counter.take()
+	require.Len(t, stmts, 1)
+	assert.NotContains(t, stmts[0], "$1")
+}
+
+func deref(p *int) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// statements records the SQL statements of a pool, through a query hook.
+type statements struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (s *statements) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+func (s *statements) AfterQuery(_ context.Context, e *bun.QueryEvent) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.list = append(s.list, e.Query)
+}
+
+func (s *statements) take() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.list
+	s.list = nil
+	return out
+}

@@ -90,6 +90,33 @@ func (u *User) cursor(f OrderField) paging.Cursor {
 
 // Page returns one page of the users the filter matches, in the given order.
 func Page(ctx context.Context, db bun.IDB, args paging.Args, filter *Filter, order *Order) (*Connection, error) {
+	return readPage(ctx, db, nil, args, filter, order)
+}
+
+// Page returns one page of the users the filter matches, in the given order, as the function
+// Page does. The usual shape (no filter, no cursor) runs as a prepared statement, one per order
+// and direction, with the page size as its parameter.
+func (l *Lookups) Page(ctx context.Context, args paging.Args, filter *Filter, order *Order) (*Connection, error) {
+	return readPage(ctx, l.db, l.pageStatement, args, filter, order)
+}
+
+// pageStatement returns the prepared statement of the pages in this ORDER BY.
+func (l *Lookups) pageStatement(orderBy string) *database.Prepared {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.pageStmts[orderBy]
+	if s == nil {
+		s = database.Prepare(l.db, "SELECT "+userColumns+" FROM users AS u ORDER BY "+orderBy+" LIMIT $1")
+		l.pageStmts[orderBy] = s
+	}
+	return s
+}
+
+// readPage reads a page; prepared, when not nil, gives the statement of an ORDER BY for a page
+// without filter or cursor.
+func readPage(ctx context.Context, db bun.IDB, prepared func(orderBy string) *database.Prepared,
+	args paging.Args, filter *Filter, order *Order,
+) (*Connection, error) {
 	if order == nil {
 		order = &Order{Field: OrderByID, Direction: paging.Asc}
 	}
@@ -105,8 +132,12 @@ func Page(ctx context.Context, db bun.IDB, args paging.Args, filter *Filter, ord
 	}
 
 	rows := make([]*User, 0, page.Size+1)
-	q := page.Apply(db.NewSelect().Model(&rows).Apply(where), sort, "u.id")
-	if err := q.Scan(ctx); err != nil {
+	if prepared != nil && (filter == nil || *filter == Filter{}) && page.Cursor == nil {
+		err = prepared(page.OrderBy(sort, "u.id")).Scan(ctx, &rows, page.Size+1)
+	} else {
+		err = page.Apply(db.NewSelect().Model(&rows).Apply(where), sort, "u.id").Scan(ctx)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("users page: %w", err)
 	}
 	edges, info := paging.Finish(page, rows, func(u *User) paging.Cursor { return u.cursor(order.Field) },

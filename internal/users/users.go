@@ -11,6 +11,7 @@ import (
 	"net/mail"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -262,7 +263,14 @@ func FindMany(ctx context.Context, db bun.IDB, ids []int64) (map[int64]*User, er
 type Lookups struct {
 	group *coalesce.Group[int64, *User]
 	pages *coalesce.Group[page, []*User]
+
+	db        *bun.DB
+	mu        sync.Mutex
+	pageStmts map[string]*database.Prepared // connection pages, by ORDER BY
 }
+
+// The columns of a user, as User scans them.
+const userColumns = "u.id, u.username, u.email, u.created_at, u.updated_at"
 
 type page struct{ offset, limit int }
 
@@ -275,6 +283,7 @@ func NewLookups(db *bun.DB, opts coalesce.Options) *Lookups {
 	byID.Name, byPage.Name = "user_by_id", "user_page"
 	byPage.SameKey = true
 	return &Lookups{
+		db: db, pageStmts: make(map[string]*database.Prepared),
 		group: coalesce.New(func(ctx context.Context, ids []int64) (map[int64]*User, error) {
 			list := make([]*User, 0, len(ids))
 			if err := byIDs.Scan(ctx, &list, database.Int64Array(ids)); err != nil {

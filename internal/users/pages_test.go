@@ -1,0 +1,69 @@
+package users_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+
+	"github.com/wikigraph/wikigraph/internal/coalesce"
+	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/dbtest"
+	"github.com/wikigraph/wikigraph/internal/paging"
+	"github.com/wikigraph/wikigraph/internal/users"
+)
+
+// prepared counts the prepared statements (those with parameters) a pool runs.
+type prepared struct{ n atomic.Int64 }
+
+func (c *prepared) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+func (c *prepared) AfterQuery(_ context.Context, e *bun.QueryEvent) {
+	if strings.Contains(e.Query, "$1") {
+		c.n.Add(1)
+	}
+}
+
+// A connection page in the usual shape (no filter, no cursor) is read through a prepared
+// statement and answers what the built statement answers, for every order, direction and size.
+func TestPreparedConnectionPagesAnswerAsBuiltOnes(t *testing.T) {
+	ctx := context.Background()
+	db := dbtest.DB(t)
+	hook := &prepared{}
+	database.AddQueryHook(db, hook)
+	createUsers(t, db, 12)
+	lookups := users.NewLookups(db, coalesce.Options{})
+	ptr := func(n int) *int { return &n }
+	for _, field := range []users.OrderField{users.OrderByID, users.OrderByUsername, users.OrderByCreatedAt} {
+		for _, dir := range []paging.Direction{paging.Asc, paging.Desc} {
+			for _, args := range []paging.Args{{First: ptr(0)}, {First: ptr(3)}, {Last: ptr(5)}, {}} {
+				name := fmt.Sprintf("%s %s %+v", field, dir, args)
+				order := &users.Order{Field: field, Direction: dir}
+				want, err := users.Page(ctx, db, args, nil, order)
+				require.NoError(t, err)
+				before := hook.n.Load()
+				got, err := lookups.Page(ctx, args, &users.Filter{}, order)
+				require.NoError(t, err)
+				assert.Equal(t, before+1, hook.n.Load(), "%s: prepared", name)
+				assert.Equal(t, want.Edges, got.Edges, name)
+				assert.Equal(t, want.PageInfo, got.PageInfo, name)
+			}
+		}
+	}
+	// A filter or a cursor: built.
+	prefix := "lk"
+	before := hook.n.Load()
+	_, err := lookups.Page(ctx, paging.Args{First: ptr(2)}, &users.Filter{UsernamePrefix: &prefix}, nil)
+	require.NoError(t, err)
+	first, err := lookups.Page(ctx, paging.Args{First: ptr(2)}, nil, nil)
+	require.NoError(t, err)
+	after := first.Edges[1].Cursor()
+	next, err := lookups.Page(ctx, paging.Args{First: ptr(2), After: &after}, nil, nil)
+	require.NoError(t, err)
+	assert.Equal(t, before+1, hook.n.Load(), "only the page without filter or cursor was prepared")
+	assert.Greater(t, next.Edges[0].Node.ID, first.Edges[1].Node.ID)
+}

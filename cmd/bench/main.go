@@ -167,8 +167,13 @@ func main() {
 	if *dbURL == "" {
 		log.Fatal("no database: set -db or TEST_DATABASE_URL (make bench does)")
 	}
-	if *peerName != "" && *peerName != "postgraphile" {
-		log.Fatalf("unknown peer %q: the suite knows postgraphile", *peerName)
+	if *peerName != "" {
+		if *peerName != "postgraphile" {
+			log.Fatalf("unknown peer %q: the suite knows postgraphile", *peerName)
+		}
+		if _, _, _, err := postgraphileFiles(*peerDir); err != nil { // before seeding, not after
+			log.Fatal(err)
+		}
 	}
 	var concurrencies []int
 	for _, f := range strings.Split(*levels, ",") {

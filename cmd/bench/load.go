@@ -21,6 +21,7 @@ import (
 // them as pgbench's own client does.
 type client struct {
 	addr string
+	path string // of the GraphQL endpoint: /query on ours, /graphql on PostGraphile
 	conn net.Conn
 	r    *bufio.Reader
 	req  []byte
@@ -44,7 +45,9 @@ func (c *client) post(payload []byte) (int, []byte, error) {
 			return 0, nil, err
 		}
 	}
-	c.req = append(c.req[:0], "POST /query HTTP/1.1\r\nHost: "...)
+	c.req = append(c.req[:0], "POST "...)
+	c.req = append(c.req, c.path...)
+	c.req = append(c.req, " HTTP/1.1\r\nHost: "...)
 	c.req = append(c.req, c.addr...)
 	c.req = append(c.req, "\r\nContent-Type: application/json\r\nContent-Length: "...)
 	c.req = strconv.AppendInt(c.req, int64(len(payload)), 10)
@@ -169,10 +172,10 @@ type loadResult struct {
 	FirstErr  string
 }
 
-// drive runs concurrency workers against addr for warmup+window, each sending the requests op
-// makes, and keeps the requests that ended inside the window. A request fails when the transport
+// drive runs concurrency workers against the GraphQL endpoint at addr and path for warmup+window,
+// each sending the requests op makes, and keeps the requests that ended inside the window. A request fails when the transport
 // fails, the status is not 200, the body has a GraphQL error, or op.check refuses the body.
-func drive(ctx context.Context, addr string, op operation, concurrency int, warmup, window time.Duration, run string) (loadResult, error) {
+func drive(ctx context.Context, addr, path string, op operation, concurrency int, warmup, window time.Duration, run string) (loadResult, error) {
 	start := time.Now()
 	ctx, cancel := context.WithDeadline(ctx, start.Add(warmup+window))
 	defer cancel()
@@ -186,7 +189,7 @@ func drive(ctx context.Context, addr string, op operation, concurrency int, warm
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := &client{addr: addr}
+			c := &client{addr: addr, path: path}
 			defer c.close()
 			rng := rand.New(rand.NewPCG(uint64(w), uint64(start.UnixNano())))
 			samples := make([]sample, 0, 4096)

@@ -2,7 +2,8 @@
 // users and 500,000 items, starts the server binary on it, drives each operation over loopback
 // with keep-alive connections at fixed concurrency levels, runs the same SQL with pgbench
 // (prepared mode, same concurrency) right after, and prints both with their ratio, the number
-// that matters: the machine's noise mostly cancels in it.
+// that matters: the machine's noise mostly cancels in it. With -peer postgraphile it also drives
+// PostGraphile 5 (peer.go) on the operations it expresses, in the same rounds, for a second ratio.
 //
 //	go run ./cmd/bench -server bin/wikigraph -db "$TEST_DATABASE_URL" -pgdata "$PG_TEST_DATA"
 package main
@@ -11,7 +12,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -42,7 +42,7 @@ type benchEnv struct {
 	postmaster                     int
 }
 
-// Stats are the numbers of one side (server or pgbench) of one operation at one concurrency.
+// Stats are the numbers of one side (server, peer or pgbench) of one operation at one concurrency.
 type Stats struct {
 	Requests  int     `json:"requests"`
 	Errors    int     `json:"errors"`
@@ -51,8 +51,8 @@ type Stats struct {
 	P90ms     float64 `json:"p90_ms"`
 	P99ms     float64 `json:"p99_ms"`
 	MaxMs     float64 `json:"max_ms"`
-	// CPU seconds used inside the window: the server process (server side only), the PostgreSQL
-	// cluster, and the load generator (ours or pgbench, scaled to the window).
+	// CPU seconds used inside the window: the server process (server and peer: the node process),
+	// the PostgreSQL cluster, and the load generator (ours or pgbench, scaled to the window).
 	ServerCPU float64 `json:"server_cpu_s,omitempty"`
 	DBCPU     float64 `json:"db_cpu_s"`
 	ClientCPU float64 `json:"client_cpu_s"`
@@ -71,6 +71,9 @@ type Result struct {
 	Server      Stats   `json:"server"`
 	Pgbench     *Stats  `json:"pgbench,omitempty"`
 	Ratio       float64 `json:"ratio_server_to_pgbench,omitempty"`
+	// The peer's equivalent query (-peer), in the same rounds, and our rate over its rate.
+	Peer      *Stats  `json:"peer,omitempty"`
+	PeerRatio float64 `json:"ratio_server_to_peer,omitempty"`
 }
 
 // Report is the JSON the suite writes.
@@ -80,6 +83,7 @@ type Report struct {
 	WindowS     float64   `json:"window_s"`
 	WarmupS     float64   `json:"warmup_s"`
 	ServerEnv   []string  `json:"server_env,omitempty"`
+	Peer        string    `json:"peer,omitempty"` // what ran as the peer, versions included
 	Results     []Result  `json:"results"`
 	PeakRSSMB   float64   `json:"server_peak_rss_mb"`
 	TotalS      float64   `json:"total_s"`
@@ -149,9 +153,12 @@ func main() {
 		only     = flag.String("ops", "", "only operations whose name matches this regexp")
 		out      = flag.String("out", "bin/bench.json", "where the JSON report goes")
 		noPgb    = flag.Bool("no-pgbench", false, "skip the pgbench side")
+		peerName = flag.String("peer", "", "also drive this peer on the operations it can express (postgraphile)")
+		peerDir  = flag.String("peer-dir", "bench/postgraphile", "the peer's npm workspace (npm ci there first)")
+		peerWarm = flag.Duration("peer-warmup", 5*time.Second, "unmeasured load on each of the peer's operations once it has started, for node's JIT")
 		profile  = flag.String("profile", "", "write the server's CPU and heap profiles of each run into this folder")
 		workDirF = flag.String("work", "bin/bench", "folder for the server log and pgbench logs")
-		rounds   = flag.Int("rounds", 2, "the window is split into this many rounds, server and pgbench alternating")
+		rounds   = flag.Int("rounds", 2, "the window is split into this many rounds, server, peer and pgbench alternating")
 		attack   = flag.Bool("attack", false, "replay the hostile-client attacks instead (make attack): each against a fresh server, on a smaller seed")
 		atkLimit = flag.Duration("attack-timeout", 20*time.Second, "with -attack: give up on an attack's requests after this")
 		atkDocs  = flag.Int("attack-docs", 300, "with -attack: how many distinct 900 KB documents to send")
@@ -159,6 +166,14 @@ func main() {
 	flag.Parse()
 	if *dbURL == "" {
 		log.Fatal("no database: set -db or TEST_DATABASE_URL (make bench does)")
+	}
+	if *peerName != "" {
+		if *peerName != "postgraphile" {
+			log.Fatalf("unknown peer %q: the suite knows postgraphile", *peerName)
+		}
+		if _, _, _, err := postgraphileFiles(*peerDir); err != nil { // before seeding, not after
+			log.Fatal(err)
+		}
 	}
 	var concurrencies []int
 	for _, f := range strings.Split(*levels, ",") {
@@ -210,10 +225,27 @@ func main() {
 		log.Fatal(err)
 	}
 	defer srv.stop()
-	// log.Fatal skips deferred calls: stop the server first.
-	fatal := func(v ...any) { srv.stop(); log.Fatal(v...) }
-	fatalf := func(format string, v ...any) { srv.stop(); log.Fatalf(format, v...) }
+	var peer *serverProc
+	stopAll := func() {
+		srv.stop()
+		if peer != nil {
+			peer.stop()
+		}
+	}
+	// log.Fatal skips deferred calls: stop the servers first.
+	fatal := func(v ...any) { stopAll(); log.Fatal(v...) }
+	fatalf := func(format string, v ...any) { stopAll(); log.Fatalf(format, v...) }
 	report.ServerEnv = srv.extraEnv
+	if *peerName != "" {
+		if peer, report.Peer, err = startPostGraphile(ctx, *peerDir, env); err != nil {
+			fatal(err)
+		}
+		defer peer.stop()
+		log.Printf("peer: %s", report.Peer)
+		if err := warmPeer(ctx, peer, filter, *peerWarm); err != nil {
+			fatal(err)
+		}
+	}
 	run := strconv.FormatInt(began.Unix()%1_000_000, 36)
 	for _, c := range concurrencies {
 		for _, op := range operations {
@@ -225,11 +257,13 @@ func main() {
 			}
 			tag := fmt.Sprintf("%s%d", run, c)
 			r := Result{Operation: op.Name, Concurrency: c}
+			peerOp, withPeer := postgraphileOps[op.Name]
+			withPeer = withPeer && peer != nil
 			// The sides alternate, rounds times, so that a slow spell of the (shared, noisy)
-			// machine falls on both rather than on one.
+			// machine falls on all of them rather than on one.
 			slice := *window / time.Duration(*rounds)
-			var srvParts, pgbParts []Stats
-			var srvRes, pgbRes []loadResult
+			var srvParts, peerParts, pgbParts []Stats
+			var srvRes, peerRes, pgbRes []loadResult
 			for round := range *rounds {
 				var prof *profiler
 				if *profile != "" && round == 0 {
@@ -243,6 +277,13 @@ func main() {
 				if prof != nil {
 					prof.wait()
 				}
+				if withPeer {
+					st, res, err := measureServer(ctx, env, peer, peerOp, c, *warmup, slice, fmt.Sprintf("%s%dp", tag, round))
+					if err != nil {
+						fatal(err)
+					}
+					peerParts, peerRes = append(peerParts, st), append(peerRes, res)
+				}
 				if *noPgb {
 					continue
 				}
@@ -254,6 +295,13 @@ func main() {
 				pgbParts, pgbRes = append(pgbParts, ps), append(pgbRes, p.loadResult)
 			}
 			r.Server = combine(srvParts, srvRes, *window)
+			if withPeer {
+				s := combine(peerParts, peerRes, *window)
+				r.Peer = &s
+				if s.PerSecond > 0 {
+					r.PeerRatio = r.Server.PerSecond / s.PerSecond
+				}
+			}
 			if !*noPgb {
 				s := combine(pgbParts, pgbRes, *window)
 				r.Pgbench = &s
@@ -282,6 +330,9 @@ func main() {
 		errs += r.Server.Errors
 		if r.Pgbench != nil {
 			errs += r.Pgbench.Errors
+		}
+		if r.Peer != nil {
+			errs += r.Peer.Errors
 		}
 	}
 	if errs > 0 {
@@ -361,6 +412,8 @@ func seed(ctx context.Context, env benchEnv, server string, seedUsers, seedItems
 type serverProc struct {
 	cmd      *exec.Cmd
 	addr     string
+	path     string // of the GraphQL endpoint
+	metrics  bool   // whether it serves our /metrics (ours does, the peer does not)
 	pprof    string
 	extraEnv []string
 	peakRSS  float64
@@ -374,7 +427,7 @@ func startServer(ctx context.Context, binary string, env benchEnv, pprof, oneCli
 	if err != nil {
 		return nil, err
 	}
-	s := &serverProc{addr: "127.0.0.1:" + strconv.Itoa(port), done: make(chan error, 1)}
+	s := &serverProc{addr: "127.0.0.1:" + strconv.Itoa(port), path: "/query", metrics: true}
 	extra := []string{"DATABASE_URL=" + env.dbURL, "HOST=127.0.0.1", "PORT=" + strconv.Itoa(port)}
 	// The load generator is one client at one address (oneClient): the per-client budget would
 	// cap the suite at one client's share. Unbounded unless set.
@@ -397,38 +450,52 @@ func startServer(ctx context.Context, binary string, env benchEnv, pprof, oneCli
 			s.extraEnv = append(s.extraEnv, kv)
 		}
 	}
-	logFile, err := os.Create(filepath.Join(env.workDir, "server.log"))
-	if err != nil {
-		return nil, err
+	cmd := exec.Command(binary)
+	cmd.Env = append(os.Environ(), extra...)
+	ready := func() bool {
+		resp, err := http.Get("http://" + s.addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
 	}
-	s.cmd = exec.Command(binary)
-	s.cmd.Env = append(os.Environ(), extra...)
+	if err := s.launch(ctx, cmd, filepath.Join(env.workDir, "server.log"), ready, 30*time.Second); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	return s, nil
+}
+
+// launch starts cmd with its output in logName and waits until ready says so.
+func (s *serverProc) launch(ctx context.Context, cmd *exec.Cmd, logName string, ready func() bool, patience time.Duration) error {
+	logFile, err := os.Create(logName)
+	if err != nil {
+		return err
+	}
+	s.cmd, s.done = cmd, make(chan error, 1)
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	if err := s.cmd.Start(); err != nil {
-		return nil, err
+		logFile.Close()
+		return err
 	}
 	go func() { s.done <- s.cmd.Wait(); logFile.Close() }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + s.addr + "/readyz")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
-			}
-		}
+	deadline := time.Now().Add(patience)
+	for !ready() {
 		select {
 		case err := <-s.done:
-			return nil, fmt.Errorf("server exited: %v (see %s)", err, logFile.Name())
+			return fmt.Errorf("exited: %v (see %s)", err, logName)
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			s.stop()
+			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return nil, errors.New("server not ready after 30s")
+			s.stop()
+			return fmt.Errorf("not ready after %s (see %s)", patience, logName)
 		}
 	}
+	return nil
 }
 
 // known reports whether name is one of the server's settings (listed in the report).
@@ -463,7 +530,8 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// measureServer drives op against the server and measures its CPU time and RSS in the window.
+// measureServer drives op against the server (ours or the peer) and measures its CPU time and RSS
+// in the window.
 func measureServer(ctx context.Context, env benchEnv, srv *serverProc, op operation, c int, warmup, window time.Duration, run string) (Stats, loadResult, error) {
 	pid := srv.cmd.Process.Pid
 	var self0 syscall.Rusage
@@ -490,12 +558,17 @@ func measureServer(ctx context.Context, env benchEnv, srv *serverProc, op operat
 		sampled <- s
 		peak <- top
 	}()
-	before := scrape(srv.addr)
-	res, err := drive(ctx, srv.addr, op, c, warmup, window, run)
+	var before, after map[string]float64
+	if srv.metrics {
+		before = scrape(srv.addr)
+	}
+	res, err := drive(ctx, srv.addr, srv.path, op, c, warmup, window, run)
 	if err != nil {
 		return Stats{}, res, err
 	}
-	after := scrape(srv.addr)
+	if srv.metrics {
+		after = scrape(srv.addr)
+	}
 	s := <-sampled
 	var self1 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self1)
@@ -594,12 +667,18 @@ func printResult(r Result) {
 	if r.Pgbench != nil {
 		line += fmt.Sprintf(" | pgbench %8.0f/s p99 %6.2f ms errors %d | ratio %.2f", r.Pgbench.PerSecond, r.Pgbench.P99ms, r.Pgbench.Errors, r.Ratio)
 	}
+	if r.Peer != nil {
+		line += fmt.Sprintf(" | peer %8.0f/s p99 %6.2f ms errors %d | ratio %.2f", r.Peer.PerSecond, r.Peer.P99ms, r.Peer.Errors, r.PeerRatio)
+	}
 	log.Print(line)
 	if r.Server.FirstError != "" {
 		log.Printf("  first server error: %s", r.Server.FirstError)
 	}
 	if r.Pgbench != nil && r.Pgbench.FirstError != "" {
 		log.Printf("  pgbench: %s", r.Pgbench.FirstError)
+	}
+	if r.Peer != nil && r.Peer.FirstError != "" {
+		log.Printf("  first peer error: %s", r.Peer.FirstError)
 	}
 }
 
@@ -626,4 +705,32 @@ func printTable(w io.Writer, rep Report) {
 	if len(rep.ServerEnv) > 0 {
 		fmt.Fprintf(w, "server settings: %s\n", strings.Join(rep.ServerEnv, " "))
 	}
+	printPeerTable(w, rep)
+}
+
+// printPeerTable prints the rows that have a peer side: both rates, latencies and CPU per
+// request (the server process, and PostgreSQL), and our rate over the peer's.
+func printPeerTable(w io.Writer, rep Report) {
+	if rep.Peer == "" {
+		return
+	}
+	perReq := func(cpu float64, s *Stats) float64 {
+		if s.Requests == 0 {
+			return 0
+		}
+		return cpu * 1e6 / float64(s.Requests)
+	}
+	fmt.Fprintf(w, "\npeer: %s\n", rep.Peer)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "operation\tc\twikigraph req/s\tp50 ms\tp99 ms\tCPU µs/req\tdb µs/req\t| PostGraphile req/s\tp50 ms\tp99 ms\tCPU µs/req\tdb µs/req\tRSS MB\t| wikigraph/PostGraphile\t")
+	for _, r := range rep.Results {
+		s, p := r.Server, r.Peer
+		if p == nil {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.0f\t%.0f\t| %.0f\t%.2f\t%.2f\t%.0f\t%.0f\t%.0f\t| %.2f\t\n", r.Operation, r.Concurrency,
+			s.PerSecond, s.P50ms, s.P99ms, perReq(s.ServerCPU, &s), perReq(s.DBCPU, &s),
+			p.PerSecond, p.P50ms, p.P99ms, perReq(p.ServerCPU, p), perReq(p.DBCPU, p), p.PeakRSSMB, r.PeerRatio)
+	}
+	tw.Flush()
 }

@@ -91,6 +91,15 @@ var operations = []operation{
 		pgbench: nestedSQL,
 	},
 	{
+		// Issue 12's nested query, the one PostGraphile is compared on (peer.go): connections
+		// at both levels, and the owner's username only.
+		Name: "nested connection 20×5×owner",
+		request: fixed(`{"query":"query NestedConnection { usersConnection(first: 20) { edges { node { id username ` +
+			`items(first: 5) { edges { node { id title owner { username } } } } } } } }"}`),
+		check:   contains(lastNestedTitle),
+		pgbench: nestedConnectionSQL,
+	},
+	{
 		Name: "createUser",
 		request: func(buf []byte, _ *rand.Rand, run string, w, i int) []byte {
 			buf = append(buf, `{"query":"mutation Create($in: NewUser!) { createUser(input: $in) { id username email createdAt } }","variables":{"in":{"username":"b`...)
@@ -137,6 +146,19 @@ SELECT i.* FROM unnest('{` + firstIDs(20) + `}'::bigint[]) AS o(owner_id) CROSS 
 	`ORDER BY i.id ASC LIMIT 6) AS i ORDER BY o.owner_id, i.rn;
 SELECT ` + userColumns + ` FROM "users" AS "u" WHERE (id = ANY('{` + firstIDs(20) + `}'::bigint[]));
 `
+
+// nestedConnectionSQL is what the server sends for the nested connection query: the page of users
+// (one row more, for hasNextPage) and the first 5 items of each of them in one statement (a
+// lateral join, the one items.PagesByOwner builds). The owners are the page's users: no statement.
+var nestedConnectionSQL = `SELECT ` + userColumns + ` FROM "users" AS "u" ORDER BY u.id ASC LIMIT 21;
+SELECT i.* FROM unnest('{` + firstIDs(20) + `}'::bigint[]) AS o(owner_id) CROSS JOIN LATERAL ` +
+	`(SELECT i.*, row_number() OVER (ORDER BY i.id ASC) AS rn FROM "items" AS "i" WHERE (i.owner_id = o.owner_id) ` +
+	`ORDER BY i.id ASC LIMIT 6) AS i ORDER BY o.owner_id, i.rn;
+`
+
+// lastNestedTitle is in a nested answer only when it holds all 5 items of the 20th user: item g
+// belongs to user 1 + (g-1) mod seedUsers, so user 20's fifth is item 20 + 4·seedUsers.
+var lastNestedTitle = `"title":"item ` + strconv.Itoa(20+4*seedUsers) + `"`
 
 // firstIDs returns "1,2,…,n".
 func firstIDs(n int) string {

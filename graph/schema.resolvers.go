@@ -63,7 +63,7 @@ func (r *queryResolver) Users(ctx context.Context, offset int, limit int) ([]*us
 }
 
 func (r *queryResolver) UsersConnection(ctx context.Context, first *int, after *string, last *int, before *string, filter *users.Filter, orderBy *users.Order) (*users.Connection, error) {
-	return r.UserLookups.Page(ctx, paging.Args{First: first, After: after, Last: last, Before: before}, filter, orderBy)
+	return r.UserLookups.Page(ctx, paging.Args{First: first, After: after, Last: last, Before: before}, filter, orderBy, brief(ctx, userDetails))
 }
 
 func (r *queryResolver) Item(ctx context.Context, id int64) (*items.Item, error) {
@@ -95,7 +95,7 @@ func (r *subscriptionResolver) ItemChanged(ctx context.Context, ownerID *int64) 
 }
 
 func (r *userResolver) Items(ctx context.Context, obj *users.User, first *int, after *string, last *int, before *string, filter *items.Filter, orderBy *items.Order) (*items.Connection, error) {
-	return loaders.From(ctx).OwnerItems(ctx, obj.ID, paging.Args{First: first, After: after, Last: last, Before: before}, filter, orderBy)
+	return loaders.From(ctx).OwnerItems(ctx, obj.ID, paging.Args{First: first, After: after, Last: last, Before: before}, filter, orderBy, briefSiblings(ctx, itemDetails))
 }
 
 func (r *Resolver) Item() ItemResolver { return &itemResolver{r} }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/99designs/gqlgen/client"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -61,4 +62,55 @@ func TestErrorsInListsCarryTheirPath(t *testing.T) {
 		assert.Equal(t, []any{"usersConnection", "edges", float64(i), "node", "items"}, err.Path)
 	}
 	assert.Nil(t, data, "a non-null field's null reaches the nullable root")
+}
+
+// Pages read only the columns their selection needs (users.Lookups.Page, items.Query.Brief):
+// whatever asks for the other fields, anywhere below the page, through a fragment, a deferred
+// one, an alias or the owner that is the page's own user, gets them.
+func TestBriefReadsKeepEveryFieldAsked(t *testing.T) {
+	e := newEnv(t)
+	name := unique("brief")
+	u := e.createUser(name+"_a", name+"_a@example.com")
+	desc := "described"
+	it := e.createItem(u.ID, "a title", &desc)
+	node := func(data map[string]any) map[string]any {
+		edges := data["usersConnection"].(map[string]any)["edges"].([]any)
+		require.Len(t, edges, 1)
+		return edges[0].(map[string]any)["node"].(map[string]any)
+	}
+	firstItem := func(user map[string]any, field string) map[string]any {
+		edges := user[field].(map[string]any)["edges"].([]any)
+		require.Len(t, edges, 1)
+		return edges[0].(map[string]any)["node"].(map[string]any)
+	}
+	vars := map[string]any{"p": name}
+
+	t.Run("the owner's email, below the items", func(t *testing.T) {
+		data, errs := e.post(`query($p: String!) { usersConnection(first: 1, filter: {usernamePrefix: $p}) { edges { node {
+			username items { edges { node { title owner { email createdAt } } } } } } } }`, vars)
+		require.Empty(t, errs)
+		owner := firstItem(node(data), "items")["owner"].(map[string]any)
+		assert.Equal(t, u.Email, owner["email"])
+		assert.Equal(t, u.CreatedAt, owner["createdAt"])
+	})
+	t.Run("details through a fragment and an alias", func(t *testing.T) {
+		data, errs := e.post(`query($p: String!) { usersConnection(first: 1, filter: {usernamePrefix: $p}) { edges { node {
+			a: items { edges { node { title } } } b: items { edges { node { ...Details } } } } } } }
+			fragment Details on Item { description updatedAt }`, vars)
+		require.Empty(t, errs)
+		user := node(data)
+		assert.Equal(t, it.Title, firstItem(user, "a")["title"])
+		assert.Equal(t, desc, firstItem(user, "b")["description"])
+		assert.Equal(t, it.UpdatedAt, firstItem(user, "b")["updatedAt"])
+	})
+	t.Run("the first page of all users, prepared", func(t *testing.T) {
+		data, errs := e.post(`{ usersConnection(first: 1) { edges { node { id username email } } } }`, nil)
+		require.Empty(t, errs)
+		edges := data["usersConnection"].(map[string]any)["edges"].([]any)
+		require.Len(t, edges, 1)
+		first := edges[0].(map[string]any)["node"].(map[string]any)
+		var byID struct{ User user }
+		e.c.MustPost(`query($id: ID!) { user(id: $id) { `+userFields+` } }`, &byID, client.Var("id", first["id"]))
+		assert.Equal(t, byID.User.Email, first["email"])
+	})
 }

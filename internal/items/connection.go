@@ -91,6 +91,23 @@ type Query struct {
 	page   paging.Page
 	filter Filter
 	order  Order
+	brief  bool // only the columns Brief keeps
+}
+
+// Brief returns q reading only an item's id, owner and title, and whatever its order needs: a
+// caller that knows no other field is wanted saves PostgreSQL sending and the server parsing the
+// rest (two timestamps and the description, of six columns).
+func (q Query) Brief() Query {
+	q.brief = q.order.Field != OrderByCreatedAt
+	return q
+}
+
+// columns lists what the query reads of an item.
+func (q Query) columns() string {
+	if q.brief {
+		return briefColumns
+	}
+	return itemColumns
 }
 
 // NewQuery checks a connection's arguments.
@@ -118,7 +135,8 @@ func (q Query) Key() string {
 		P paging.Page
 		F Filter
 		O Order
-	}{q.page, q.filter, q.order})
+		B bool
+	}{q.page, q.filter, q.order, q.brief})
 	return string(b)
 }
 
@@ -183,7 +201,7 @@ func PagesByOwner(ctx context.Context, db bun.IDB, owners []int64, q Query,
 	if len(owners) > 0 {
 		s := q.sort()
 		sub := db.NewSelect().Model((*Item)(nil)).
-			ColumnExpr("i.*").ColumnExpr("row_number() OVER (ORDER BY " + q.page.OrderBy(s, "i.id") + ") AS rn").
+			ColumnExpr(q.columns()).ColumnExpr("row_number() OVER (ORDER BY " + q.page.OrderBy(s, "i.id") + ") AS rn").
 			Where("i.owner_id = o.owner_id").Apply(q.where)
 		sub = q.page.Apply(sub, s, "i.id")
 		err := db.NewSelect().

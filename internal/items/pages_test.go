@@ -61,6 +61,30 @@ func TestPreparedPagesAnswerAsBuiltOnes(t *testing.T) {
 					assert.Equal(t, want[owner].Edges, got[owner].Edges, name)
 					assert.Equal(t, want[owner].PageInfo, got[owner].PageInfo, name)
 				}
+
+				// Brief, prepared and built: the same items and cursors, without the details.
+				brief := q.Brief()
+				built, err := items.PagesByOwner(ctx, db, owners, brief, noCount)
+				require.NoError(t, err)
+				got, err = pages.ByOwner(ctx, owners, brief, noCount)
+				require.NoError(t, err)
+				for _, owner := range owners {
+					for _, conns := range []map[int64]*items.Connection{built, got} {
+						assert.Equal(t, want[owner].PageInfo, conns[owner].PageInfo, name)
+						require.Len(t, conns[owner].Edges, len(want[owner].Edges), name)
+						for i, e := range conns[owner].Edges {
+							w := want[owner].Edges[i]
+							assert.Equal(t, w.Cursor(), e.Cursor(), name)
+							assert.Equal(t, []any{w.Node.ID, w.Node.OwnerID, w.Node.Title}, []any{e.Node.ID, e.Node.OwnerID, e.Node.Title}, name)
+							if field == items.OrderByCreatedAt { // its cursors need created_at: not brief
+								assert.Equal(t, w.Node, e.Node, name)
+							} else {
+								assert.Nil(t, e.Node.Description, name)
+								assert.True(t, e.Node.CreatedAt.IsZero(), name)
+							}
+						}
+					}
+				}
 			}
 		}
 	}

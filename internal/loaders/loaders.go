@@ -263,14 +263,18 @@ func (l *Loaders) User(ctx context.Context, id int64) (*users.User, error) {
 }
 
 // OwnerItems loads owner's page of the items the filter matches, together with the other users
-// listed alongside it, for the same arguments.
-func (l *Loaders) OwnerItems(ctx context.Context, owner int64, args paging.Args, filter *items.Filter, order *items.Order) (*items.Connection, error) {
+// listed alongside it, for the same arguments; brief when no field but the id, the title and the
+// owner is wanted (items.Query.Brief).
+func (l *Loaders) OwnerItems(ctx context.Context, owner int64, args paging.Args, filter *items.Filter, order *items.Order, brief bool) (*items.Connection, error) {
 	ctx, cancel := l.bound(ctx)
 	defer cancel()
 	l.init()
 	q, err := items.NewQuery(args, filter, order)
 	if err != nil {
 		return nil, err
+	}
+	if brief {
+		q = q.Brief()
 	}
 	key := q.Key()
 	l.mu.Lock()

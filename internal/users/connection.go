@@ -90,32 +90,34 @@ func (u *User) cursor(f OrderField) paging.Cursor {
 
 // Page returns one page of the users the filter matches, in the given order.
 func Page(ctx context.Context, db bun.IDB, args paging.Args, filter *Filter, order *Order) (*Connection, error) {
-	return readPage(ctx, db, nil, args, filter, order)
+	return readPage(ctx, db, nil, args, filter, order, false)
 }
 
 // Page returns one page of the users the filter matches, in the given order, as the function
-// Page does. The usual shape (no filter, no cursor) runs as a prepared statement, one per order
-// and direction, with the page size as its parameter.
-func (l *Lookups) Page(ctx context.Context, args paging.Args, filter *Filter, order *Order) (*Connection, error) {
-	return readPage(ctx, l.db, l.pageStatement, args, filter, order)
+// Page does; brief when no field but the id and the username is wanted of them (the other
+// columns are not read: the users have no email and no timestamps). The usual shape (no filter,
+// no cursor) runs as a prepared statement, one per order, direction and column list, with the
+// page size as its parameter.
+func (l *Lookups) Page(ctx context.Context, args paging.Args, filter *Filter, order *Order, brief bool) (*Connection, error) {
+	return readPage(ctx, l.db, l.pageStatement, args, filter, order, brief)
 }
 
-// pageStatement returns the prepared statement of the pages in this ORDER BY.
-func (l *Lookups) pageStatement(orderBy string) *database.Prepared {
+// pageStatement returns the prepared statement of the pages in this ORDER BY, of these columns.
+func (l *Lookups) pageStatement(orderBy, columns string) *database.Prepared {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	s := l.pageStmts[orderBy]
+	s := l.pageStmts[orderBy+columns]
 	if s == nil {
-		s = database.Prepare(l.db, "SELECT "+userColumns+" FROM users AS u ORDER BY "+orderBy+" LIMIT $1")
-		l.pageStmts[orderBy] = s
+		s = database.Prepare(l.db, "SELECT "+columns+" FROM users AS u ORDER BY "+orderBy+" LIMIT $1")
+		l.pageStmts[orderBy+columns] = s
 	}
 	return s
 }
 
 // readPage reads a page; prepared, when not nil, gives the statement of an ORDER BY for a page
 // without filter or cursor.
-func readPage(ctx context.Context, db bun.IDB, prepared func(orderBy string) *database.Prepared,
-	args paging.Args, filter *Filter, order *Order,
+func readPage(ctx context.Context, db bun.IDB, prepared func(orderBy, columns string) *database.Prepared,
+	args paging.Args, filter *Filter, order *Order, brief bool,
 ) (*Connection, error) {
 	if order == nil {
 		order = &Order{Field: OrderByID, Direction: paging.Asc}
@@ -131,11 +133,15 @@ func readPage(ctx context.Context, db bun.IDB, prepared func(orderBy string) *da
 		return nil, err
 	}
 
+	columns := userColumns
+	if brief && order.Field != OrderByCreatedAt { // the cursor of that order needs created_at
+		columns = briefColumns
+	}
 	rows := make([]*User, 0, page.Size+1)
 	if prepared != nil && (filter == nil || *filter == Filter{}) && page.Cursor == nil {
-		err = prepared(page.OrderBy(sort, "u.id")).Scan(ctx, &rows, page.Size+1)
+		err = prepared(page.OrderBy(sort, "u.id"), columns).Scan(ctx, &rows, page.Size+1)
 	} else {
-		err = page.Apply(db.NewSelect().Model(&rows).Apply(where), sort, "u.id").Scan(ctx)
+		err = page.Apply(db.NewSelect().Model(&rows).ColumnExpr(columns).Apply(where), sort, "u.id").Scan(ctx)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("users page: %w", err)

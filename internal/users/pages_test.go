@@ -46,24 +46,44 @@ func TestPreparedConnectionPagesAnswerAsBuiltOnes(t *testing.T) {
 				want, err := users.Page(ctx, db, args, nil, order)
 				require.NoError(t, err)
 				before := hook.n.Load()
-				got, err := lookups.Page(ctx, args, &users.Filter{}, order)
+				got, err := lookups.Page(ctx, args, &users.Filter{}, order, false)
 				require.NoError(t, err)
 				assert.Equal(t, before+1, hook.n.Load(), "%s: prepared", name)
 				assert.Equal(t, want.Edges, got.Edges, name)
 				assert.Equal(t, want.PageInfo, got.PageInfo, name)
+
+				// Brief: the same users and cursors; no email, and no timestamps unless the
+				// order needs them.
+				got, err = lookups.Page(ctx, args, nil, order, true)
+				require.NoError(t, err)
+				assert.Equal(t, want.PageInfo, got.PageInfo, name)
+				require.Len(t, got.Edges, len(want.Edges))
+				for i, e := range got.Edges {
+					w := want.Edges[i]
+					assert.Equal(t, w.Node.ID, e.Node.ID, name)
+					assert.Equal(t, w.Node.Username, e.Node.Username, name)
+					assert.Equal(t, w.Cursor(), e.Cursor(), name)
+					if field == users.OrderByCreatedAt { // its cursors need created_at: not brief
+						assert.Equal(t, w.Node, e.Node, name)
+					} else {
+						assert.Empty(t, e.Node.Email, name)
+						assert.True(t, e.Node.CreatedAt.IsZero(), name)
+					}
+				}
 			}
 		}
 	}
 	// A filter or a cursor: built.
 	prefix := "lk"
 	before := hook.n.Load()
-	_, err := lookups.Page(ctx, paging.Args{First: ptr(2)}, &users.Filter{UsernamePrefix: &prefix}, nil)
+	_, err := lookups.Page(ctx, paging.Args{First: ptr(2)}, &users.Filter{UsernamePrefix: &prefix}, nil, false)
 	require.NoError(t, err)
-	first, err := lookups.Page(ctx, paging.Args{First: ptr(2)}, nil, nil)
+	first, err := lookups.Page(ctx, paging.Args{First: ptr(2)}, nil, nil, false)
 	require.NoError(t, err)
 	after := first.Edges[1].Cursor()
-	next, err := lookups.Page(ctx, paging.Args{First: ptr(2), After: &after}, nil, nil)
+	next, err := lookups.Page(ctx, paging.Args{First: ptr(2), After: &after}, nil, nil, true)
 	require.NoError(t, err)
 	assert.Equal(t, before+1, hook.n.Load(), "only the page without filter or cursor was prepared")
 	assert.Greater(t, next.Edges[0].Node.ID, first.Edges[1].Node.ID)
+	assert.Empty(t, next.Edges[0].Node.Email, "a built brief page reads the brief columns too")
 }

@@ -269,8 +269,11 @@ type Lookups struct {
 	pageStmts map[string]*database.Prepared // connection pages, by ORDER BY
 }
 
-// The columns of a user, as User scans them.
-const userColumns = "u.id, u.username, u.email, u.created_at, u.updated_at"
+// The columns of a user, as User scans them; and those of a brief page.
+const (
+	userColumns  = "u.id, u.username, u.email, u.created_at, u.updated_at"
+	briefColumns = "u.id, u.username"
+)
 
 type page struct{ offset, limit int }
 

@@ -1,0 +1,154 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+// post is gqlgen's POST transport (transport.POST of v0.17.98: the same requests, statuses,
+// headers and bodies) with one change: the response is written around its data rather than
+// through json.Marshal, which scans and compacts the data, already compact JSON, once more (6.5%
+// of the server's CPU on a nested page of 20 users and 100 items).
+type post struct{}
+
+var _ graphql.Transport = post{}
+
+// Supports implements graphql.Transport: a POST of application/json, not an upgrade.
+func (post) Supports(r *http.Request) bool {
+	if r.Header.Get("Upgrade") != "" {
+		return false
+	}
+	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		return false
+	}
+	return r.Method == http.MethodPost && mediaType == "application/json"
+}
+
+const (
+	mediaJSON            = "application/json"
+	mediaGraphQLResponse = "application/graphql-response+json"
+)
+
+// Do implements graphql.Transport.
+func (post) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	ctx := r.Context()
+	contentType := responseContentType(r)
+	w.Header().Add("Content-Type", contentType)
+	start := graphql.Now()
+
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeResponse(w, exec.DispatchError(ctx, gqlerror.List{gqlerror.Errorf("could not read request body: %+v", err)}))
+		return
+	}
+	var params graphql.RawParams
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&params); err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		gqlErr := gqlerror.Errorf("%s%+v body:%s", undecodedBody, err, string(body))
+		writeResponse(w, exec.DispatchError(ctx, gqlerror.List{gqlErr}))
+		return
+	}
+	params.Headers = r.Header
+	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
+
+	rc, opErr := exec.CreateOperationContext(ctx, &params)
+	if opErr != nil {
+		status := http.StatusOK
+		if errcode.GetErrorKind(opErr) == errcode.KindProtocol {
+			status = http.StatusUnprocessableEntity
+			if contentType == mediaGraphQLResponse {
+				status = http.StatusBadRequest
+			}
+		}
+		w.WriteHeader(status)
+		writeResponse(w, exec.DispatchError(graphql.WithOperationContext(ctx, rc), opErr))
+		return
+	}
+	responses, ctx := exec.DispatchOperation(ctx, rc)
+	writeResponse(w, responses(ctx))
+}
+
+// responseContentType is the media type of the answer, as gqlgen's POST chooses it from Accept.
+func responseContentType(r *http.Request) string {
+	accept := r.Header.Get("Accept")
+	if accept == "" {
+		return mediaJSON
+	}
+	for part := range strings.SplitSeq(accept, ",") {
+		mediaType, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		switch mediaType {
+		case "*/*", "application/*", mediaJSON:
+			return mediaJSON
+		case mediaGraphQLResponse:
+			return mediaGraphQLResponse
+		}
+	}
+	return mediaGraphQLResponse
+}
+
+// writeResponse writes resp as json.Marshal would, byte for byte: the members in the order of
+// graphql.Response's fields, the data as it is (gqlgen's marshallers write compact JSON) but with
+// <, >, & and the line separators escaped, as json.Marshal escapes them.
+func writeResponse(w io.Writer, resp *graphql.Response) {
+	if resp == nil {
+		return
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(resp.Data) + 64)
+	buf.WriteByte('{')
+	if len(resp.Errors) > 0 {
+		member(&buf, "errors", resp.Errors)
+		buf.WriteByte(',')
+	}
+	buf.WriteString(`"data":`)
+	switch {
+	case len(resp.Data) == 0:
+		buf.WriteString("null")
+	case bytes.ContainsAny(resp.Data, "<>&\u2028\u2029"):
+		json.HTMLEscape(&buf, resp.Data)
+	default:
+		buf.Write(resp.Data)
+	}
+	if resp.Label != "" {
+		buf.WriteByte(',')
+		member(&buf, "label", resp.Label)
+	}
+	if len(resp.Path) > 0 {
+		buf.WriteByte(',')
+		member(&buf, "path", resp.Path)
+	}
+	if resp.HasNext != nil {
+		buf.WriteByte(',')
+		member(&buf, "hasNext", *resp.HasNext)
+	}
+	if len(resp.Extensions) > 0 {
+		buf.WriteByte(',')
+		member(&buf, "extensions", resp.Extensions)
+	}
+	buf.WriteByte('}')
+	_, _ = w.Write(buf.Bytes())
+}
+
+func member(buf *bytes.Buffer, name string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Errorf("unable to marshal %s: %w", name, err)) // as gqlgen's writeJson
+	}
+	buf.WriteString(`"` + name + `":`)
+	buf.Write(b)
+}

@@ -1,0 +1,38 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+// The POST transport writes a response as gqlgen's own (json.Marshal) would, byte for byte.
+func TestWriteResponseAsJSONMarshal(t *testing.T) {
+	yes := true
+	for name, resp := range map[string]*graphql.Response{
+		"data":              {Data: json.RawMessage(`{"user":{"id":"1","username":"ada"}}`)},
+		"no data":           {},
+		"null data":         {Data: json.RawMessage(`null`)},
+		"html and unicode":  {Data: json.RawMessage(`{"t":"<b>&amp;</b> é \\u003c"}`)},
+		"line separators":   {Data: json.RawMessage("{\"t\":\"a\u2028b\u2029c\"}")},
+		"errors and data":   {Data: json.RawMessage(`{"a":null}`), Errors: gqlerror.List{{Message: "bad <input>", Path: ast.Path{ast.PathName("a"), ast.PathIndex(0)}, Extensions: map[string]any{"code": "BAD_USER_INPUT"}}}},
+		"errors only":       {Errors: gqlerror.List{{Message: "x", Locations: []gqlerror.Location{{Line: 1, Column: 2}}}}},
+		"incremental part":  {Data: json.RawMessage(`{"owner":{"id":"2"}}`), Label: "o", Path: ast.Path{ast.PathName("items"), ast.PathIndex(3)}, HasNext: &yes},
+		"extensions":        {Data: json.RawMessage(`{}`), Extensions: map[string]any{"retryAfter": 2, "z": "<"}},
+		"empty errors list": {Data: json.RawMessage(`{}`), Errors: gqlerror.List{}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			want, err := json.Marshal(resp)
+			require.NoError(t, err)
+			var got bytes.Buffer
+			writeResponse(&got, resp)
+			assert.Equal(t, string(want), got.String())
+		})
+	}
+}

@@ -63,7 +63,7 @@ func (r *queryResolver) Users(ctx context.Context, offset int, limit int) ([]*us
 }
 
 func (r *queryResolver) UsersConnection(ctx context.Context, first *int, after *string, last *int, before *string, filter *users.Filter, orderBy *users.Order) (*users.Connection, error) {
-	return r.UserLookups.Page(ctx, paging.Args{First: first, After: after, Last: last, Before: before}, filter, orderBy, brief(ctx, userDetails))
+	return usersPage(ctx, r.Resolver, paging.Args{First: first, After: after, Last: last, Before: before}, filter, orderBy)
 }
 
 func (r *queryResolver) Item(ctx context.Context, id int64) (*items.Item, error) {

@@ -2,9 +2,15 @@ package graph
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/wikigraph/wikigraph/internal/items"
+	"github.com/wikigraph/wikigraph/internal/loaders"
+	"github.com/wikigraph/wikigraph/internal/paging"
+	"github.com/wikigraph/wikigraph/internal/users"
 )
 
 // The fields a brief read leaves out (items.Query.Brief, users.Brief): a read may skip their
@@ -56,4 +62,131 @@ func selectsDeep(set ast.SelectionSet, names []string) bool {
 		}
 	}
 	return false
+}
+
+// usersPage resolves usersConnection. When every user of the page asks for the same usual page
+// of its items (no filter, no cursor: the nested read), the users and their items are read in
+// one statement (loaders.UsersWithItems); otherwise the users alone, and their items through the
+// loaders, in a second.
+func usersPage(ctx context.Context, r *Resolver, args paging.Args, filter *users.Filter, order *users.Order) (*users.Connection, error) {
+	uq, err := users.NewPageQuery(args, filter, order, brief(ctx, userDetails))
+	if err != nil {
+		return nil, err
+	}
+	if uq.Usual() {
+		if q, ok := itemsAhead(ctx); ok {
+			if l := loaders.From(ctx); l != nil {
+				return l.UsersWithItems(ctx, uq, q)
+			}
+		}
+	}
+	return r.UserLookups.Page(ctx, uq)
+}
+
+// itemsAhead looks ahead in the selection of the usersConnection being resolved: the items query
+// every items field of its users (edges.node.items, aliases and fragments included) will make,
+// when they all make the same usual one. Arguments are read here without gqlgen's coercion,
+// so anything but literal or variable integers and orderBy enums declines: the items fields
+// then read, and report, their arguments themselves.
+func itemsAhead(ctx context.Context) (items.Query, bool) {
+	fc := graphql.GetFieldContext(ctx)
+	op := graphql.GetOperationContext(ctx)
+	var (
+		found items.Query
+		key   string
+	)
+	for _, edges := range graphql.CollectFields(op, fc.Field.Selections, []string{"UserConnection"}) {
+		if edges.Name != "edges" {
+			continue
+		}
+		for _, node := range graphql.CollectFields(op, edges.Selections, []string{"UserEdge"}) {
+			if node.Name != "node" {
+				continue
+			}
+			short := !selectsDeep(node.Selections, itemDetails) // as briefSiblings, from the items field
+			for _, f := range graphql.CollectFields(op, node.Selections, []string{"User"}) {
+				if f.Name != "items" {
+					continue
+				}
+				q, ok := itemsQuery(f.ArgumentMap(op.Variables))
+				if !ok || !q.Usual() {
+					return items.Query{}, false
+				}
+				if short {
+					q = q.Brief()
+				}
+				if key == "" {
+					found, key = q, q.Key()
+				} else if q.Key() != key {
+					return items.Query{}, false
+				}
+			}
+		}
+	}
+	return found, key != ""
+}
+
+// itemsQuery makes the items query of User.items arguments (with their defaults applied).
+func itemsQuery(args map[string]any) (items.Query, bool) {
+	var pa paging.Args
+	var order *items.Order
+	for name, v := range args {
+		switch name {
+		case "first", "last":
+			if v == nil {
+				continue
+			}
+			n, ok := integer(v)
+			if !ok {
+				return items.Query{}, false
+			}
+			if name == "first" {
+				pa.First = &n
+			} else {
+				pa.Last = &n
+			}
+		case "orderBy":
+			m, ok := v.(map[string]any)
+			if !ok {
+				return items.Query{}, false
+			}
+			// ItemOrder's defaults in schema.graphqls (a wrong one here only costs the statement
+			// saved: the items fields then load their own query).
+			field, dir := "ID", "ASC"
+			if f, ok := m["field"]; ok {
+				if field, ok = f.(string); !ok {
+					return items.Query{}, false
+				}
+			}
+			if d, ok := m["direction"]; ok {
+				if dir, ok = d.(string); !ok {
+					return items.Query{}, false
+				}
+			}
+			order = &items.Order{}
+			if order.Field.UnmarshalGQL(field) != nil || order.Direction.UnmarshalGQL(dir) != nil {
+				return items.Query{}, false
+			}
+		default:
+			if v != nil { // after, before, filter
+				return items.Query{}, false
+			}
+		}
+	}
+	q, err := items.NewQuery(pa, nil, order)
+	return q, err == nil
+}
+
+// integer reads an Int argument as the parser or the variables carry it.
+func integer(v any) (int, bool) {
+	switch n := v.(type) {
+	case int64:
+		return int(n), int64(int(n)) == n
+	case int:
+		return n, true
+	case json.Number:
+		i, err := n.Int64()
+		return int(i), err == nil && int64(int(i)) == i
+	}
+	return 0, false
 }

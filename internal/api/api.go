@@ -181,7 +181,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	srv.AddTransport(streamed{transport.MultipartMixed{Boundary: "graphql"}})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
-	srv.AddTransport(post{}) // gqlgen's POST, writing its answer without a second pass over it
+	srv.AddTransport(post{})                            // gqlgen's POST, writing its answer without a second pass over it
 	srv.Use(newPreflight(limits.Fields, limits.Tokens)) // counted before validation; nothing for a client that left
 	srv.Use(streamEnds{})                               // a subscription that lost events ends with EVENTS_DROPPED
 	srv.Use(&subscriptionLimits{                        // TOO_MANY_SUBSCRIPTIONS past either

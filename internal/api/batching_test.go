@@ -3,6 +3,9 @@ package api_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
@@ -170,4 +173,73 @@ func TestNestedQueryStatementCount(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A page of users that asks each user for the same usual page of items (no filter, no cursor)
+// reads users and items in one statement, and answers exactly what the two statements answer.
+func TestNestedPageInOneStatement(t *testing.T) {
+	db, err := dbtest.Open(dbtest.URL(t))
+	require.NoError(t, err)
+	defer db.Close()
+	counter := &statements{}
+	database.AddQueryHook(db, counter)
+	h := api.New(&graph.Resolver{DB: db}, api.Options{QueryCacheSize: 10})
+	e := newEnv(t)
+	prefix := unique("one") + "_"
+	for i := range 6 {
+		u := e.createUser(fmt.Sprintf("%s%d", prefix, (i*5)%6), fmt.Sprintf("%s%d@example.com", prefix, i))
+		for j := range i % 4 { // 0 to 3 items
+			e.createItem(u.ID, fmt.Sprintf("t%d", (j*7)%5), nil)
+		}
+	}
+	post := func(query string) string {
+		t.Helper()
+		req := httptest.NewRequest(http.MethodPost, "/query", strings.NewReader(fmt.Sprintf(`{"query":%q}`, query)))
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+		require.NotContains(t, w.Body.String(), `"errors"`)
+		return w.Body.String()
+	}
+	// Every user there is matches this filter; with it the page is not the usual shape and takes
+	// the two statements.
+	const everyone = `, filter: {createdAfter: "1970-01-01T00:00:00Z"}`
+	for _, tc := range []struct{ users, items, fields string }{ // the newest users: this test's
+		{`first: 12, orderBy: {direction: DESC}`, `first: 2`, `id title`},
+		{`last: 12`, `last: 2, orderBy: {field: TITLE}`, `id title`},
+		{`last: 4, orderBy: {field: CREATED_AT}`, `first: 3`, `id title description createdAt owner { username email }`},
+		{`first: 12, orderBy: {field: ID, direction: DESC}`, `first: 0`, `id`},
+		{`last: 12`, `orderBy: {field: CREATED_AT, direction: DESC}`, `title createdAt`},
+		{`last: 9`, ``, `id`}, // items' default page
+	} {
+		args := ""
+		if tc.items != "" {
+			args = "(" + tc.items + ")"
+		}
+		query := func(extra string) string {
+			return `{ usersConnection(` + tc.users + extra + `) { pageInfo { hasNextPage startCursor endCursor }
+				edges { cursor node { id username email items` + args + ` { totalCount pageInfo { hasNextPage hasPreviousPage endCursor }
+					edges { cursor node { ` + tc.fields + ` } } } } } } }`
+		}
+		counter.take()
+		one := post(query(""))
+		stmts := counter.take()
+		assert.Len(t, stmts, 1+len(stmtsCounting(stmts)), "users and items in one statement (and the counts): %v", stmts)
+		two := post(query(everyone))
+		assert.Greater(t, len(counter.take()), len(stmts), "the filtered page takes more statements")
+		assert.Equal(t, two, one, "%s / %s", tc.users, tc.items)
+		assert.Contains(t, one, prefix)
+	}
+}
+
+// stmtsCounting returns the statements that count (totalCount).
+func stmtsCounting(stmts []string) []string {
+	var out []string
+	for _, s := range stmts {
+		if strings.Contains(s, "count(") {
+			out = append(out, s)
+		}
+	}
+	return out
 }

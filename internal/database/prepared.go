@@ -47,7 +47,13 @@ func (p *Prepared) get(ctx context.Context) (*sql.Stmt, error) {
 
 // Scan runs the statement with args and scans its rows into dest as bun does (a slice of
 // models, a model, or columns).
-func (p *Prepared) Scan(ctx context.Context, dest any, args ...any) (err error) {
+func (p *Prepared) Scan(ctx context.Context, dest any, args ...any) error {
+	return p.Rows(ctx, func(rows *sql.Rows) error { return p.db.ScanRows(ctx, rows, dest) }, args...)
+}
+
+// Rows runs the statement with args and hands its rows to read, which scans them (rows are
+// closed after it returns).
+func (p *Prepared) Rows(ctx context.Context, read func(*sql.Rows) error, args ...any) (err error) {
 	hooks := hooksOf(p.db)
 	var event *bun.QueryEvent
 	if len(hooks) > 0 {
@@ -70,7 +76,11 @@ func (p *Prepared) Scan(ctx context.Context, dest any, args ...any) (err error) 
 	if err != nil {
 		return err
 	}
-	return p.db.ScanRows(ctx, rows, dest) // closes rows
+	defer rows.Close()
+	if err := read(rows); err != nil {
+		return err
+	}
+	return rows.Err()
 }
 
 // text is what the hooks see: the statement and its arguments.

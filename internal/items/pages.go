@@ -2,12 +2,14 @@ package items
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"sync"
 
 	"github.com/uptrace/bun"
 
 	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/users"
 )
 
 // Pages reads owners' pages of items for every request of the process. A nested read (users, each
@@ -35,7 +37,7 @@ const (
 func (p *Pages) ByOwner(ctx context.Context, owners []int64, q Query,
 	count func(ctx context.Context, owner int64) (int, error),
 ) (map[int64]*Connection, error) {
-	if q.filter != (Filter{}) || q.page.Cursor != nil || len(owners) == 0 {
+	if !q.Usual() || len(owners) == 0 {
 		return PagesByOwner(ctx, p.db, owners, q, count)
 	}
 	rows := make([]*Item, 0, len(owners)*(q.page.Size+1))
@@ -57,6 +59,94 @@ func (p *Pages) stmt(order, columns string) *database.Prepared {
 			"FROM items AS i WHERE i.owner_id = o.owner_id ORDER BY "+order+" LIMIT $2) AS i "+
 			"ORDER BY o.owner_id, i.rn")
 		p.stmts[order+columns] = s
+	}
+	return s
+}
+
+// Usual reports whether q has no filter and no cursor: the shape ByOwner and UsersWithItems
+// run prepared.
+func (q Query) Usual() bool { return q.filter == (Filter{}) && q.page.Cursor == nil }
+
+// UsersWithItems reads a Usual page of users and the Usual page q of each one's items in one
+// prepared statement, where a nested read (users, each with their first items) took two. It
+// answers what users.Lookups.Page and ByOwner answer; count gives each items connection's
+// totalCount. Both queries must be Usual.
+func (p *Pages) UsersWithItems(ctx context.Context, uq users.PageQuery, q Query,
+	count func(ctx context.Context, owner int64) (int, error),
+) (*users.Connection, map[int64]*Connection, error) {
+	if !uq.Usual() || !q.Usual() {
+		return nil, nil, fmt.Errorf("users with items: not the usual shape")
+	}
+	var (
+		list  = make([]*users.User, 0, uq.Limit())
+		rows  = make([]*Item, 0, uq.Limit()*(q.page.Size+1))
+		u     users.User
+		name  sql.RawBytes // read into a string once per user, not once per row
+		email sql.RawBytes
+		id    sql.NullInt64
+		owner sql.NullInt64
+		title sql.NullString
+		desc  sql.NullString
+		times [2]sql.NullTime
+	)
+	dest := []any{&u.ID, &name}
+	if !uq.Brief() {
+		dest = append(dest, &email, &u.CreatedAt, &u.UpdatedAt)
+	}
+	dest = append(dest, &id, &owner, &title)
+	if !q.brief {
+		dest = append(dest, &desc, &times[0], &times[1])
+	}
+	stmt := p.usersStmt(uq.OrderBy(), uq.Columns(), q.page.OrderBy(q.sort(), "i.id"), q.columns())
+	err := stmt.Rows(ctx, func(r *sql.Rows) error {
+		for r.Next() {
+			if err := r.Scan(dest...); err != nil {
+				return err
+			}
+			if len(list) == 0 || list[len(list)-1].ID != u.ID {
+				nu := u
+				nu.Username, nu.Email = string(name), string(email)
+				list = append(list, &nu)
+			}
+			if !id.Valid { // a user without items
+				continue
+			}
+			it := &Item{ID: id.Int64, OwnerID: owner.Int64, Title: title.String}
+			if !q.brief {
+				if desc.Valid {
+					d := desc.String
+					it.Description = &d
+				}
+				it.CreatedAt, it.UpdatedAt = times[0].Time, times[1].Time
+			}
+			rows = append(rows, it)
+		}
+		return nil
+	}, uq.Limit(), q.page.Size+1)
+	if err != nil {
+		return nil, nil, fmt.Errorf("users with items: %w", err)
+	}
+	owners := make([]int64, len(list))
+	for i, u := range list {
+		owners[i] = u.ID
+	}
+	return uq.Connection(p.db, list), q.connections(owners, rows, count), nil
+}
+
+func (p *Pages) usersStmt(userOrder, userColumns, order, columns string) *database.Prepared {
+	key := userOrder + userColumns + order + columns
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.stmts[key]
+	if s == nil {
+		// The users page, and for each user the statement ByOwner runs (a lateral join), the
+		// users repeated on their items' rows; a user without items comes once, with nulls.
+		s = database.Prepare(p.db, "SELECT "+userColumns+", "+columns+
+			" FROM (SELECT "+userColumns+" FROM users AS u ORDER BY "+userOrder+" LIMIT $1) AS u"+
+			" LEFT JOIN LATERAL (SELECT "+columns+", row_number() OVER (ORDER BY "+order+") AS rn "+
+			"FROM items AS i WHERE i.owner_id = u.id ORDER BY "+order+" LIMIT $2) AS i ON true"+
+			" ORDER BY "+userOrder+", i.rn")
+		p.stmts[key] = s
 	}
 	return s
 }

@@ -390,3 +390,47 @@ func From(ctx context.Context) *Loaders {
 	l, _ := ctx.Value(ctxKey{}).(*Loaders)
 	return l
 }
+
+// UsersWithItems reads a page of users and each one's page of items in one statement
+// (items.Pages.UsersWithItems), for a response that asks for both: the items are then this
+// operation's load of q for the users of the page, and their items fields (OwnerItems with the
+// same arguments) read no more. Both queries must be Usual.
+func (l *Loaders) UsersWithItems(ctx context.Context, uq users.PageQuery, q items.Query) (*users.Connection, error) {
+	ctx, cancel := l.bound(ctx)
+	defer cancel()
+	l.init()
+	key := q.Key()
+	l.mu.Lock()
+	l.queries[key] = q
+	l.mu.Unlock()
+	conn, pages, err := l.pages.UsersWithItems(ctx, uq, q, func(ctx context.Context, owner int64) (int, error) {
+		return l.count(ctx, owner, key)
+	})
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int64, len(conn.Edges))
+	var listed []*items.Item
+	for i, e := range conn.Edges {
+		ids[i] = e.Node.ID
+		for _, ie := range pages[e.Node.ID].Edges {
+			listed = append(listed, ie.Node)
+		}
+	}
+	l.ObserveItems(listed)
+	if len(ids) < 2 {
+		return conn, nil // a user alone loads its items through the batch loader: nothing to share
+	}
+	call := &groupCall[*items.Connection]{vals: pages}
+	call.once.Do(func() {}) // done: its members only read vals
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.users.add(ids)
+	for _, id := range ids {
+		if g := l.users[id]; &g[0] != &ids[0] {
+			return conn, nil // listed in a larger group already: that group loads as it would
+		}
+	}
+	l.itemCalls[groupKey{&ids[0], key}] = call
+	return conn, nil
+}

@@ -90,16 +90,18 @@ func (u *User) cursor(f OrderField) paging.Cursor {
 
 // Page returns one page of the users the filter matches, in the given order.
 func Page(ctx context.Context, db bun.IDB, args paging.Args, filter *Filter, order *Order) (*Connection, error) {
-	return readPage(ctx, db, nil, args, filter, order, false)
+	q, err := NewPageQuery(args, filter, order, false)
+	if err != nil {
+		return nil, err
+	}
+	return q.read(ctx, db, nil)
 }
 
-// Page returns one page of the users the filter matches, in the given order, as the function
-// Page does; brief when no field but the id and the username is wanted of them (the other
-// columns are not read: the users have no email and no timestamps). The usual shape (no filter,
-// no cursor) runs as a prepared statement, one per order, direction and column list, with the
-// page size as its parameter.
-func (l *Lookups) Page(ctx context.Context, args paging.Args, filter *Filter, order *Order, brief bool) (*Connection, error) {
-	return readPage(ctx, l.db, l.pageStatement, args, filter, order, brief)
+// Page returns the page q asks for, as the function Page does (q's columns only: a brief query's
+// users have no email and no timestamps). A Usual page runs as a prepared statement, one per
+// order, direction and column list, with the page size as its parameter.
+func (l *Lookups) Page(ctx context.Context, q PageQuery) (*Connection, error) {
+	return q.read(ctx, l.db, l.pageStatement)
 }
 
 // pageStatement returns the prepared statement of the pages in this ORDER BY, of these columns.
@@ -114,49 +116,86 @@ func (l *Lookups) pageStatement(orderBy, columns string) *database.Prepared {
 	return s
 }
 
-// readPage reads a page; prepared, when not nil, gives the statement of an ORDER BY for a page
-// without filter or cursor.
-func readPage(ctx context.Context, db bun.IDB, prepared func(orderBy, columns string) *database.Prepared,
-	args paging.Args, filter *Filter, order *Order, brief bool,
-) (*Connection, error) {
-	if order == nil {
-		order = &Order{Field: OrderByID, Direction: paging.Asc}
-	}
-	sort := sorts[order.Field]
-	sort.Desc = order.Direction == paging.Desc
-	page, err := paging.Parse(args, "user", string(order.Field), sort)
-	if err != nil {
-		return nil, err
-	}
-	where, err := filter.conditions()
-	if err != nil {
-		return nil, err
-	}
+// PageQuery is a checked request for a page of users: paging, filter, order and columns.
+type PageQuery struct {
+	page    paging.Page
+	sort    paging.Sort
+	order   Order
+	usual   bool // no filter, no cursor
+	where   func(*bun.SelectQuery) *bun.SelectQuery
+	columns string
+}
 
-	columns := userColumns
-	if brief && order.Field != OrderByCreatedAt { // the cursor of that order needs created_at
-		columns = briefColumns
+// NewPageQuery checks a connection's arguments; brief when no field but the id and the username
+// is wanted of the users (the other columns are not read).
+func NewPageQuery(args paging.Args, filter *Filter, order *Order, brief bool) (PageQuery, error) {
+	q := PageQuery{order: Order{Field: OrderByID, Direction: paging.Asc}, columns: userColumns}
+	if order != nil {
+		q.order = *order
 	}
-	rows := make([]*User, 0, page.Size+1)
-	if prepared != nil && (filter == nil || *filter == Filter{}) && page.Cursor == nil {
-		err = prepared(page.OrderBy(sort, "u.id"), columns).Scan(ctx, &rows, page.Size+1)
-	} else {
-		err = page.Apply(db.NewSelect().Model(&rows).ColumnExpr(columns).Apply(where), sort, "u.id").Scan(ctx)
+	q.sort = sorts[q.order.Field]
+	q.sort.Desc = q.order.Direction == paging.Desc
+	var err error
+	if q.page, err = paging.Parse(args, "user", string(q.order.Field), q.sort); err != nil {
+		return PageQuery{}, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("users page: %w", err)
+	if q.where, err = filter.conditions(); err != nil {
+		return PageQuery{}, err
 	}
-	edges, info := paging.Finish(page, rows, func(u *User) paging.Cursor { return u.cursor(order.Field) },
-		func(u *User) *Edge { return &Edge{Node: u, order: order.Field} })
+	q.usual = (filter == nil || *filter == Filter{}) && q.page.Cursor == nil
+	if brief && q.order.Field != OrderByCreatedAt { // the cursor of that order needs created_at
+		q.columns = briefColumns
+	}
+	return q, nil
+}
+
+// Usual reports whether the page has no filter and no cursor: the shape that runs prepared,
+// whose only parameter is Limit.
+func (q PageQuery) Usual() bool { return q.usual }
+
+// OrderBy is the page's ORDER BY list, of users aliased u.
+func (q PageQuery) OrderBy() string { return q.page.OrderBy(q.sort, "u.id") }
+
+// Columns is the page's SELECT list, of users aliased u.
+func (q PageQuery) Columns() string { return q.columns }
+
+// Brief reports whether the page reads only id and username.
+func (q PageQuery) Brief() bool { return q.columns == briefColumns }
+
+// Limit is how many rows a Usual page reads: one more than it shows, to learn whether there are
+// more.
+func (q PageQuery) Limit() int { return q.page.Size + 1 }
+
+// Connection makes the page of the rows its statement read, in their order; db counts the
+// filter's users when a client asks for totalCount.
+func (q PageQuery) Connection(db bun.IDB, rows []*User) *Connection {
+	edges, info := paging.Finish(q.page, rows, func(u *User) paging.Cursor { return u.cursor(q.order.Field) },
+		func(u *User) *Edge { return &Edge{Node: u, order: q.order.Field} })
 	conn := &Connection{Edges: edges, PageInfo: info}
 	conn.count = func(ctx context.Context) (int, error) {
-		n, err := db.NewSelect().Model((*User)(nil)).Apply(where).Count(ctx)
+		n, err := db.NewSelect().Model((*User)(nil)).Apply(q.where).Count(ctx)
 		if err != nil {
 			return 0, fmt.Errorf("count users: %w", err)
 		}
 		return n, nil
 	}
-	return conn, nil
+	return conn
+}
+
+// read reads the page; prepared, when not nil, gives the statement of an ORDER BY and columns for
+// a Usual page.
+func (q PageQuery) read(ctx context.Context, db bun.IDB, prepared func(orderBy, columns string) *database.Prepared) (*Connection, error) {
+	rows := make([]*User, 0, q.Limit())
+	var err error
+	if prepared != nil && q.usual {
+		err = prepared(q.OrderBy(), q.columns).Scan(ctx, &rows, q.Limit())
+	} else {
+		err = q.page.Apply(db.NewSelect().Model(&rows).ColumnExpr(q.columns).Apply(q.where), q.sort, "u.id").Scan(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("users page: %w", err)
+	}
+	return q.Connection(db, rows), nil
 }
 
 // conditions checks the filter and returns it as WHERE clauses.

@@ -18,6 +18,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/api"
 	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/dbtest"
+	"github.com/wikigraph/wikigraph/internal/items"
 )
 
 // statements counts the SQL statements a pool runs, through a bun query hook.
@@ -183,7 +184,6 @@ func TestNestedPageInOneStatement(t *testing.T) {
 	defer db.Close()
 	counter := &statements{}
 	database.AddQueryHook(db, counter)
-	h := api.New(&graph.Resolver{DB: db}, api.Options{QueryCacheSize: 10})
 	e := newEnv(t)
 	prefix := unique("one") + "_"
 	for i := range 6 {
@@ -192,6 +192,18 @@ func TestNestedPageInOneStatement(t *testing.T) {
 			e.createItem(u.ID, fmt.Sprintf("t%d", (j*7)%5), nil)
 		}
 	}
+	for name, pages := range map[string]*items.Pages{
+		"sizes in the text":   items.NewPages(db),
+		"sizes as parameters": items.NewPagesBounded(db, 0),
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := api.New(&graph.Resolver{DB: db, ItemPages: pages}, api.Options{QueryCacheSize: 10})
+			compareNestedPages(t, h, counter, prefix)
+		})
+	}
+}
+
+func compareNestedPages(t *testing.T, h http.Handler, counter *statements, prefix string) {
 	post := func(query string) string {
 		t.Helper()
 		req := httptest.NewRequest(http.MethodPost, "/query", strings.NewReader(fmt.Sprintf(`{"query":%q}`, query)))

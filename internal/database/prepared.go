@@ -127,3 +127,38 @@ func Int64Array(ids []int64) string {
 	}
 	return string(append(b, '}'))
 }
+
+// Statements is a bounded set of prepared statements of one pool, by text. PostgreSQL plans a
+// prepared statement anew on every run while a generic plan would cost more than its custom
+// ones, which is always the case with a parameter in LIMIT (the generic plan assumes a tenth of
+// the table); with the limit written in the text, the plan is made once per connection. So pages
+// are prepared with their size in the text, and Statements bounds how many such texts a client
+// cycling through sizes can make the pool prepare.
+type Statements struct {
+	db    *bun.DB
+	limit int
+	mu    sync.Mutex
+	stmts map[string]*Prepared
+}
+
+// NewStatements returns a set of at most limit statements of db (beyond it, Get declines new
+// texts unless told they are few).
+func NewStatements(db *bun.DB, limit int) *Statements {
+	return &Statements{db: db, limit: limit, stmts: make(map[string]*Prepared)}
+}
+
+// Get returns the statement of text, preparing it on first use; nil when the set is full and
+// text is new, unless always (a text of a small fixed set: it is added past the bound).
+func (s *Statements) Get(text string, always bool) *Prepared {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.stmts[text]
+	if p == nil {
+		if len(s.stmts) >= s.limit && !always {
+			return nil
+		}
+		p = Prepare(s.db, text)
+		s.stmts[text] = p
+	}
+	return p
+}

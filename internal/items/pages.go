@@ -4,7 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"sync"
+	"strconv"
 
 	"github.com/uptrace/bun"
 
@@ -19,12 +19,22 @@ import (
 // size as parameters; PostgreSQL parses and plans it once per connection. Any other query is built as PagesByOwner builds it.
 type Pages struct {
 	db    *bun.DB
-	mu    sync.Mutex
-	stmts map[string]*database.Prepared // by ORDER BY and columns
+	stmts *database.Statements
 }
 
+// maxStatements bounds the texts Pages prepares with their sizes written in (each size of each
+// order and column list is its own); past it, a new size runs the statement with the sizes as
+// parameters, which PostgreSQL plans on every run.
+const maxStatements = 64
+
 // NewPages returns the page reader of db.
-func NewPages(db *bun.DB) *Pages { return &Pages{db: db, stmts: make(map[string]*database.Prepared)} }
+func NewPages(db *bun.DB) *Pages { return NewPagesBounded(db, maxStatements) }
+
+// NewPagesBounded is NewPages preparing at most n texts with their sizes written in (0: every
+// page runs with its sizes as parameters).
+func NewPagesBounded(db *bun.DB, n int) *Pages {
+	return &Pages{db: db, stmts: database.NewStatements(db, n)}
+}
 
 // The columns of an item, as Item scans them; and those of a Brief query.
 const (
@@ -41,26 +51,25 @@ func (p *Pages) ByOwner(ctx context.Context, owners []int64, q Query,
 		return PagesByOwner(ctx, p.db, owners, q, count)
 	}
 	rows := make([]*Item, 0, len(owners)*(q.page.Size+1))
-	if err := p.stmt(q.page.OrderBy(q.sort(), "i.id"), q.columns()).Scan(ctx, &rows, database.Int64Array(owners), q.page.Size+1); err != nil {
+	// The statement PagesByOwner builds for this shape (a lateral join: each owner's page is an
+	// index range scan), the owners a parameter.
+	text := func(limit string) string {
+		order := q.page.OrderBy(q.sort(), "i.id")
+		return "SELECT " + q.columns() + " FROM unnest($1::bigint[]) AS o(owner_id) " +
+			"CROSS JOIN LATERAL (SELECT " + q.columns() + " FROM items AS i WHERE i.owner_id = o.owner_id " +
+			"ORDER BY " + order + " LIMIT " + limit + ") AS i ORDER BY o.owner_id, " + order
+	}
+	owned := database.Int64Array(owners)
+	var err error
+	if s := p.stmts.Get(text(strconv.Itoa(q.page.Size+1)), false); s != nil {
+		err = s.Scan(ctx, &rows, owned)
+	} else {
+		err = p.stmts.Get(text("$2"), true).Scan(ctx, &rows, owned, q.page.Size+1)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("items pages by owner: %w", err)
 	}
 	return q.connections(owners, rows, count), nil
-}
-
-func (p *Pages) stmt(order, columns string) *database.Prepared {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	s := p.stmts[order+columns]
-	if s == nil {
-		// The statement PagesByOwner builds for this shape (a lateral join: each owner's page is
-		// an index range scan), with parameters in place of the owners and the limit.
-		s = database.Prepare(p.db, "SELECT "+columns+" FROM unnest($1::bigint[]) AS o(owner_id) "+
-			"CROSS JOIN LATERAL (SELECT "+columns+", row_number() OVER (ORDER BY "+order+") AS rn "+
-			"FROM items AS i WHERE i.owner_id = o.owner_id ORDER BY "+order+" LIMIT $2) AS i "+
-			"ORDER BY o.owner_id, i.rn")
-		p.stmts[order+columns] = s
-	}
-	return s
 }
 
 // Usual reports whether q has no filter and no cursor: the shape ByOwner and UsersWithItems
@@ -97,8 +106,16 @@ func (p *Pages) UsersWithItems(ctx context.Context, uq users.PageQuery, q Query,
 	if !q.brief {
 		dest = append(dest, &desc, &times[0], &times[1])
 	}
-	stmt := p.usersStmt(uq.OrderBy(), uq.Columns(), q.page.OrderBy(q.sort(), "i.id"), q.columns())
-	err := stmt.Rows(ctx, func(r *sql.Rows) error {
+	// The users page, and for each user the statement ByOwner runs (a lateral join), the users
+	// repeated on their items' rows; a user without items comes once, with nulls.
+	text := func(usersLimit, limit string) string {
+		order := q.page.OrderBy(q.sort(), "i.id")
+		return "SELECT " + uq.Columns() + ", " + q.columns() +
+			" FROM (SELECT " + uq.Columns() + " FROM users AS u ORDER BY " + uq.OrderBy() + " LIMIT " + usersLimit + ") AS u" +
+			" LEFT JOIN LATERAL (SELECT " + q.columns() + " FROM items AS i WHERE i.owner_id = u.id" +
+			" ORDER BY " + order + " LIMIT " + limit + ") AS i ON true ORDER BY " + uq.OrderBy() + ", " + order
+	}
+	read := func(r *sql.Rows) error {
 		for r.Next() {
 			if err := r.Scan(dest...); err != nil {
 				return err
@@ -122,7 +139,13 @@ func (p *Pages) UsersWithItems(ctx context.Context, uq users.PageQuery, q Query,
 			rows = append(rows, it)
 		}
 		return nil
-	}, uq.Limit(), q.page.Size+1)
+	}
+	var err error
+	if s := p.stmts.Get(text(strconv.Itoa(uq.Limit()), strconv.Itoa(q.page.Size+1)), false); s != nil {
+		err = s.Rows(ctx, read)
+	} else {
+		err = p.stmts.Get(text("$1", "$2"), true).Rows(ctx, read, uq.Limit(), q.page.Size+1)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("users with items: %w", err)
 	}
@@ -131,22 +154,4 @@ func (p *Pages) UsersWithItems(ctx context.Context, uq users.PageQuery, q Query,
 		owners[i] = u.ID
 	}
 	return uq.Connection(p.db, list), q.connections(owners, rows, count), nil
-}
-
-func (p *Pages) usersStmt(userOrder, userColumns, order, columns string) *database.Prepared {
-	key := userOrder + userColumns + order + columns
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	s := p.stmts[key]
-	if s == nil {
-		// The users page, and for each user the statement ByOwner runs (a lateral join), the
-		// users repeated on their items' rows; a user without items comes once, with nulls.
-		s = database.Prepare(p.db, "SELECT "+userColumns+", "+columns+
-			" FROM (SELECT "+userColumns+" FROM users AS u ORDER BY "+userOrder+" LIMIT $1) AS u"+
-			" LEFT JOIN LATERAL (SELECT "+columns+", row_number() OVER (ORDER BY "+order+") AS rn "+
-			"FROM items AS i WHERE i.owner_id = u.id ORDER BY "+order+" LIMIT $2) AS i ON true"+
-			" ORDER BY "+userOrder+", i.rn")
-		p.stmts[key] = s
-	}
-	return s
 }

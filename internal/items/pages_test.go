@@ -39,7 +39,16 @@ func TestPreparedPagesAnswerAsBuiltOnes(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
-	pages := items.NewPages(db)
+	for name, pages := range map[string]*items.Pages{
+		"sizes in the text":   items.NewPages(db),
+		"sizes as parameters": items.NewPagesBounded(db, 0),
+	} {
+		t.Run(name, func(t *testing.T) { comparePages(t, db, counter, pages, owners) })
+	}
+}
+
+func comparePages(t *testing.T, db *bun.DB, counter *statements, pages *items.Pages, owners []int64) {
+	ctx := context.Background()
 	noCount := func(context.Context, int64) (int, error) { return 0, nil }
 	ptr := func(n int) *int { return &n }
 	for _, field := range []items.OrderField{items.OrderByID, items.OrderByTitle, items.OrderByCreatedAt} {
@@ -55,7 +64,7 @@ func TestPreparedPagesAnswerAsBuiltOnes(t *testing.T) {
 				require.NoError(t, err)
 				stmts := counter.take()
 				require.Len(t, stmts, 1, name)
-				assert.Contains(t, stmts[0], "$1", "%s: the prepared statement", name)
+				assert.Contains(t, stmts[0], "unnest($1::bigint[])", "%s: the prepared statement", name)
 				require.Len(t, got, len(owners))
 				for _, owner := range owners {
 					assert.Equal(t, want[owner].Edges, got[owner].Edges, name)
@@ -97,7 +106,7 @@ func TestPreparedPagesAnswerAsBuiltOnes(t *testing.T) {
 	require.NoError(t, err)
 	stmts := counter.take()
 	require.Len(t, stmts, 1)
-	assert.NotContains(t, stmts[0], "$1")
+	assert.NotContains(t, stmts[0], "$1", "built")
 }
 
 func deref(p *int) any {

@@ -104,16 +104,14 @@ func (l *Lookups) Page(ctx context.Context, q PageQuery) (*Connection, error) {
 	return q.read(ctx, l.db, l.pageStatement)
 }
 
-// pageStatement returns the prepared statement of the pages in this ORDER BY, of these columns.
-func (l *Lookups) pageStatement(orderBy, columns string) *database.Prepared {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.pageStmts[orderBy+columns]
-	if s == nil {
-		s = database.Prepare(l.db, "SELECT "+columns+" FROM users AS u ORDER BY "+orderBy+" LIMIT $1")
-		l.pageStmts[orderBy+columns] = s
+// pageStatement returns the prepared statement of a Usual page in this ORDER BY, of these columns,
+// and its arguments.
+func (l *Lookups) pageStatement(orderBy, columns string, limit int) (*database.Prepared, []any) {
+	text := "SELECT " + columns + " FROM users AS u ORDER BY " + orderBy + " LIMIT "
+	if s := l.stmts.Get(text+strconv.Itoa(limit), false); s != nil {
+		return s, nil
 	}
-	return s
+	return l.stmts.Get(text+"$1", true), []any{limit}
 }
 
 // PageQuery is a checked request for a page of users: paging, filter, order and columns.
@@ -184,11 +182,12 @@ func (q PageQuery) Connection(db bun.IDB, rows []*User) *Connection {
 
 // read reads the page; prepared, when not nil, gives the statement of an ORDER BY and columns for
 // a Usual page.
-func (q PageQuery) read(ctx context.Context, db bun.IDB, prepared func(orderBy, columns string) *database.Prepared) (*Connection, error) {
+func (q PageQuery) read(ctx context.Context, db bun.IDB, prepared func(orderBy, columns string, limit int) (*database.Prepared, []any)) (*Connection, error) {
 	rows := make([]*User, 0, q.Limit())
 	var err error
 	if prepared != nil && q.usual {
-		err = prepared(q.OrderBy(), q.columns).Scan(ctx, &rows, q.Limit())
+		s, args := prepared(q.OrderBy(), q.columns, q.Limit())
+		err = s.Scan(ctx, &rows, args...)
 	} else {
 		err = q.page.Apply(db.NewSelect().Model(&rows).ColumnExpr(q.columns).Apply(q.where), q.sort, "u.id").Scan(ctx)
 	}

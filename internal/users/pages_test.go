@@ -18,12 +18,13 @@ import (
 	"github.com/wikigraph/wikigraph/internal/users"
 )
 
-// prepared counts the prepared statements (those with parameters) a pool runs.
+// prepared counts the prepared statements of connection pages a pool runs (bun quotes the
+// names in the statements it builds).
 type prepared struct{ n atomic.Int64 }
 
 func (c *prepared) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
 func (c *prepared) AfterQuery(_ context.Context, e *bun.QueryEvent) {
-	if strings.Contains(e.Query, "$1") {
+	if strings.Contains(e.Query, "FROM users AS u ORDER BY") {
 		c.n.Add(1)
 	}
 }

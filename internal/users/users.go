@@ -10,8 +10,8 @@ import (
 	"fmt"
 	"net/mail"
 	"regexp"
+	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -264,10 +264,13 @@ type Lookups struct {
 	group *coalesce.Group[int64, *User]
 	pages *coalesce.Group[page, []*User]
 
-	db        *bun.DB
-	mu        sync.Mutex
-	pageStmts map[string]*database.Prepared // connection pages, by ORDER BY
+	db    *bun.DB
+	stmts *database.Statements // pages, their sizes in the text (see database.Statements)
 }
+
+// maxStatements bounds the texts Lookups prepares with their sizes written in; past it, a new
+// size runs the statement with the sizes as parameters, which PostgreSQL plans on every run.
+const maxStatements = 64
 
 // The columns of a user, as User scans them; and those of a brief page.
 const (
@@ -281,12 +284,12 @@ type page struct{ offset, limit int }
 func NewLookups(db *bun.DB, opts coalesce.Options) *Lookups {
 	const columns = "id, username, email, created_at, updated_at"
 	byIDs := database.Prepare(db, "SELECT "+columns+" FROM users WHERE id = ANY($1::bigint[])")
-	pageOf := database.Prepare(db, "SELECT "+columns+" FROM users ORDER BY id ASC LIMIT $1 OFFSET $2")
+	stmts := database.NewStatements(db, maxStatements)
 	byID, byPage := opts, opts
 	byID.Name, byPage.Name = "user_by_id", "user_page"
 	byPage.SameKey = true
 	return &Lookups{
-		db: db, pageStmts: make(map[string]*database.Prepared),
+		db: db, stmts: stmts,
 		group: coalesce.New(func(ctx context.Context, ids []int64) (map[int64]*User, error) {
 			list := make([]*User, 0, len(ids))
 			if err := byIDs.Scan(ctx, &list, database.Int64Array(ids)); err != nil {
@@ -304,7 +307,14 @@ func NewLookups(db *bun.DB, opts coalesce.Options) *Lookups {
 			out := make(map[page][]*User, len(pages))
 			for _, p := range pages {
 				list := make([]*User, 0, p.limit)
-				if err := pageOf.Scan(ctx, &list, p.limit, p.offset); err != nil {
+				var err error
+				text := "SELECT " + columns + " FROM users ORDER BY id ASC LIMIT "
+				if s := stmts.Get(text+strconv.Itoa(p.limit)+" OFFSET "+strconv.Itoa(p.offset), false); s != nil {
+					err = s.Scan(ctx, &list)
+				} else {
+					err = stmts.Get(text+"$1 OFFSET $2", true).Scan(ctx, &list, p.limit, p.offset)
+				}
+				if err != nil {
 					return nil, fmt.Errorf("list users: %w", err)
 				}
 				out[p] = list

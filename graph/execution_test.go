@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"github.com/vektah/gqlparser/v2/parser"
 )
 
 // The helpers the rewritten executor calls in place of gqlgen's must answer as gqlgen's do.
@@ -121,4 +122,50 @@ func TestDeferredGroupOnlyForDeferredFields(t *testing.T) {
 	assert.NotNil(t, g.FieldSet)
 	assert.NotNil(t, g.Defers)
 	assert.Equal(t, "users", g.Path.String())
+}
+
+// The caches in front of CollectFields and argument parsing answer per operation: two
+// operations of the same document with other variables get their own answers.
+func TestCollectFieldsPerOperation(t *testing.T) {
+	doc, err := parser.ParseQuery(&ast.Source{Input: `query($x: Boolean!) { a b @include(if: $x) }`})
+	require.NoError(t, err)
+	sel := doc.Operations[0].SelectionSet
+	with := &graphql.OperationContext{Variables: map[string]any{"x": true}}
+	without := &graphql.OperationContext{Variables: map[string]any{"x": false}}
+	implementors := []string{"Query"}
+	for range 3 {
+		assert.Len(t, collectFields(with, sel, implementors), 2)
+		assert.Len(t, collectFields(without, sel, implementors), 1)
+	}
+	first := collectFields(with, sel, implementors)
+	assert.Same(t, &first[0], &collectFields(with, sel, implementors)[0], "an operation's repeated selection comes from the cache")
+}
+
+func TestFieldArgsParsedOncePerOperation(t *testing.T) {
+	field := graphql.CollectedField{Field: &ast.Field{Name: "items"}}
+	op1, op2 := &graphql.OperationContext{}, &graphql.OperationContext{}
+	calls := 0
+	parse := func(first int) func() (map[string]any, error) {
+		return func() (map[string]any, error) {
+			calls++
+			return map[string]any{"first": first}, nil
+		}
+	}
+	for range 3 {
+		args, err := fieldArgs(op1, field, parse(1))
+		require.NoError(t, err)
+		assert.Equal(t, 1, args["first"])
+	}
+	assert.Equal(t, 1, calls)
+	args, err := fieldArgs(op2, field, parse(2))
+	require.NoError(t, err)
+	assert.Equal(t, 2, args["first"], "another operation parses its own")
+	assert.Equal(t, 2, calls)
+
+	failing := graphql.CollectedField{Field: &ast.Field{Name: "bad"}}
+	for range 2 {
+		_, err := fieldArgs(op1, failing, func() (map[string]any, error) { calls++; return nil, errors.New("bad first") })
+		assert.Error(t, err)
+	}
+	assert.Equal(t, 4, calls, "a failure is parsed, and reported, every time")
 }

@@ -3,7 +3,7 @@
 // gqlgen (cmd/gqlgen), on the syntax tree, and fails when gqlgen's output no longer has the shape
 // it expects, so a gqlgen upgrade cannot silently drop a rewrite.
 //
-// Three rewrites, each measured with `make gobench BENCH=Handler/nested` (issue 12):
+// The rewrites, each measured with `make gobench BENCH=Handler/nested` and `make bench` (issue 12):
 //
 //   - Lists: graphql.MarshalSliceConcurrently (a goroutine per element) becomes the package's own
 //     marshalSlice (the elements one after another). See graph/execution.go for why nothing waits.
@@ -16,6 +16,10 @@
 //     fields: the API's field middleware acts on resolvers only, such a field cannot fail (its
 //     marshaller is one of plainMarshalers, which never answer null for a value), and a panic is
 //     impossible reading a field of a non-nil object.
+//   - Plain object fields (ItemEdge.node, ...) keep their field context but skip the field
+//     middleware (resolvePlain); objects write their fields without gqlgen's map (objectFields);
+//     an object's fields are collected, and a field's arguments parsed, through small caches
+//     shared by a list's elements (collectFields, fieldArgs).
 package gqlfast
 
 import (
@@ -43,7 +47,7 @@ var plainMarshalers = map[string]bool{
 
 // Counts are how many places each rewrite changed.
 type Counts struct {
-	Slices, DeferredGroups, PlainScalars, PlainObjects, Objects int
+	Slices, DeferredGroups, PlainScalars, PlainObjects, Objects, CollectFields, Args int
 }
 
 type plainKind int
@@ -87,11 +91,54 @@ func Rewrite(src []byte) ([]byte, Counts, error) {
 				call.Fun = ast.NewIdent("marshalSlice")
 				call.Args = []ast.Expr{call.Args[0], call.Args[1], call.Args[4]}
 				n.Slices++
+			case isCall(call, "graphql", "CollectFields") && len(call.Args) == 3 && isIdent(call.Args[1], "sel"):
+				call.Fun = ast.NewIdent("collectFields")
+				n.CollectFields++
 			case isCall(call, "graphql", "NewDeferredGroup") && len(call.Args) == 1 && declares(fn, "fields"):
 				call.Fun = ast.NewIdent("newDeferredGroup")
 				call.Args = append(call.Args, ast.NewIdent("fields"))
 				n.DeferredGroups++
 			}
+			return true
+		})
+		// fc.Args, err = ec.field_X_args(ctx, field.ArgumentMap(ec.Variables))
+		// -> fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) { return <that call> })
+		ast.Inspect(fn.Body, func(node ast.Node) bool {
+			as, ok := node.(*ast.AssignStmt)
+			if !ok || len(as.Lhs) != 2 || len(as.Rhs) != 1 {
+				return true
+			}
+			sel, ok := as.Lhs[0].(*ast.SelectorExpr)
+			if !ok || !isIdent(sel.X, "fc") || sel.Sel.Name != "Args" {
+				return true
+			}
+			call, ok := as.Rhs[0].(*ast.CallExpr)
+			if !ok || len(call.Args) != 2 {
+				return true
+			}
+			if fun, ok := call.Fun.(*ast.SelectorExpr); !ok || !isIdent(fun.X, "ec") || !strings.HasPrefix(fun.Sel.Name, "field_") {
+				return true
+			}
+			argMap, ok := call.Args[1].(*ast.CallExpr)
+			if ok {
+				fun, ok2 := argMap.Fun.(*ast.SelectorExpr)
+				ok = ok2 && isIdent(fun.X, "field") && fun.Sel.Name == "ArgumentMap"
+			}
+			if !ok {
+				return true
+			}
+			mapType := &ast.MapType{Key: ast.NewIdent("string"), Value: ast.NewIdent("any")}
+			as.Rhs[0] = &ast.CallExpr{Fun: ast.NewIdent("fieldArgs"), Args: []ast.Expr{
+				&ast.SelectorExpr{X: ast.NewIdent("ec"), Sel: ast.NewIdent("OperationContext")},
+				ast.NewIdent("field"),
+				&ast.FuncLit{
+					Type: &ast.FuncType{Params: &ast.FieldList{}, Results: &ast.FieldList{List: []*ast.Field{
+						{Type: mapType}, {Type: ast.NewIdent("error")},
+					}}},
+					Body: &ast.BlockStmt{List: []ast.Stmt{&ast.ReturnStmt{Results: []ast.Expr{call}}}},
+				},
+			}}
+			n.Args++
 			return true
 		})
 		if objects {
@@ -111,7 +158,7 @@ func Rewrite(src []byte) ([]byte, Counts, error) {
 			})
 		}
 	}
-	if n.Slices == 0 || n.DeferredGroups == 0 || n.PlainScalars == 0 || n.PlainObjects == 0 || n.Objects == 0 {
+	if n.Slices == 0 || n.DeferredGroups == 0 || n.PlainScalars == 0 || n.PlainObjects == 0 || n.Objects == 0 || n.CollectFields == 0 || n.Args == 0 {
 		return nil, n, fmt.Errorf("gqlfast: the generated code no longer has the expected shape (rewrote %+v); see internal/gqlfast", n)
 	}
 	if countCalls(file, "MarshalSliceConcurrently") > 0 {
@@ -210,6 +257,11 @@ func plainField(fn *ast.FuncDecl) plainKind {
 		Args: []ast.Expr{ast.NewIdent("ctx"), ast.NewIdent("field"), call.Args[3], value, marshal},
 	}}}
 	return plainObject
+}
+
+func isIdent(e ast.Expr, name string) bool {
+	id, ok := e.(*ast.Ident)
+	return ok && id.Name == name
 }
 
 func isCall(call *ast.CallExpr, pkg, name string) bool {

@@ -73,6 +73,16 @@ func (ec *executionContext) _Item_owner(ctx context.Context, field graphql.Colle
 	)
 }
 
+func (ec *executionContext) fieldContext_User_items(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{Object: "User", Field: field, IsResolver: true}
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_User_items_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Item(ctx context.Context, sel ast.SelectionSet, obj *items.Item) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, itemImplementors)
 
@@ -104,13 +114,15 @@ func (ec *executionContext) marshalNItem2ᚕᚖItemᚄ(ctx context.Context, sel 
 func TestRewrite(t *testing.T) {
 	out, n, err := Rewrite([]byte(generated))
 	require.NoError(t, err)
-	assert.Equal(t, Counts{Slices: 1, DeferredGroups: 1, PlainScalars: 1, PlainObjects: 1, Objects: 1}, n)
+	assert.Equal(t, Counts{Slices: 1, DeferredGroups: 1, PlainScalars: 1, PlainObjects: 1, Objects: 1, CollectFields: 1, Args: 1}, n)
 	src := string(out)
 	for _, want := range []string{
 		"return ec.marshalNID2int64(ctx, field.Selections, obj.ID)",
 		"return resolvePlain(ctx, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {",
 		"return ec.Resolvers.Item().Owner(ctx, obj)", // a resolver keeps gqlgen's path
 		"deferred := newDeferredGroup(ctx, fields)",
+		"fields := collectFields(ec.OperationContext, sel, itemImplementors)",
+		"if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {\n\t\treturn ec.field_User_items_args(ctx, field.ArgumentMap(ec.Variables))\n\t}); err != nil {",
 		"return newObjectFields(fields, out.Values)",
 		"ret := marshalSlice(ctx, len(v), func(ctx context.Context, i int) graphql.Marshaler {",
 	} {

@@ -125,7 +125,8 @@ fields:
 // allocates) cost 10% of the server's CPU on a nested page, looked up once per object. An entry
 // is one operation's (its variables decide @skip and @include) fields of one selection for one
 // type; it keeps its operation alive until replaced, so the pointers it compares cannot be
-// reused meanwhile.
+// reused meanwhile. 1,024 entries: 32 operations at once, each with a few selections, collided
+// often in 256 (a third of the lookups missed).
 func collectFields(op *graphql.OperationContext, sel ast.SelectionSet, satisfies []string) []graphql.CollectedField {
 	if len(sel) == 0 || len(satisfies) == 0 {
 		return graphql.CollectFields(op, sel, satisfies)
@@ -154,7 +155,7 @@ type collectEntry struct {
 
 var (
 	collectSeed = maphash.MakeSeed()
-	collected   [256]atomic.Pointer[collectEntry]
+	collected   [1024]atomic.Pointer[collectEntry]
 )
 
 // fieldArgs is a field's arguments, parsed once per operation and field of the document: the
@@ -187,4 +188,4 @@ type argsEntry struct {
 	args map[string]any
 }
 
-var parsedArgs [256]atomic.Pointer[argsEntry]
+var parsedArgs [1024]atomic.Pointer[argsEntry]

@@ -138,22 +138,23 @@ func appendName(buf []byte, run string, w, i int) []byte {
 	return strconv.AppendInt(buf, int64(i), 36)
 }
 
-// nestedSQL is what the server sends for the nested query: the page of users, the first 5 items
-// of each of them in one statement, and the items' owners in one statement.
-var nestedSQL = `SELECT ` + userColumns + ` FROM "users" AS "u" ORDER BY id ASC LIMIT 20;
-SELECT i.* FROM unnest('{` + firstIDs(20) + `}'::bigint[]) AS o(owner_id) CROSS JOIN LATERAL ` +
-	`(SELECT i.*, row_number() OVER (ORDER BY i.id ASC) AS rn FROM "items" AS "i" WHERE (i.owner_id = o.owner_id) ` +
-	`ORDER BY i.id ASC LIMIT 6) AS i ORDER BY o.owner_id, i.rn;
-SELECT ` + userColumns + ` FROM "users" AS "u" WHERE (id = ANY('{` + firstIDs(20) + `}'::bigint[]));
+// nestedSQL is what the server sends for the nested query: the page of users (the shared
+// lookup's statement), then the first 5 items of each (one more, for hasNextPage) in one lateral
+// join, only the columns asked for (items.Pages.ByOwner). Each item's owner is the user that
+// listed it: no statement.
+var nestedSQL = `SELECT id, username, email, created_at, updated_at FROM users ORDER BY id ASC LIMIT 20 OFFSET 0;
+SELECT i.id, i.owner_id, i.title FROM unnest('{` + firstIDs(20) + `}'::bigint[]) AS o(owner_id) CROSS JOIN LATERAL ` +
+	`(SELECT i.id, i.owner_id, i.title FROM items AS i WHERE i.owner_id = o.owner_id ORDER BY i.id ASC LIMIT 6) AS i ` +
+	`ORDER BY o.owner_id, i.id ASC;
 `
 
 // nestedConnectionSQL is what the server sends for the nested connection query: the page of users
-// (one row more, for hasNextPage) and the first 5 items of each of them in one statement (a
-// lateral join, the one items.PagesByOwner builds). The owners are the page's users: no statement.
-var nestedConnectionSQL = `SELECT ` + userColumns + ` FROM "users" AS "u" ORDER BY u.id ASC LIMIT 21;
-SELECT i.* FROM unnest('{` + firstIDs(20) + `}'::bigint[]) AS o(owner_id) CROSS JOIN LATERAL ` +
-	`(SELECT i.*, row_number() OVER (ORDER BY i.id ASC) AS rn FROM "items" AS "i" WHERE (i.owner_id = o.owner_id) ` +
-	`ORDER BY i.id ASC LIMIT 6) AS i ORDER BY o.owner_id, i.rn;
+// (one row more, for hasNextPage) and the first 5 items of each of them in one statement
+// (items.Pages.UsersWithItems), only the columns asked for. The owners are the page's users: no
+// statement.
+var nestedConnectionSQL = `SELECT u.id, u.username, i.id, i.owner_id, i.title FROM (SELECT u.id, u.username FROM users AS u ` +
+	`ORDER BY u.id ASC LIMIT 21) AS u LEFT JOIN LATERAL (SELECT i.id, i.owner_id, i.title FROM items AS i ` +
+	`WHERE i.owner_id = u.id ORDER BY i.id ASC LIMIT 6) AS i ON true ORDER BY u.id ASC, i.id ASC;
 `
 
 // lastNestedTitle is in a nested answer only when it holds all 5 items of the 20th user: item g

@@ -19,3 +19,24 @@ type Resolver struct {
 	// ItemPages reads owners' pages of items (api.New makes one when nil).
 	ItemPages *items.Pages
 }
+
+// Root returns r as the executor's resolver root, with each type's resolver made once: the
+// generated executor asks the root for a type's resolver on every field it resolves (Item.owner
+// of every item), and each answer of r's own methods is a new allocation.
+func (r *Resolver) Root() ResolverRoot {
+	return root{item: r.Item(), mutation: r.Mutation(), query: r.Query(), subscription: r.Subscription(), user: r.User()}
+}
+
+type root struct {
+	item         ItemResolver
+	mutation     MutationResolver
+	query        QueryResolver
+	subscription SubscriptionResolver
+	user         UserResolver
+}
+
+func (r root) Item() ItemResolver                 { return r.item }
+func (r root) Mutation() MutationResolver         { return r.mutation }
+func (r root) Query() QueryResolver               { return r.query }
+func (r root) Subscription() SubscriptionResolver { return r.subscription }
+func (r root) User() UserResolver                 { return r.user }

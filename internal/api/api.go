@@ -161,7 +161,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	if r.ItemPages == nil {
 		r.ItemPages = items.NewPages(r.DB)
 	}
-	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: r, Complexity: complexity()}))
+	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: r.Root(), Complexity: complexity()}))
 	srv.AroundResponses(boundErrors) // first, so it cuts the whole answer: the first errors, then a count
 	// Subscriptions: websocket (graphql-transport-ws and the legacy graphql-ws, coder/websocket)
 	// and server-sent events; SSE goes before POST, which would otherwise take its requests.

@@ -34,12 +34,27 @@ type Args struct {
 	Before *string
 }
 
-// PageInfo is the Relay PageInfo.
+// PageInfo is the Relay PageInfo. Its cursors are encoded when a client asks for them (most
+// selections of nested pages never do).
 type PageInfo struct {
-	HasNextPage     bool    `json:"hasNextPage"`
-	HasPreviousPage bool    `json:"hasPreviousPage"`
-	StartCursor     *string `json:"startCursor"`
-	EndCursor       *string `json:"endCursor"`
+	HasNextPage     bool `json:"hasNextPage"`
+	HasPreviousPage bool `json:"hasPreviousPage"`
+	start, end      Cursor
+	empty           bool // no rows: no cursors
+}
+
+// StartCursor is the cursor of the page's first row, nil for an empty page.
+func (p PageInfo) StartCursor() *string { return p.encode(p.start) }
+
+// EndCursor is the cursor of the page's last row, nil for an empty page.
+func (p PageInfo) EndCursor() *string { return p.encode(p.end) }
+
+func (p PageInfo) encode(c Cursor) *string {
+	if p.empty {
+		return nil
+	}
+	s := c.Encode()
+	return &s
 }
 
 // Cursor is a position in a list: the sort key's value (empty when sorting by id) and the id.
@@ -184,17 +199,16 @@ func Finish[T, E any](p Page, rows []T, cursor func(T) Cursor, edge func(node T)
 	}
 	// Relay: the flag for the side the client is not paging towards may be false, as
 	// graphql-relay-js has it; true would need a second query to be right every time.
-	info := PageInfo{HasNextPage: more}
+	info := PageInfo{HasNextPage: more, empty: len(rows) == 0}
 	if p.Backward {
-		info = PageInfo{HasPreviousPage: more}
+		info = PageInfo{HasPreviousPage: more, empty: len(rows) == 0}
 	}
 	edges := make([]E, len(rows))
 	for i, node := range rows {
 		edges[i] = edge(node)
 	}
 	if len(rows) > 0 {
-		start, end := cursor(rows[0]).Encode(), cursor(rows[len(rows)-1]).Encode()
-		info.StartCursor, info.EndCursor = &start, &end
+		info.start, info.end = cursor(rows[0]), cursor(rows[len(rows)-1])
 	}
 	return edges, info
 }

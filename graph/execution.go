@@ -2,9 +2,8 @@ package graph
 
 import (
 	"context"
-	"hash/maphash"
 	"io"
-	"sync/atomic"
+	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -120,72 +119,82 @@ fields:
 	_, _ = io.WriteString(w, "}")
 }
 
-// collectFields is graphql.CollectFields with a small cache in front: the elements of a list
-// share their selection, and gqlgen's own cache (per operation, behind a lock, keyed by a hash it
-// allocates) cost 10% of the server's CPU on a nested page, looked up once per object. An entry
-// is one operation's (its variables decide @skip and @include) fields of one selection for one
-// type; it keeps its operation alive until replaced, so the pointers it compares cannot be
-// reused meanwhile. 1,024 entries: 32 operations at once, each with a few selections, collided
-// often in 256 (a third of the lookups missed).
-func collectFields(op *graphql.OperationContext, sel ast.SelectionSet, satisfies []string) []graphql.CollectedField {
-	if len(sel) == 0 || len(satisfies) == 0 {
-		return graphql.CollectFields(op, sel, satisfies)
-	}
-	key := collectKey{op: op, sel: &sel[0], n: len(sel), satisfies: &satisfies[0]}
-	slot := &collected[maphash.Comparable(collectSeed, key)%uint64(len(collected))]
-	if e := slot.Load(); e != nil && e.key == key {
-		return e.fields
-	}
-	fields := graphql.CollectFields(op, sel, satisfies)
-	slot.Store(&collectEntry{key: key, fields: fields})
-	return fields
+// The operation's caches in front of graphql.CollectFields and of argument parsing. The elements
+// of a list share their selection and their fields' arguments: gqlgen's own CollectFields cache
+// (behind a lock, keyed by a hash it allocates) cost 10% of the server's CPU on a nested page,
+// and User.items' arguments were parsed once per user. They live in the operation's context, so
+// they end with it (a cache shared by operations would keep their documents and variables).
+type opCache struct {
+	mu     sync.Mutex
+	fields map[collectKey][]graphql.CollectedField
+	args   map[*ast.Field]map[string]any
 }
 
 type collectKey struct {
-	op        *graphql.OperationContext
 	sel       *ast.Selection
 	n         int
 	satisfies *string
 }
 
-type collectEntry struct {
-	key    collectKey
-	fields []graphql.CollectedField
+// cacheExtension names the caches among the operation's stats extensions.
+const cacheExtension = "wikigraph.executionCaches"
+
+// PrepareOperation gives op its caches; call it before op executes (an OperationContextMutator
+// does). An operation without them is executed without caching.
+func PrepareOperation(op *graphql.OperationContext) {
+	op.Stats.SetExtension(cacheExtension, &opCache{
+		fields: make(map[collectKey][]graphql.CollectedField),
+		args:   make(map[*ast.Field]map[string]any),
+	})
 }
 
-var (
-	collectSeed = maphash.MakeSeed()
-	collected   [1024]atomic.Pointer[collectEntry]
-)
+func cacheOf(op *graphql.OperationContext) *opCache {
+	if op == nil {
+		return nil
+	}
+	c, _ := op.Stats.GetExtension(cacheExtension).(*opCache)
+	return c
+}
 
-// fieldArgs is a field's arguments, parsed once per operation and field of the document: the
-// field of every element of a list has the same (gqlgen parsed them again for each, 20 times
-// for the items of a page of 20 users). Arguments that fail are parsed, and reported, each
-// time, as before. The map is shared: nothing writes to it.
+// collectFields is graphql.CollectFields, once per selection and type in an operation.
+func collectFields(op *graphql.OperationContext, sel ast.SelectionSet, satisfies []string) []graphql.CollectedField {
+	c := cacheOf(op)
+	if c == nil || len(sel) == 0 || len(satisfies) == 0 {
+		return graphql.CollectFields(op, sel, satisfies)
+	}
+	key := collectKey{sel: &sel[0], n: len(sel), satisfies: &satisfies[0]}
+	c.mu.Lock()
+	fields, ok := c.fields[key]
+	c.mu.Unlock()
+	if ok {
+		return fields
+	}
+	fields = graphql.CollectFields(op, sel, satisfies)
+	c.mu.Lock()
+	c.fields[key] = fields
+	c.mu.Unlock()
+	return fields
+}
+
+// fieldArgs is a field's arguments, parsed once per field of the document in an operation.
+// Arguments that fail are parsed, and reported, each time, as before. The map is shared: nothing
+// writes to it.
 func fieldArgs(op *graphql.OperationContext, field graphql.CollectedField, parse func() (map[string]any, error)) (map[string]any, error) {
-	if field.Field == nil {
+	c := cacheOf(op)
+	if c == nil || field.Field == nil {
 		return parse()
 	}
-	key := argsKey{op: op, field: field.Field}
-	slot := &parsedArgs[maphash.Comparable(collectSeed, key)%uint64(len(parsedArgs))]
-	if e := slot.Load(); e != nil && e.key == key {
-		return e.args, nil
+	c.mu.Lock()
+	args, ok := c.args[field.Field]
+	c.mu.Unlock()
+	if ok {
+		return args, nil
 	}
 	args, err := parse()
 	if err == nil {
-		slot.Store(&argsEntry{key: key, args: args})
+		c.mu.Lock()
+		c.args[field.Field] = args
+		c.mu.Unlock()
 	}
 	return args, err
 }
-
-type argsKey struct {
-	op    *graphql.OperationContext
-	field *ast.Field
-}
-
-type argsEntry struct {
-	key  argsKey
-	args map[string]any
-}
-
-var parsedArgs [1024]atomic.Pointer[argsEntry]

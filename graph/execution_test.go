@@ -132,6 +132,8 @@ func TestCollectFieldsPerOperation(t *testing.T) {
 	sel := doc.Operations[0].SelectionSet
 	with := &graphql.OperationContext{Variables: map[string]any{"x": true}}
 	without := &graphql.OperationContext{Variables: map[string]any{"x": false}}
+	PrepareOperation(with)
+	PrepareOperation(without)
 	implementors := []string{"Query"}
 	for range 3 {
 		assert.Len(t, collectFields(with, sel, implementors), 2)
@@ -144,6 +146,8 @@ func TestCollectFieldsPerOperation(t *testing.T) {
 func TestFieldArgsParsedOncePerOperation(t *testing.T) {
 	field := graphql.CollectedField{Field: &ast.Field{Name: "items"}}
 	op1, op2 := &graphql.OperationContext{}, &graphql.OperationContext{}
+	PrepareOperation(op1)
+	PrepareOperation(op2)
 	calls := 0
 	parse := func(first int) func() (map[string]any, error) {
 		return func() (map[string]any, error) {
@@ -168,4 +172,11 @@ func TestFieldArgsParsedOncePerOperation(t *testing.T) {
 		assert.Error(t, err)
 	}
 	assert.Equal(t, 4, calls, "a failure is parsed, and reported, every time")
+
+	unprepared := &graphql.OperationContext{}
+	for range 2 {
+		_, err := fieldArgs(unprepared, field, parse(3))
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 6, calls, "an operation without caches parses every time")
 }

@@ -214,6 +214,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		return rs
 	})
 	srv.Use(&complexityLimit{limit: limits.Complexity})
+	srv.Use(executionCaches{}) // per operation: they end with it
 	srv.Use(extension.AutomaticPersistedQuery{
 		Cache: newSizedCache(limits.APQCacheBytes, maxPersistedQuery, limits.APQCacheSize, persistedSize),
 	})
@@ -400,4 +401,20 @@ func lastName(p ast.Path) string {
 		}
 	}
 	return ""
+}
+
+// executionCaches gives each operation the executor's caches (graph.PrepareOperation) before it
+// runs.
+type executionCaches struct{}
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.OperationContextMutator
+} = executionCaches{}
+
+func (executionCaches) ExtensionName() string                   { return "ExecutionCaches" }
+func (executionCaches) Validate(graphql.ExecutableSchema) error { return nil }
+func (executionCaches) MutateOperationContext(_ context.Context, op *graphql.OperationContext) *gqlerror.Error {
+	graph.PrepareOperation(op)
+	return nil
 }

@@ -223,7 +223,8 @@ func compareNestedPages(t *testing.T, h http.Handler, counter *statements, prefi
 		{`last: 4, orderBy: {field: CREATED_AT}`, `first: 3`, `id title description createdAt owner { username email }`},
 		{`first: 12, orderBy: {field: ID, direction: DESC}`, `first: 0`, `id`},
 		{`last: 12`, `orderBy: {field: CREATED_AT, direction: DESC}`, `title createdAt`},
-		{`last: 9`, ``, `id`}, // items' default page
+		{`last: 9`, ``, `id`},         // items' default page
+		{`last: 1`, `first: 3`, `id`}, // one user: its items through the batch loader, primed
 	} {
 		args := ""
 		if tc.items != "" {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -113,4 +114,31 @@ func TestBriefReadsKeepEveryFieldAsked(t *testing.T) {
 		e.c.MustPost(`query($id: ID!) { user(id: $id) { `+userFields+` } }`, &byID, client.Var("id", first["id"]))
 		assert.Equal(t, byID.User.Email, first["email"])
 	})
+}
+
+// The executor's caches end with their operation: distinct large variables, one request after
+// another, leave nothing behind (caches shared by operations kept 2,048 of them: 900 KB
+// variables pinned 1.1 GB).
+func TestExecutionCachesEndWithTheOperation(t *testing.T) {
+	e := newEnv(t)
+	const n, size = 60, 256 << 10
+	post := func(i int) {
+		name := fmt.Sprintf("%d%s", i, strings.Repeat("x", size))
+		data, errs := e.post(`query($u: String!) { userByUsername(username: $u) { id } usersConnection(first: 2) { edges { node { id } } } }`,
+			map[string]any{"u": name})
+		require.Empty(t, errs)
+		require.Nil(t, data["userByUsername"], "no such user")
+	}
+	post(-1)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range n {
+		post(i)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d requests of %d KB: heap grew %d KB", n, size>>10, grown>>10)
+	assert.Less(t, grown, int64(n*size/4), "operations' variables are not kept")
 }

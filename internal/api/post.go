@@ -106,6 +106,7 @@ func responseContentType(r *http.Request) string {
 // <, >, & and the line separators escaped, as json.Marshal escapes them.
 func writeResponse(w io.Writer, resp *graphql.Response) {
 	if resp == nil {
+		_, _ = io.WriteString(w, "null") // as json.Marshal writes a nil response
 		return
 	}
 	var buf bytes.Buffer

@@ -26,8 +26,12 @@ func TestWriteResponseAsJSONMarshal(t *testing.T) {
 		"incremental part":  {Data: json.RawMessage(`{"owner":{"id":"2"}}`), Label: "o", Path: ast.Path{ast.PathName("items"), ast.PathIndex(3)}, HasNext: &yes},
 		"extensions":        {Data: json.RawMessage(`{}`), Extensions: map[string]any{"retryAfter": 2, "z": "<"}},
 		"empty errors list": {Data: json.RawMessage(`{}`), Errors: gqlerror.List{}},
+		"nil":               nil,
 	} {
 		t.Run(name, func(t *testing.T) {
+			if name == "nil" {
+				resp = nil
+			}
 			want, err := json.Marshal(resp)
 			require.NoError(t, err)
 			var got bytes.Buffer

@@ -18,8 +18,10 @@ import (
 // statement, one per order, direction and column list (at most 24), with the owners and the page
 // size as parameters; PostgreSQL parses and plans it once per connection. Any other query is built as PagesByOwner builds it.
 type Pages struct {
-	db    *bun.DB
-	stmts *database.Statements
+	db *bun.DB
+	// Prepared statements, their sizes in the text (see database.Statements): ByOwner's and
+	// UsersWithItems', each with a budget of its own.
+	byOwner, withUsers *database.Statements
 }
 
 // maxStatements bounds the texts Pages prepares with their sizes written in (each size of each
@@ -30,10 +32,10 @@ const maxStatements = 64
 // NewPages returns the page reader of db.
 func NewPages(db *bun.DB) *Pages { return NewPagesBounded(db, maxStatements) }
 
-// NewPagesBounded is NewPages preparing at most n texts with their sizes written in (0: every
-// page runs with its sizes as parameters).
+// NewPagesBounded is NewPages preparing at most n texts with their sizes written in for each of
+// its two statements (0: every page runs with its sizes as parameters).
 func NewPagesBounded(db *bun.DB, n int) *Pages {
-	return &Pages{db: db, stmts: database.NewStatements(db, n)}
+	return &Pages{db: db, byOwner: database.NewStatements(db, n), withUsers: database.NewStatements(db, n)}
 }
 
 // The columns of an item, as Item scans them; and those of a Brief query.
@@ -61,10 +63,10 @@ func (p *Pages) ByOwner(ctx context.Context, owners []int64, q Query,
 	}
 	owned := database.Int64Array(owners)
 	var err error
-	if s := p.stmts.Get(text(strconv.Itoa(q.page.Size+1)), false); s != nil {
+	if s := p.byOwner.Get(text(strconv.Itoa(q.page.Size+1)), false); s != nil {
 		err = s.Scan(ctx, &rows, owned)
 	} else {
-		err = p.stmts.Get(text("$2"), true).Scan(ctx, &rows, owned, q.page.Size+1)
+		err = p.byOwner.Get(text("$2"), true).Scan(ctx, &rows, owned, q.page.Size+1)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("items pages by owner: %w", err)
@@ -141,10 +143,10 @@ func (p *Pages) UsersWithItems(ctx context.Context, uq users.PageQuery, q Query,
 		return nil
 	}
 	var err error
-	if s := p.stmts.Get(text(strconv.Itoa(uq.Limit()), strconv.Itoa(q.page.Size+1)), false); s != nil {
+	if s := p.withUsers.Get(text(strconv.Itoa(uq.Limit()), strconv.Itoa(q.page.Size+1)), false); s != nil {
 		err = s.Rows(ctx, read)
 	} else {
-		err = p.stmts.Get(text("$1", "$2"), true).Rows(ctx, read, uq.Limit(), q.page.Size+1)
+		err = p.withUsers.Get(text("$1", "$2"), true).Rows(ctx, read, uq.Limit(), q.page.Size+1)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("users with items: %w", err)

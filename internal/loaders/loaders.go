@@ -418,8 +418,11 @@ func (l *Loaders) UsersWithItems(ctx context.Context, uq users.PageQuery, q item
 		}
 	}
 	l.ObserveItems(listed)
+	if len(ids) == 1 { // a user alone loads its items through the batch loader
+		l.ownerItems.Prime(ownerKey{ids[0], key}, pages[ids[0]])
+	}
 	if len(ids) < 2 {
-		return conn, nil // a user alone loads its items through the batch loader: nothing to share
+		return conn, nil
 	}
 	call := &groupCall[*items.Connection]{vals: pages}
 	call.once.Do(func() {}) // done: its members only read vals

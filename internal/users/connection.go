@@ -108,10 +108,10 @@ func (l *Lookups) Page(ctx context.Context, q PageQuery) (*Connection, error) {
 // and its arguments.
 func (l *Lookups) pageStatement(orderBy, columns string, limit int) (*database.Prepared, []any) {
 	text := "SELECT " + columns + " FROM users AS u ORDER BY " + orderBy + " LIMIT "
-	if s := l.stmts.Get(text+strconv.Itoa(limit), false); s != nil {
+	if s := l.pageStmts.Get(text+strconv.Itoa(limit), false); s != nil {
 		return s, nil
 	}
-	return l.stmts.Get(text+"$1", true), []any{limit}
+	return l.pageStmts.Get(text+"$1", true), []any{limit}
 }
 
 // PageQuery is a checked request for a page of users: paging, filter, order and columns.

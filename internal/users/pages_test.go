@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -94,4 +95,58 @@ func TestPreparedConnectionPagesAnswerAsBuiltOnes(t *testing.T) {
 	assert.Equal(t, before+1, hook.n.Load(), "only the page without filter or cursor was prepared")
 	assert.Greater(t, next.Edges[0].Node.ID, first.Edges[1].Node.ID)
 	assert.Empty(t, next.Edges[0].Node.Email, "a built brief page reads the brief columns too")
+}
+
+// Paging users(offset, limit) through many offsets neither takes the connection pages' budget of
+// prepared texts nor makes a text per offset.
+func TestListingOffsetsLeavesConnectionPagesPrepared(t *testing.T) {
+	ctx := context.Background()
+	db := dbtest.DB(t)
+	createUsers(t, db, 3)
+	texts := &statementTexts{}
+	database.AddQueryHook(db, texts)
+	lookups := users.NewLookups(db, coalesce.Options{})
+	for offset := range 100 {
+		_, err := lookups.List(ctx, offset, 2)
+		require.NoError(t, err)
+	}
+	q, err := users.NewPageQuery(paging.Args{First: ptrInt(7)}, nil, nil, false)
+	require.NoError(t, err)
+	_, err = lookups.Page(ctx, q)
+	require.NoError(t, err)
+	list := texts.distinct()
+	assert.Contains(t, list, "SELECT id, username, email, created_at, updated_at FROM users ORDER BY id ASC LIMIT 2 OFFSET 0")
+	assert.Contains(t, list, "SELECT id, username, email, created_at, updated_at FROM users ORDER BY id ASC LIMIT 2 OFFSET $1")
+	assert.Contains(t, list, "SELECT u.id, u.username, u.email, u.created_at, u.updated_at FROM users AS u ORDER BY u.id ASC LIMIT 8",
+		"the connection page keeps its size in its text")
+	assert.Len(t, list, 3, "%v", list)
+}
+
+func ptrInt(n int) *int { return &n }
+
+// statementTexts records the distinct statements a pool runs, without their arguments.
+type statementTexts struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (s *statementTexts) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+func (s *statementTexts) AfterQuery(_ context.Context, e *bun.QueryEvent) {
+	text, _, _ := strings.Cut(e.Query, " -- args:")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen == nil {
+		s.seen = make(map[string]bool)
+	}
+	s.seen[text] = true
+}
+
+func (s *statementTexts) distinct() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for text := range s.seen {
+		out = append(out, text)
+	}
+	return out
 }

@@ -264,8 +264,10 @@ type Lookups struct {
 	group *coalesce.Group[int64, *User]
 	pages *coalesce.Group[page, []*User]
 
-	db    *bun.DB
-	stmts *database.Statements // pages, their sizes in the text (see database.Statements)
+	db *bun.DB
+	// Prepared pages, their sizes in the text (see database.Statements): users(offset, limit)
+	// and usersConnection, each with a budget of its own.
+	listStmts, pageStmts *database.Statements
 }
 
 // maxStatements bounds the texts Lookups prepares with their sizes written in; past it, a new
@@ -284,12 +286,12 @@ type page struct{ offset, limit int }
 func NewLookups(db *bun.DB, opts coalesce.Options) *Lookups {
 	const columns = "id, username, email, created_at, updated_at"
 	byIDs := database.Prepare(db, "SELECT "+columns+" FROM users WHERE id = ANY($1::bigint[])")
-	stmts := database.NewStatements(db, maxStatements)
+	listStmts := database.NewStatements(db, maxStatements)
 	byID, byPage := opts, opts
 	byID.Name, byPage.Name = "user_by_id", "user_page"
 	byPage.SameKey = true
 	return &Lookups{
-		db: db, stmts: stmts,
+		db: db, listStmts: listStmts, pageStmts: database.NewStatements(db, maxStatements),
 		group: coalesce.New(func(ctx context.Context, ids []int64) (map[int64]*User, error) {
 			list := make([]*User, 0, len(ids))
 			if err := byIDs.Scan(ctx, &list, database.Int64Array(ids)); err != nil {
@@ -307,13 +309,24 @@ func NewLookups(db *bun.DB, opts coalesce.Options) *Lookups {
 			out := make(map[page][]*User, len(pages))
 			for _, p := range pages {
 				list := make([]*User, 0, p.limit)
-				var err error
 				text := "SELECT " + columns + " FROM users ORDER BY id ASC LIMIT "
-				if s := stmts.Get(text+strconv.Itoa(p.limit)+" OFFSET "+strconv.Itoa(p.offset), false); s != nil {
-					err = s.Scan(ctx, &list)
-				} else {
-					err = stmts.Get(text+"$1 OFFSET $2", true).Scan(ctx, &list, p.limit, p.offset)
+				// The limit in the text; the offset only when 0 (the first page, by far the most
+				// asked): deeper pages are one statement per limit, planned on each run.
+				limit := strconv.Itoa(p.limit)
+				var s *database.Prepared
+				var args []any
+				if p.offset == 0 {
+					s = listStmts.Get(text+limit+" OFFSET 0", false)
 				}
+				if s == nil {
+					if s = listStmts.Get(text+limit+" OFFSET $1", false); s != nil {
+						args = []any{p.offset}
+					}
+				}
+				if s == nil {
+					s, args = listStmts.Get(text+"$1 OFFSET $2", true), []any{p.limit, p.offset}
+				}
+				err := s.Scan(ctx, &list, args...)
 				if err != nil {
 					return nil, fmt.Errorf("list users: %w", err)
 				}

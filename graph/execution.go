@@ -1,9 +1,12 @@
 package graph
 
 import (
+	"bytes"
 	"context"
+	"hash/maphash"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -198,3 +201,32 @@ func fieldArgs(op *graphql.OperationContext, field graphql.CollectedField, parse
 	}
 	return args, err
 }
+
+// marshalData writes an operation's data into buf, grown first to the size this operation's
+// answer had last time: a buffer growing from nothing to a nested page's 10 KB allocated and
+// copied five times its size (a sixth of the bytes a nested page allocated). The hint is only a
+// size: a collision in its table costs a grow, never a wrong answer.
+func marshalData(op *graphql.OperationContext, buf *bytes.Buffer, data graphql.Marshaler) {
+	var slot *atomic.Uint64
+	var key uint64
+	if op != nil && op.Operation != nil {
+		h := maphash.Comparable(hintSeed, op.Operation)
+		slot, key = &sizeHints[h%uint64(len(sizeHints))], h>>32
+		if v := slot.Load(); v>>32 == key {
+			buf.Grow(int(v & (1<<32 - 1)))
+		}
+	}
+	data.MarshalGQL(buf)
+	if slot != nil {
+		size := uint64(min(buf.Len()+buf.Len()/8, maxSizeHint))
+		slot.Store(key<<32 | size)
+	}
+}
+
+// maxSizeHint bounds what a hint makes an answer allocate before it is written.
+const maxSizeHint = 1 << 20
+
+var (
+	hintSeed  = maphash.MakeSeed()
+	sizeHints [1024]atomic.Uint64
+)

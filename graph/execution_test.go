@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -179,4 +180,26 @@ func TestFieldArgsParsedOncePerOperation(t *testing.T) {
 		require.NoError(t, err)
 	}
 	assert.Equal(t, 6, calls, "an operation without caches parses every time")
+}
+
+// An answer's buffer starts at the size the operation's answer had last time.
+func TestMarshalDataStartsAtTheLastSize(t *testing.T) {
+	op := &graphql.OperationContext{Operation: &ast.OperationDefinition{Name: "Q"}}
+	data := graphql.MarshalString(strings.Repeat("x", 5000))
+	var first bytes.Buffer
+	marshalData(op, &first, data)
+	var second bytes.Buffer
+	allocs := testing.AllocsPerRun(10, func() {
+		second.Reset()
+		second = bytes.Buffer{}
+		marshalData(op, &second, data)
+	})
+	assert.Equal(t, first.String(), second.String())
+	assert.Equal(t, `"`+strings.Repeat("x", 5000)+`"`, second.String())
+	assert.GreaterOrEqual(t, second.Cap(), 5002, "grown up front")
+	assert.LessOrEqual(t, allocs, 3.0, "one buffer, not a doubling series")
+
+	var none bytes.Buffer
+	marshalData(nil, &none, data) // no operation: no hint, the same answer
+	assert.Equal(t, first.String(), none.String())
 }

@@ -19,7 +19,8 @@
 //   - Plain object fields (ItemEdge.node, ...) keep their field context but skip the field
 //     middleware (resolvePlain); objects write their fields without gqlgen's map (objectFields);
 //     an object's fields are collected, and a field's arguments parsed, through small caches
-//     shared by a list's elements (collectFields, fieldArgs).
+//     shared by a list's elements (collectFields, fieldArgs); an answer's buffer starts at the
+//     size the operation's answer had last time (marshalData).
 package gqlfast
 
 import (
@@ -47,7 +48,7 @@ var plainMarshalers = map[string]bool{
 
 // Counts are how many places each rewrite changed.
 type Counts struct {
-	Slices, DeferredGroups, PlainScalars, PlainObjects, Objects, CollectFields, Args int
+	Slices, DeferredGroups, PlainScalars, PlainObjects, Objects, CollectFields, Args, Data int
 }
 
 type plainKind int
@@ -91,6 +92,11 @@ func Rewrite(src []byte) ([]byte, Counts, error) {
 				call.Fun = ast.NewIdent("marshalSlice")
 				call.Args = []ast.Expr{call.Args[0], call.Args[1], call.Args[4]}
 				n.Slices++
+			case isMethodCall(call, "data", "MarshalGQL") && len(call.Args) == 1:
+				// data.MarshalGQL(&buf) -> marshalData(opCtx, &buf, data)
+				call.Args = []ast.Expr{ast.NewIdent("opCtx"), call.Args[0], ast.NewIdent("data")}
+				call.Fun = ast.NewIdent("marshalData")
+				n.Data++
 			case isCall(call, "graphql", "CollectFields") && len(call.Args) == 3 && isIdent(call.Args[1], "sel"):
 				call.Fun = ast.NewIdent("collectFields")
 				n.CollectFields++
@@ -158,7 +164,7 @@ func Rewrite(src []byte) ([]byte, Counts, error) {
 			})
 		}
 	}
-	if n.Slices == 0 || n.DeferredGroups == 0 || n.PlainScalars == 0 || n.PlainObjects == 0 || n.Objects == 0 || n.CollectFields == 0 || n.Args == 0 {
+	if n.Slices == 0 || n.DeferredGroups == 0 || n.PlainScalars == 0 || n.PlainObjects == 0 || n.Objects == 0 || n.CollectFields == 0 || n.Args == 0 || n.Data == 0 {
 		return nil, n, fmt.Errorf("gqlfast: the generated code no longer has the expected shape (rewrote %+v); see internal/gqlfast", n)
 	}
 	if countCalls(file, "MarshalSliceConcurrently") > 0 {
@@ -257,6 +263,11 @@ func plainField(fn *ast.FuncDecl) plainKind {
 		Args: []ast.Expr{ast.NewIdent("ctx"), ast.NewIdent("field"), call.Args[3], value, marshal},
 	}}}
 	return plainObject
+}
+
+func isMethodCall(call *ast.CallExpr, recv, name string) bool {
+	sel, ok := call.Fun.(*ast.SelectorExpr)
+	return ok && sel.Sel.Name == name && isIdent(sel.X, recv)
 }
 
 func isIdent(e ast.Expr, name string) bool {

@@ -101,6 +101,15 @@ func (ec *executionContext) _Item(ctx context.Context, sel ast.SelectionSet, obj
 	return out
 }
 
+func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
+	opCtx := graphql.GetOperationContext(ctx)
+	ec := executionContext{opCtx, e, 0, 0, make(chan graphql.DeferredResult)}
+	data := ec._Query(ctx, opCtx.Operation.SelectionSet)
+	var buf bytes.Buffer
+	data.MarshalGQL(&buf)
+	return graphql.OneShot(&graphql.Response{Data: buf.Bytes()})
+}
+
 func (ec *executionContext) marshalNItem2ᚕᚖItemᚄ(ctx context.Context, sel ast.SelectionSet, v []*items.Item) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -114,7 +123,7 @@ func (ec *executionContext) marshalNItem2ᚕᚖItemᚄ(ctx context.Context, sel 
 func TestRewrite(t *testing.T) {
 	out, n, err := Rewrite([]byte(generated))
 	require.NoError(t, err)
-	assert.Equal(t, Counts{Slices: 1, DeferredGroups: 1, PlainScalars: 1, PlainObjects: 1, Objects: 1, CollectFields: 1, Args: 1}, n)
+	assert.Equal(t, Counts{Slices: 1, DeferredGroups: 1, PlainScalars: 1, PlainObjects: 1, Objects: 1, CollectFields: 1, Args: 1, Data: 1}, n)
 	src := string(out)
 	for _, want := range []string{
 		"return ec.marshalNID2int64(ctx, field.Selections, obj.ID)",
@@ -125,6 +134,7 @@ func TestRewrite(t *testing.T) {
 		"if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {\n\t\treturn ec.field_User_items_args(ctx, field.ArgumentMap(ec.Variables))\n\t}); err != nil {",
 		"return newObjectFields(fields, out.Values)",
 		"ret := marshalSlice(ctx, len(v), func(ctx context.Context, i int) graphql.Marshaler {",
+		"marshalData(opCtx, &buf, data)",
 	} {
 		assert.Contains(t, src, want)
 	}

@@ -283,9 +283,13 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		if err != nil {
 			return res, err
 		}
-		// Lists a resolver returns tell the loaders which ids to fetch together.
-		if l := loaders.From(ctx); l != nil {
-			l.Observe(res)
+		// Lists a resolver returns tell the loaders which ids to fetch together. (The loaders are
+		// looked up for lists only: each lookup walks the whole context, and this runs for every
+		// resolver of a response, Item.owner of every item.)
+		if observable(res) {
+			if l := loaders.From(ctx); l != nil {
+				l.Observe(res)
+			}
 		}
 		return res, err
 	})
@@ -417,4 +421,13 @@ func (executionCaches) Validate(graphql.ExecutableSchema) error { return nil }
 func (executionCaches) MutateOperationContext(_ context.Context, op *graphql.OperationContext) *gqlerror.Error {
 	graph.PrepareOperation(op)
 	return nil
+}
+
+// observable reports whether the loaders learn from res (loaders.Observe): a list.
+func observable(res any) bool {
+	switch res.(type) {
+	case []*users.User, *users.Connection, []*items.Item, *items.Connection:
+		return true
+	}
+	return false
 }

@@ -130,7 +130,9 @@ type statementTexts struct {
 	seen map[string]bool
 }
 
-func (s *statementTexts) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+func (s *statementTexts) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context {
+	return ctx
+}
 func (s *statementTexts) AfterQuery(_ context.Context, e *bun.QueryEvent) {
 	text, _, _ := strings.Cut(e.Query, " -- args:")
 	s.mu.Lock()

@@ -13,6 +13,9 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"github.com/vektah/gqlparser/v2/parser"
+
+	"github.com/wikigraph/wikigraph/internal/items"
+	"github.com/wikigraph/wikigraph/internal/users"
 )
 
 // The helpers the rewritten executor calls in place of gqlgen's must answer as gqlgen's do.
@@ -202,4 +205,13 @@ func TestMarshalDataStartsAtTheLastSize(t *testing.T) {
 	var none bytes.Buffer
 	marshalData(nil, &none, data) // no operation: no hint, the same answer
 	assert.Equal(t, first.String(), none.String())
+}
+
+// A preloaded field (internal/gqlfast's preloaded) is resolved from the object's own field when
+// that is set, skipping its resolver: the resolver must answer that same value.
+func TestPreloadedResolversAnswerTheObjectsValue(t *testing.T) {
+	owner := &users.User{ID: 7, Username: "preloaded"}
+	got, err := (&Resolver{}).Item().Owner(context.Background(), &items.Item{ID: 1, OwnerID: 7, Owner: owner})
+	require.NoError(t, err)
+	assert.Same(t, owner, got, "Item.owner")
 }

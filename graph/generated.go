@@ -4397,6 +4397,16 @@ func (ec *executionContext) _Item(ctx context.Context, sel ast.SelectionSet, obj
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "owner":
+			if obj.Owner != nil && !field.IsDeferred() {
+				out.Values[i] = resolvePlain(ctx, field, ec.fieldContext_Item_owner, obj.Owner, func(ctx context.Context, selections ast.SelectionSet, v *users.User) graphql.Marshaler {
+					return ec.marshalNUser2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋusersᚐUser(ctx, selections, v)
+				})
+				if out.Values[i] == graphql.Null {
+					atomic.AddUint32(&out.Invalids, 1)
+				}
+				break
+			}
+
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {

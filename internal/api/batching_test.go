@@ -188,7 +188,7 @@ func TestNestedPageInOneStatement(t *testing.T) {
 	prefix := unique("one") + "_"
 	for i := range 6 {
 		u := e.createUser(fmt.Sprintf("%s%d", prefix, (i*5)%6), fmt.Sprintf("%s%d@example.com", prefix, i))
-		for j := range i % 4 { // 0 to 3 items
+		for j := range (i + 1) % 4 { // 0 to 3 items; the two newest users have some
 			e.createItem(u.ID, fmt.Sprintf("t%d", (j*7)%5), nil)
 		}
 	}
@@ -225,6 +225,7 @@ func compareNestedPages(t *testing.T, h http.Handler, counter *statements, prefi
 		{`last: 12`, `orderBy: {field: CREATED_AT, direction: DESC}`, `title createdAt`},
 		{`last: 9`, ``, `id`},         // items' default page
 		{`last: 1`, `first: 3`, `id`}, // one user: its items through the batch loader, primed
+		{`last: 2`, `first: 3`, `id`}, // every user of the page has items
 	} {
 		args := ""
 		if tc.items != "" {

@@ -21,6 +21,8 @@
 //     an object's fields are collected, and a field's arguments parsed, through small caches
 //     shared by a list's elements (collectFields, fieldArgs); an answer's buffer starts at the
 //     size the operation's answer had last time (marshalData).
+//   - Preloaded resolver fields (see preloaded: Item.owner when the item came with its owner)
+//     resolve as plain object fields when the value is there and the field is not deferred.
 package gqlfast
 
 import (
@@ -46,9 +48,18 @@ var plainMarshalers = map[string]bool{
 	"marshalNChangeKind2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋeventsᚐChangeKind": true,
 }
 
+// preloaded are the resolver fields whose object may carry the value already, in a struct
+// field of the same meaning, and whose resolver returns that value first when it is set (a
+// test of the graph package holds each resolver to it): "Type.field" -> Go field. Such a field,
+// when the value is there and the field is not deferred, is resolved as a plain object field
+// (resolvePlain) instead of through the resolver machinery.
+var preloaded = map[string]string{
+	"Item.owner": "Owner", // the user whose page listed the item, or the owner read with it
+}
+
 // Counts are how many places each rewrite changed.
 type Counts struct {
-	Slices, DeferredGroups, PlainScalars, PlainObjects, Objects, CollectFields, Args, Data int
+	Slices, DeferredGroups, PlainScalars, PlainObjects, Objects, CollectFields, Args, Data, Preloaded int
 }
 
 type plainKind int
@@ -67,11 +78,13 @@ func Rewrite(src []byte) ([]byte, Counts, error) {
 		return nil, Counts{}, err
 	}
 	var n Counts
+	marshals := resolverMarshals(file)
 	for _, decl := range file.Decls {
 		fn, ok := decl.(*ast.FuncDecl)
 		if !ok || fn.Body == nil {
 			continue
 		}
+		n.Preloaded += preload(fn, marshals)
 		switch plainField(fn) {
 		case plainScalar:
 			n.PlainScalars++
@@ -164,7 +177,7 @@ func Rewrite(src []byte) ([]byte, Counts, error) {
 			})
 		}
 	}
-	if n.Slices == 0 || n.DeferredGroups == 0 || n.PlainScalars == 0 || n.PlainObjects == 0 || n.Objects == 0 || n.CollectFields == 0 || n.Args == 0 || n.Data == 0 {
+	if n.Slices == 0 || n.DeferredGroups == 0 || n.PlainScalars == 0 || n.PlainObjects == 0 || n.Objects == 0 || n.CollectFields == 0 || n.Args == 0 || n.Data == 0 || n.Preloaded != len(preloaded) {
 		return nil, n, fmt.Errorf("gqlfast: the generated code no longer has the expected shape (rewrote %+v); see internal/gqlfast", n)
 	}
 	if countCalls(file, "MarshalSliceConcurrently") > 0 {
@@ -263,6 +276,104 @@ func plainField(fn *ast.FuncDecl) plainKind {
 		Args: []ast.Expr{ast.NewIdent("ctx"), ast.NewIdent("field"), call.Args[3], value, marshal},
 	}}}
 	return plainObject
+}
+
+// resolverMarshals maps each "Type.field" of preloaded to the marshaller its generated field
+// function hands graphql.ResolveField.
+func resolverMarshals(file *ast.File) map[string]*ast.FuncLit {
+	out := make(map[string]*ast.FuncLit)
+	for _, decl := range file.Decls {
+		fn, ok := decl.(*ast.FuncDecl)
+		if !ok || fn.Body == nil || len(fn.Body.List) != 1 {
+			continue
+		}
+		typ, field, ok := strings.Cut(strings.TrimPrefix(fn.Name.Name, "_"), "_")
+		if !ok || preloaded[typ+"."+field] == "" {
+			continue
+		}
+		ret, ok := fn.Body.List[0].(*ast.ReturnStmt)
+		if !ok || len(ret.Results) != 1 {
+			continue
+		}
+		call, ok := ret.Results[0].(*ast.CallExpr)
+		if !ok || !isCall(call, "graphql", "ResolveField") || len(call.Args) != 9 {
+			continue
+		}
+		if lit, ok := call.Args[6].(*ast.FuncLit); ok {
+			out[typ+"."+field] = lit
+		}
+	}
+	return out
+}
+
+// preload rewrites, in the object function of a type with preloaded fields, each such field's
+// case
+//
+//	case "owner":
+//		out.ResolveConcurrently(ec.OperationContext, &deferred, i, true, true, func(ctx context.Context) graphql.Marshaler { ... })
+//
+// into one that first uses obj.Owner when it is set and the field is not deferred, and reports
+// how many it rewrote.
+func preload(fn *ast.FuncDecl, marshals map[string]*ast.FuncLit) int {
+	typ := strings.TrimPrefix(fn.Name.Name, "_")
+	if fn.Recv == nil || strings.Contains(typ, "_") || !declares(fn, "out") {
+		return 0
+	}
+	n := 0
+	ast.Inspect(fn.Body, func(node ast.Node) bool {
+		cc, ok := node.(*ast.CaseClause)
+		if !ok || len(cc.List) != 1 || len(cc.Body) != 1 {
+			return true
+		}
+		lit, ok := cc.List[0].(*ast.BasicLit)
+		if !ok {
+			return true
+		}
+		name := strings.Trim(lit.Value, `"`)
+		goField, marshal := preloaded[typ+"."+name], marshals[typ+"."+name]
+		if goField == "" || marshal == nil {
+			return true
+		}
+		stmt, ok := cc.Body[0].(*ast.ExprStmt)
+		if !ok {
+			return true
+		}
+		call, ok := stmt.X.(*ast.CallExpr)
+		if !ok || !isMethodCall(call, "out", "ResolveConcurrently") || len(call.Args) != 6 {
+			return true
+		}
+		value := &ast.SelectorExpr{X: ast.NewIdent("obj"), Sel: ast.NewIdent(goField)}
+		// func(ctx, field) (*graphql.FieldContext, error) { return ec.fieldContext_T_f(ctx, field) }
+		fieldContext := &ast.SelectorExpr{X: ast.NewIdent("ec"), Sel: ast.NewIdent("fieldContext_" + typ + "_" + name)}
+		slot := &ast.IndexExpr{X: &ast.SelectorExpr{X: ast.NewIdent("out"), Sel: ast.NewIdent("Values")}, Index: ast.NewIdent("i")}
+		cc.Body = []ast.Stmt{
+			&ast.IfStmt{
+				Cond: &ast.BinaryExpr{
+					X:  &ast.BinaryExpr{X: value, Op: token.NEQ, Y: ast.NewIdent("nil")},
+					Op: token.LAND,
+					Y:  &ast.UnaryExpr{Op: token.NOT, X: &ast.CallExpr{Fun: &ast.SelectorExpr{X: ast.NewIdent("field"), Sel: ast.NewIdent("IsDeferred")}}},
+				},
+				Body: &ast.BlockStmt{List: []ast.Stmt{
+					&ast.AssignStmt{Lhs: []ast.Expr{slot}, Tok: token.ASSIGN, Rhs: []ast.Expr{&ast.CallExpr{
+						Fun:  ast.NewIdent("resolvePlain"),
+						Args: []ast.Expr{ast.NewIdent("ctx"), ast.NewIdent("field"), fieldContext, value, marshal},
+					}}},
+					&ast.IfStmt{
+						Cond: &ast.BinaryExpr{X: slot, Op: token.EQL, Y: &ast.SelectorExpr{X: ast.NewIdent("graphql"), Sel: ast.NewIdent("Null")}},
+						Body: &ast.BlockStmt{List: []ast.Stmt{&ast.ExprStmt{X: &ast.CallExpr{
+							Fun:  &ast.SelectorExpr{X: ast.NewIdent("atomic"), Sel: ast.NewIdent("AddUint32")},
+							Args: []ast.Expr{&ast.UnaryExpr{Op: token.AND, X: &ast.SelectorExpr{X: ast.NewIdent("out"), Sel: ast.NewIdent("Invalids")}}, ast.NewIdent("1")},
+						}}}},
+					},
+					&ast.BranchStmt{Tok: token.BREAK},
+				}},
+			},
+			stmt,
+		}
+		n++
+		return false
+	})
+	return n
 }
 
 func isMethodCall(call *ast.CallExpr, recv, name string) bool {

@@ -89,7 +89,16 @@ func (ec *executionContext) _Item(ctx context.Context, sel ast.SelectionSet, obj
 	out := graphql.NewFieldSet(fields)
 	deferred := graphql.NewDeferredGroup(ctx)
 	for i, field := range fields {
-		out.Values[i] = ec._Item_id(ctx, field, obj)
+		switch field.Name {
+		case "id":
+			out.Values[i] = ec._Item_id(ctx, field, obj)
+		case "owner":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Item_owner(ctx, field, obj)
+				})
+		}
 	}
 	out.Dispatch(ctx)
 	if out.Invalids > 0 {
@@ -123,7 +132,7 @@ func (ec *executionContext) marshalNItem2ᚕᚖItemᚄ(ctx context.Context, sel 
 func TestRewrite(t *testing.T) {
 	out, n, err := Rewrite([]byte(generated))
 	require.NoError(t, err)
-	assert.Equal(t, Counts{Slices: 1, DeferredGroups: 1, PlainScalars: 1, PlainObjects: 1, Objects: 1, CollectFields: 1, Args: 1, Data: 1}, n)
+	assert.Equal(t, Counts{Slices: 1, DeferredGroups: 1, PlainScalars: 1, PlainObjects: 1, Objects: 1, CollectFields: 1, Args: 1, Data: 1, Preloaded: 1}, n)
 	src := string(out)
 	for _, want := range []string{
 		"return ec.marshalNID2int64(ctx, field.Selections, obj.ID)",
@@ -135,6 +144,7 @@ func TestRewrite(t *testing.T) {
 		"return newObjectFields(fields, out.Values)",
 		"ret := marshalSlice(ctx, len(v), func(ctx context.Context, i int) graphql.Marshaler {",
 		"marshalData(opCtx, &buf, data)",
+		"if obj.Owner != nil && !field.IsDeferred() {\n\t\t\t\tout.Values[i] = resolvePlain(ctx, field, ec.fieldContext_Item_owner, obj.Owner, func(",
 	} {
 		assert.Contains(t, src, want)
 	}

@@ -130,7 +130,8 @@ func (p *Pages) UsersWithItems(ctx context.Context, uq users.PageQuery, q Query,
 			if !id.Valid { // a user without items
 				continue
 			}
-			it := &Item{ID: id.Int64, OwnerID: owner.Int64, Title: title.String}
+			// The owner is the user of the row: read in the same statement, as WithOwner reads it.
+			it := &Item{ID: id.Int64, OwnerID: owner.Int64, Title: title.String, Owner: list[len(list)-1]}
 			if !q.brief {
 				if desc.Valid {
 					d := desc.String

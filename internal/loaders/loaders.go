@@ -417,7 +417,9 @@ func (l *Loaders) UsersWithItems(ctx context.Context, uq users.PageQuery, q item
 			listed = append(listed, ie.Node)
 		}
 	}
-	l.ObserveItems(listed)
+	// After the page's own group is in (below): the items' owners, read with them, are users
+	// listed together too, and a group of them as large as the page's must not displace it.
+	defer l.ObserveItems(listed)
 	if len(ids) == 1 { // a user alone loads its items through the batch loader
 		l.ownerItems.Prime(ownerKey{ids[0], key}, pages[ids[0]])
 	}

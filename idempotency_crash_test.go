@@ -62,7 +62,7 @@ func TestIdempotencyKeyOfACrashedServer(t *testing.T) {
 	go func() { _, got := post(crashing.base); first <- got }()
 	require.Eventually(t, func() bool {
 		var n int
-		err := db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO "items"%'`).Scan(ctx, &n)
+		err := db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO "items"%'`).Scan(ctx, &n)
 		return err == nil && n == 1
 	}, 20*time.Second, 10*time.Millisecond, "the first attempt's INSERT waits")
 	require.NoError(t, crashing.cmd.Process.Kill())
@@ -74,7 +74,7 @@ func TestIdempotencyKeyOfACrashedServer(t *testing.T) {
 	// INSERT may well commit now that the lock is free. That is the unknown outcome.
 	require.Eventually(t, func() bool {
 		var n int
-		err := db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state = 'active' AND query ILIKE '%INSERT INTO "items"%'`).Scan(ctx, &n)
+		err := db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'active' AND query ILIKE '%INSERT INTO "items"%'`).Scan(ctx, &n)
 		return err == nil && n == 0
 	}, 20*time.Second, 10*time.Millisecond, "the killed server's INSERT ends")
 	var written int

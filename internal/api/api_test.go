@@ -494,7 +494,7 @@ func TestOperationsWaitTheirTurn(t *testing.T) {
 	}()
 	require.Eventually(t, func() bool { // the update holds the only turn, blocked on the row lock
 		var n int
-		_ = db.NewRaw("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE%'").Scan(ctx, &n)
+		_ = db.NewRaw("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'UPDATE%'").Scan(ctx, &n)
 		return n == 1
 	}, 10*time.Second, 10*time.Millisecond)
 

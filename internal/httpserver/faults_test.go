@@ -157,7 +157,7 @@ func TestDatabaseRestartUnderLoad(t *testing.T) {
 	stats := in.db.Stats()
 	assert.Zero(t, stats.InUse, "no connection held once the load stopped")
 	var connections int
-	require.NoError(t, in.db.NewRaw("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wikigraph-test'").Scan(ctx, &connections))
+	require.NoError(t, in.db.NewRaw("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'wikigraph-test'").Scan(ctx, &connections))
 	assert.LessOrEqual(t, connections, in.db.Stats().OpenConnections+1, "no leaked connections: the pool's own and the listener's")
 	var ids []string
 	require.NoError(t, in.db.NewRaw("SELECT id::text FROM users").Scan(ctx, &ids))

@@ -552,7 +552,7 @@ func TestOperationDeadlineStopsTheQuery(t *testing.T) {
 	assert.Less(t, time.Since(start), 5*time.Second)
 	assert.Eventually(t, func() bool {
 		var waiting int
-		require.NoError(t, g.db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'UPDATE "users"%' AND state = 'active'`).Scan(ctx, &waiting))
+		require.NoError(t, g.db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'UPDATE "users"%' AND state = 'active'`).Scan(ctx, &waiting))
 		return waiting == 0
 	}, 5*time.Second, 50*time.Millisecond, "the blocked UPDATE was cancelled on the server")
 }

@@ -147,7 +147,8 @@ func waitBlocked(t *testing.T, db *bun.DB, pattern string) {
 // lockWaiters counts the statements like pattern that wait for a lock (-1 on error).
 func lockWaiters(db *bun.DB, pattern string) int {
 	n := -1
-	_ = db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE ?`, pattern).
+	// This database's only: the packages' tests run at once, each in a database of the cluster.
+	_ = db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database() AND query ILIKE ?`, pattern).
 		Scan(context.Background(), &n)
 	return n
 }

@@ -1,46 +1,21 @@
 package api_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/99designs/gqlgen/client"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/uptrace/bun"
 
 	"github.com/wikigraph/wikigraph/graph"
 	"github.com/wikigraph/wikigraph/internal/api"
-	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/dbtest"
 	"github.com/wikigraph/wikigraph/internal/items"
 )
-
-// statements counts the SQL statements a pool runs, through a bun query hook.
-type statements struct {
-	mu   sync.Mutex
-	list []string
-}
-
-func (s *statements) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
-func (s *statements) AfterQuery(_ context.Context, e *bun.QueryEvent) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.list = append(s.list, e.Query)
-}
-
-func (s *statements) take() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := s.list
-	s.list = nil
-	return out
-}
 
 // A page of users with their first items and each item's owner costs a constant number of
 // statements, whatever the page size: no N+1.
@@ -48,8 +23,7 @@ func TestNestedQueryStatementCount(t *testing.T) {
 	db, err := dbtest.Open(dbtest.URL(t))
 	require.NoError(t, err)
 	defer db.Close()
-	counter := &statements{}
-	database.AddQueryHook(db, counter)
+	counter := dbtest.RecordStatements(db)
 	h := api.New(&graph.Resolver{DB: db}, api.Options{QueryCacheSize: 10})
 	c := client.New(h)
 
@@ -87,10 +61,10 @@ func TestNestedQueryStatementCount(t *testing.T) {
 		} } } }`
 	for _, n := range []int{1, 10, 100} {
 		t.Run(fmt.Sprintf("%d users", n), func(t *testing.T) {
-			counter.take()
+			counter.Take()
 			var resp response
 			c.MustPost(query, &resp, client.Var("n", n), client.Var("p", prefix))
-			got := counter.take()
+			got := counter.Take()
 			// users page, items of every user (one lateral join); each item's owner is the
 			// user that listed it, already read.
 			assert.Len(t, got, 2, "statements:\n%v", got)
@@ -106,18 +80,18 @@ func TestNestedQueryStatementCount(t *testing.T) {
 		})
 	}
 	t.Run("with totalCount", func(t *testing.T) {
-		counter.take()
+		counter.Take()
 		var resp response
 		c.MustPost(`query($p: String!) { usersConnection(first: 100, filter: {usernamePrefix: $p}) { edges { node { id
 			items(first: 2) { totalCount edges { node { title owner { id } } } } } } } }`, &resp, client.Var("p", prefix))
-		got := counter.take()
+		got := counter.Take()
 		assert.Len(t, got, 3, "one more statement counts every user's items: %v", got)
 		for _, edge := range resp.UsersConnection.Edges {
 			assert.Equal(t, 7, edge.Node.Items.TotalCount)
 		}
 	})
 	t.Run("different arguments per alias", func(t *testing.T) {
-		counter.take()
+		counter.Take()
 		var resp struct {
 			UsersConnection struct {
 				Edges []struct {
@@ -132,7 +106,7 @@ func TestNestedQueryStatementCount(t *testing.T) {
 		c.MustPost(`query($p: String!) { usersConnection(first: 50, filter: {usernamePrefix: $p}) { edges { node {
 			a: items(first: 1) { edges { node { title } } }
 			b: items(last: 2, orderBy: {field: TITLE}) { edges { node { title } } } } } } }`, &resp, client.Var("p", prefix))
-		assert.Len(t, counter.take(), 3, "one statement per distinct argument set")
+		assert.Len(t, counter.Take(), 3, "one statement per distinct argument set")
 		require.Len(t, resp.UsersConnection.Edges, 50)
 		for i, edge := range resp.UsersConnection.Edges {
 			require.Len(t, edge.Node.A.Edges, 1)
@@ -143,7 +117,7 @@ func TestNestedQueryStatementCount(t *testing.T) {
 		}
 	})
 	t.Run("items, their owners, the owners' items", func(t *testing.T) {
-		counter.take()
+		counter.Take()
 		var resp struct {
 			ItemsConnection struct {
 				Edges []struct {
@@ -163,7 +137,7 @@ func TestNestedQueryStatementCount(t *testing.T) {
 		}
 		c.MustPost(`{ itemsConnection(first: 60) { edges { node {
 			owner { id items(first: 2) { totalCount edges { node { owner { id } } } } } } } } }`, &resp)
-		got := counter.take()
+		got := counter.Take()
 		// items page with their owners (one join), the owners' items, their counts; the inner
 		// owners are the users that listed them.
 		assert.Len(t, got, 3, "statements: %v", got)
@@ -182,8 +156,7 @@ func TestNestedPageInOneStatement(t *testing.T) {
 	db, err := dbtest.Open(dbtest.URL(t))
 	require.NoError(t, err)
 	defer db.Close()
-	counter := &statements{}
-	database.AddQueryHook(db, counter)
+	counter := dbtest.RecordStatements(db)
 	e := newEnv(t)
 	prefix := unique("one") + "_"
 	for i := range 6 {
@@ -203,7 +176,7 @@ func TestNestedPageInOneStatement(t *testing.T) {
 	}
 }
 
-func compareNestedPages(t *testing.T, h http.Handler, counter *statements, prefix string) {
+func compareNestedPages(t *testing.T, h http.Handler, counter *dbtest.Statements, prefix string) {
 	post := func(query string) string {
 		t.Helper()
 		req := httptest.NewRequest(http.MethodPost, "/query", strings.NewReader(fmt.Sprintf(`{"query":%q}`, query)))
@@ -236,12 +209,12 @@ func compareNestedPages(t *testing.T, h http.Handler, counter *statements, prefi
 				edges { cursor node { id username email items` + args + ` { totalCount pageInfo { hasNextPage hasPreviousPage endCursor }
 					edges { cursor node { ` + tc.fields + ` } } } } } } }`
 		}
-		counter.take()
+		counter.Take()
 		one := post(query(""))
-		stmts := counter.take()
+		stmts := counter.Take()
 		assert.Len(t, stmts, 1+len(stmtsCounting(stmts)), "users and items in one statement (and the counts): %v", stmts)
 		two := post(query(everyone))
-		assert.Greater(t, len(counter.take()), len(stmts), "the filtered page takes more statements")
+		assert.Greater(t, len(counter.Take()), len(stmts), "the filtered page takes more statements")
 		assert.Equal(t, two, one, "%s / %s", tc.users, tc.items)
 		assert.Contains(t, one, prefix)
 	}

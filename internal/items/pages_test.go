@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
-	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/dbtest"
 	"github.com/wikigraph/wikigraph/internal/items"
 	"github.com/wikigraph/wikigraph/internal/paging"
@@ -26,8 +24,7 @@ func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
 func TestPreparedPagesAnswerAsBuiltOnes(t *testing.T) {
 	ctx := context.Background()
 	db := dbtest.DB(t)
-	counter := &statements{}
-	database.AddQueryHook(db, counter)
+	counter := dbtest.RecordStatements(db)
 	var owners []int64
 	for i := range 4 {
 		u, err := users.Create(ctx, db, users.NewUser{Username: fmt.Sprintf("pages_%d", i), Email: fmt.Sprintf("pages_%d@example.com", i)})
@@ -47,7 +44,7 @@ func TestPreparedPagesAnswerAsBuiltOnes(t *testing.T) {
 	}
 }
 
-func comparePages(t *testing.T, db *bun.DB, counter *statements, pages *items.Pages, owners []int64) {
+func comparePages(t *testing.T, db *bun.DB, counter *dbtest.Statements, pages *items.Pages, owners []int64) {
 	ctx := context.Background()
 	noCount := func(context.Context, int64) (int, error) { return 0, nil }
 	ptr := func(n int) *int { return &n }
@@ -59,10 +56,10 @@ func comparePages(t *testing.T, db *bun.DB, counter *statements, pages *items.Pa
 				require.NoError(t, err)
 				want, err := items.PagesByOwner(ctx, db, owners, q, noCount)
 				require.NoError(t, err)
-				counter.take()
+				counter.Take()
 				got, err := pages.ByOwner(ctx, owners, q, noCount)
 				require.NoError(t, err)
-				stmts := counter.take()
+				stmts := counter.Take()
 				require.Len(t, stmts, 1, name)
 				assert.Contains(t, stmts[0], "unnest($1::bigint[])", "%s: the prepared statement", name)
 				require.Len(t, got, len(owners))
@@ -101,10 +98,10 @@ func comparePages(t *testing.T, db *bun.DB, counter *statements, pages *items.Pa
 	title := "t1"
 	q, err := items.NewQuery(paging.Args{First: ptr(3)}, &items.Filter{TitleContains: &title}, nil)
 	require.NoError(t, err)
-	counter.take()
+	counter.Take()
 	_, err = pages.ByOwner(ctx, owners, q, noCount)
 	require.NoError(t, err)
-	stmts := counter.take()
+	stmts := counter.Take()
 	require.Len(t, stmts, 1)
 	assert.NotContains(t, stmts[0], "$1", "built")
 }
@@ -114,25 +111,4 @@ func deref(p *int) any {
 		return nil
 	}
 	return *p
-}
-
-// statements records the SQL statements of a pool, through a query hook.
-type statements struct {
-	mu   sync.Mutex
-	list []string
-}
-
-func (s *statements) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
-func (s *statements) AfterQuery(_ context.Context, e *bun.QueryEvent) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.list = append(s.list, e.Query)
-}
-
-func (s *statements) take() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := s.list
-	s.list = nil
-	return out
 }

@@ -131,6 +131,10 @@ func NewQuery(args paging.Args, filter *Filter, order *Order) (Query, error) {
 
 // Key identifies the query, so equal queries for different owners can share one statement.
 func (q Query) Key() string {
+	if q.Usual() { // the nested page's shape, keyed for each of its users: cheaply
+		return "usual " + strconv.Itoa(q.page.Size) + " " + strconv.FormatBool(q.page.Backward) + " " +
+			string(q.order.Field) + " " + string(q.order.Direction) + " " + strconv.FormatBool(q.brief)
+	}
 	b, _ := json.Marshal(struct {
 		P paging.Page
 		F Filter
@@ -164,8 +168,14 @@ func (q Query) sort() paging.Sort {
 }
 
 func (q Query) connection(rows []*Item) *Connection {
+	slab := make([]Edge, min(len(rows), q.page.Size)) // the page's edges in one allocation
 	edges, info := paging.Finish(q.page, rows, func(it *Item) paging.Cursor { return it.cursor(q.order.Field) },
-		func(it *Item) *Edge { return &Edge{Node: it, order: q.order.Field} })
+		func(it *Item) *Edge {
+			e := &slab[0]
+			slab = slab[1:]
+			*e = Edge{Node: it, order: q.order.Field}
+			return e
+		})
 	return &Connection{Edges: edges, PageInfo: info}
 }
 

@@ -167,8 +167,14 @@ func (q PageQuery) Limit() int { return q.page.Size + 1 }
 // Connection makes the page of the rows its statement read, in their order; db counts the
 // filter's users when a client asks for totalCount.
 func (q PageQuery) Connection(db bun.IDB, rows []*User) *Connection {
+	slab := make([]Edge, min(len(rows), q.page.Size)) // the page's edges in one allocation
 	edges, info := paging.Finish(q.page, rows, func(u *User) paging.Cursor { return u.cursor(q.order.Field) },
-		func(u *User) *Edge { return &Edge{Node: u, order: q.order.Field} })
+		func(u *User) *Edge {
+			e := &slab[0]
+			slab = slab[1:]
+			*e = Edge{Node: u, order: q.order.Field}
+			return e
+		})
 	conn := &Connection{Edges: edges, PageInfo: info}
 	conn.count = func(ctx context.Context) (int, error) {
 		n, err := db.NewSelect().Model((*User)(nil)).Apply(q.where).Count(ctx)

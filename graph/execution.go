@@ -92,8 +92,68 @@ type objectFields struct {
 	values []graphql.Marshaler
 }
 
-func newObjectFields(fields []graphql.CollectedField, values []graphql.Marshaler) *objectFields {
-	return &objectFields{fields: fields, values: values}
+// objectSet is what the generated object functions fill in place of a graphql.FieldSet: the
+// values of the object's fields, and what marks it invalid. gqlgen's field set (two allocations,
+// and a third for the writer) is made only when a resolver field is scheduled on it, and its
+// results join the object's after Dispatch; an object of plain fields (an edge, an owner's
+// username) costs one allocation.
+type objectSet struct {
+	fields   []graphql.CollectedField
+	Values   []graphql.Marshaler
+	Invalids uint32
+	gql      *graphql.FieldSet
+	inline   [4]graphql.Marshaler
+}
+
+func newObjectSet(fields []graphql.CollectedField) *objectSet {
+	o := &objectSet{fields: fields}
+	if len(fields) <= len(o.inline) {
+		o.Values = o.inline[:len(fields)]
+	} else {
+		o.Values = make([]graphql.Marshaler, len(fields))
+	}
+	return o
+}
+
+func (o *objectSet) set() *graphql.FieldSet {
+	if o.gql == nil {
+		o.gql = graphql.NewFieldSet(o.fields)
+	}
+	return o.gql
+}
+
+// ResolveConcurrently is graphql.FieldSet's, on the object's gqlgen field set.
+func (o *objectSet) ResolveConcurrently(oc *graphql.OperationContext, deferred *graphql.DeferredGroup, i int,
+	recoverFromPanic, nonNull bool, resolve func(ctx context.Context) graphql.Marshaler,
+) {
+	o.set().ResolveConcurrently(oc, deferred, i, recoverFromPanic, nonNull, resolve)
+}
+
+// ResolveRootConcurrently is graphql.FieldSet's, on the object's gqlgen field set.
+func (o *objectSet) ResolveRootConcurrently(ctx context.Context, oc *graphql.OperationContext, i int,
+	recoverFromPanic, nonNull bool, resolve func(ctx context.Context) graphql.Marshaler,
+) {
+	o.set().ResolveRootConcurrently(ctx, oc, i, recoverFromPanic, nonNull, resolve)
+}
+
+// Dispatch runs the scheduled fields (graphql.FieldSet.Dispatch) and takes their values and
+// invalid marks into the object's.
+func (o *objectSet) Dispatch(ctx context.Context) {
+	if o.gql == nil {
+		return
+	}
+	o.gql.Dispatch(ctx)
+	for i, v := range o.gql.Values {
+		if v != nil {
+			o.Values[i] = v
+		}
+	}
+	o.Invalids += atomic.LoadUint32(&o.gql.Invalids)
+}
+
+// MarshalGQL implements graphql.Marshaler.
+func (o *objectSet) MarshalGQL(w io.Writer) {
+	(&objectFields{fields: o.fields, values: o.Values}).MarshalGQL(w)
 }
 
 // MarshalGQL implements graphql.Marshaler. Field aliases are GraphQL names, which need no

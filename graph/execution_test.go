@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -42,7 +43,7 @@ func TestObjectFieldsWriteAsGqlgensFieldSet(t *testing.T) {
 			copy(want.Values, values)
 			var wantBuf, gotBuf bytes.Buffer
 			want.MarshalGQL(&wantBuf)
-			newObjectFields(tc.fields, values).MarshalGQL(&gotBuf)
+			(&objectFields{fields: tc.fields, values: values}).MarshalGQL(&gotBuf)
 			assert.Equal(t, wantBuf.String(), gotBuf.String())
 		})
 	}
@@ -214,4 +215,55 @@ func TestPreloadedResolversAnswerTheObjectsValue(t *testing.T) {
 	got, err := (&Resolver{}).Item().Owner(context.Background(), &items.Item{ID: 1, OwnerID: 7, Owner: owner})
 	require.NoError(t, err)
 	assert.Same(t, owner, got, "Item.owner")
+}
+
+// An object's set takes the values of its plain fields as written and those of the fields
+// scheduled on gqlgen's field set after Dispatch, with their invalid marks, and writes them in
+// the fields' order.
+func TestObjectSetJoinsScheduledFields(t *testing.T) {
+	ctx := responseContext()
+	op := &graphql.OperationContext{RecoverFunc: func(context.Context, any) error { return errors.New("panic") }}
+	for _, n := range []int{3, 6} { // within the inline values and beyond
+		var fields []graphql.CollectedField
+		for i := range n {
+			name := string(rune('a' + i))
+			fields = append(fields, graphql.CollectedField{Field: &ast.Field{Alias: name, Name: name}})
+		}
+		o := newObjectSet(fields)
+		require.Len(t, o.Values, n)
+		o.Values[0] = graphql.MarshalInt(0)
+		for i := 1; i < n; i++ {
+			if i%2 == 1 {
+				o.ResolveConcurrently(op, &graphql.DeferredGroup{}, i, true, true, func(context.Context) graphql.Marshaler {
+					return graphql.MarshalInt(i)
+				})
+			} else {
+				o.Values[i] = graphql.MarshalInt(i)
+			}
+		}
+		o.Dispatch(ctx)
+		assert.Zero(t, o.Invalids)
+		var buf bytes.Buffer
+		o.MarshalGQL(&buf)
+		want := "{"
+		for i := range n {
+			if i > 0 {
+				want += ","
+			}
+			want += `"` + string(rune('a'+i)) + `":` + strconv.Itoa(i)
+		}
+		assert.Equal(t, want+"}", buf.String())
+	}
+
+	// A scheduled non-null field that answers null marks the object invalid.
+	o := newObjectSet([]graphql.CollectedField{{Field: &ast.Field{Alias: "owner", Name: "owner"}}})
+	o.ResolveConcurrently(op, &graphql.DeferredGroup{}, 0, true, true, func(context.Context) graphql.Marshaler { return graphql.Null })
+	o.Dispatch(ctx)
+	assert.Equal(t, uint32(1), o.Invalids)
+
+	// Nothing scheduled: no gqlgen field set at all.
+	o = newObjectSet([]graphql.CollectedField{{Field: &ast.Field{Alias: "id", Name: "id"}}})
+	o.Values[0] = graphql.MarshalInt(1)
+	o.Dispatch(ctx)
+	assert.Nil(t, o.gql)
 }

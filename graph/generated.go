@@ -4375,7 +4375,7 @@ var itemImplementors = []string{"Item"}
 func (ec *executionContext) _Item(ctx context.Context, sel ast.SelectionSet, obj *items.Item) graphql.Marshaler {
 	fields := collectFields(ec.OperationContext, sel, itemImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newObjectSet(fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -4436,7 +4436,7 @@ func (ec *executionContext) _Item(ctx context.Context, sel ast.SelectionSet, obj
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return newObjectFields(fields, out.Values)
+	return out
 }
 
 var itemConnectionImplementors = []string{"ItemConnection"}
@@ -4444,7 +4444,7 @@ var itemConnectionImplementors = []string{"ItemConnection"}
 func (ec *executionContext) _ItemConnection(ctx context.Context, sel ast.SelectionSet, obj *items.Connection) graphql.Marshaler {
 	fields := collectFields(ec.OperationContext, sel, itemConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newObjectSet(fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -4480,7 +4480,7 @@ func (ec *executionContext) _ItemConnection(ctx context.Context, sel ast.Selecti
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return newObjectFields(fields, out.Values)
+	return out
 }
 
 var itemEdgeImplementors = []string{"ItemEdge"}
@@ -4488,7 +4488,7 @@ var itemEdgeImplementors = []string{"ItemEdge"}
 func (ec *executionContext) _ItemEdge(ctx context.Context, sel ast.SelectionSet, obj *items.Edge) graphql.Marshaler {
 	fields := collectFields(ec.OperationContext, sel, itemEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newObjectSet(fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -4518,7 +4518,7 @@ func (ec *executionContext) _ItemEdge(ctx context.Context, sel ast.SelectionSet,
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return newObjectFields(fields, out.Values)
+	return out
 }
 
 var itemEventImplementors = []string{"ItemEvent"}
@@ -4526,7 +4526,7 @@ var itemEventImplementors = []string{"ItemEvent"}
 func (ec *executionContext) _ItemEvent(ctx context.Context, sel ast.SelectionSet, obj *events.ItemEvent) graphql.Marshaler {
 	fields := collectFields(ec.OperationContext, sel, itemEventImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newObjectSet(fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -4556,7 +4556,7 @@ func (ec *executionContext) _ItemEvent(ctx context.Context, sel ast.SelectionSet
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return newObjectFields(fields, out.Values)
+	return out
 }
 
 var mutationImplementors = []string{"Mutation"}
@@ -4567,7 +4567,7 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		Object: "Mutation",
 	})
 
-	out := graphql.NewFieldSet(fields)
+	out := newObjectSet(fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		innerCtx := graphql.WithRootFieldContext(ctx, &graphql.RootFieldContext{
@@ -4634,7 +4634,7 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return newObjectFields(fields, out.Values)
+	return out
 }
 
 var pageInfoImplementors = []string{"PageInfo"}
@@ -4642,7 +4642,7 @@ var pageInfoImplementors = []string{"PageInfo"}
 func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet, obj *paging.PageInfo) graphql.Marshaler {
 	fields := collectFields(ec.OperationContext, sel, pageInfoImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newObjectSet(fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -4682,7 +4682,7 @@ func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet,
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return newObjectFields(fields, out.Values)
+	return out
 }
 
 var queryImplementors = []string{"Query"}
@@ -4693,7 +4693,7 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 		Object: "Query",
 	})
 
-	out := graphql.NewFieldSet(fields)
+	out := newObjectSet(fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		innerCtx := graphql.WithRootFieldContext(ctx, &graphql.RootFieldContext{
@@ -4780,7 +4780,7 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return newObjectFields(fields, out.Values)
+	return out
 }
 
 var subscriptionImplementors = []string{"Subscription"}
@@ -4814,7 +4814,7 @@ var userImplementors = []string{"User"}
 func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj *users.User) graphql.Marshaler {
 	fields := collectFields(ec.OperationContext, sel, userImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newObjectSet(fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -4865,7 +4865,7 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return newObjectFields(fields, out.Values)
+	return out
 }
 
 var userConnectionImplementors = []string{"UserConnection"}
@@ -4873,7 +4873,7 @@ var userConnectionImplementors = []string{"UserConnection"}
 func (ec *executionContext) _UserConnection(ctx context.Context, sel ast.SelectionSet, obj *users.Connection) graphql.Marshaler {
 	fields := collectFields(ec.OperationContext, sel, userConnectionImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newObjectSet(fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -4909,7 +4909,7 @@ func (ec *executionContext) _UserConnection(ctx context.Context, sel ast.Selecti
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return newObjectFields(fields, out.Values)
+	return out
 }
 
 var userEdgeImplementors = []string{"UserEdge"}
@@ -4917,7 +4917,7 @@ var userEdgeImplementors = []string{"UserEdge"}
 func (ec *executionContext) _UserEdge(ctx context.Context, sel ast.SelectionSet, obj *users.Edge) graphql.Marshaler {
 	fields := collectFields(ec.OperationContext, sel, userEdgeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newObjectSet(fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -4947,7 +4947,7 @@ func (ec *executionContext) _UserEdge(ctx context.Context, sel ast.SelectionSet,
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return newObjectFields(fields, out.Values)
+	return out
 }
 
 var __DirectiveImplementors = []string{"__Directive"}
@@ -4955,7 +4955,7 @@ var __DirectiveImplementors = []string{"__Directive"}
 func (ec *executionContext) ___Directive(ctx context.Context, sel ast.SelectionSet, obj *introspection.Directive) graphql.Marshaler {
 	fields := collectFields(ec.OperationContext, sel, __DirectiveImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newObjectSet(fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -5000,7 +5000,7 @@ func (ec *executionContext) ___Directive(ctx context.Context, sel ast.SelectionS
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return newObjectFields(fields, out.Values)
+	return out
 }
 
 var __EnumValueImplementors = []string{"__EnumValue"}
@@ -5008,7 +5008,7 @@ var __EnumValueImplementors = []string{"__EnumValue"}
 func (ec *executionContext) ___EnumValue(ctx context.Context, sel ast.SelectionSet, obj *introspection.EnumValue) graphql.Marshaler {
 	fields := collectFields(ec.OperationContext, sel, __EnumValueImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newObjectSet(fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -5048,7 +5048,7 @@ func (ec *executionContext) ___EnumValue(ctx context.Context, sel ast.SelectionS
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return newObjectFields(fields, out.Values)
+	return out
 }
 
 var __FieldImplementors = []string{"__Field"}
@@ -5056,7 +5056,7 @@ var __FieldImplementors = []string{"__Field"}
 func (ec *executionContext) ___Field(ctx context.Context, sel ast.SelectionSet, obj *introspection.Field) graphql.Marshaler {
 	fields := collectFields(ec.OperationContext, sel, __FieldImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newObjectSet(fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -5106,7 +5106,7 @@ func (ec *executionContext) ___Field(ctx context.Context, sel ast.SelectionSet, 
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return newObjectFields(fields, out.Values)
+	return out
 }
 
 var __InputValueImplementors = []string{"__InputValue"}
@@ -5114,7 +5114,7 @@ var __InputValueImplementors = []string{"__InputValue"}
 func (ec *executionContext) ___InputValue(ctx context.Context, sel ast.SelectionSet, obj *introspection.InputValue) graphql.Marshaler {
 	fields := collectFields(ec.OperationContext, sel, __InputValueImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newObjectSet(fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -5164,7 +5164,7 @@ func (ec *executionContext) ___InputValue(ctx context.Context, sel ast.Selection
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return newObjectFields(fields, out.Values)
+	return out
 }
 
 var __SchemaImplementors = []string{"__Schema"}
@@ -5172,7 +5172,7 @@ var __SchemaImplementors = []string{"__Schema"}
 func (ec *executionContext) ___Schema(ctx context.Context, sel ast.SelectionSet, obj *introspection.Schema) graphql.Marshaler {
 	fields := collectFields(ec.OperationContext, sel, __SchemaImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newObjectSet(fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -5222,7 +5222,7 @@ func (ec *executionContext) ___Schema(ctx context.Context, sel ast.SelectionSet,
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return newObjectFields(fields, out.Values)
+	return out
 }
 
 var __TypeImplementors = []string{"__Type"}
@@ -5230,7 +5230,7 @@ var __TypeImplementors = []string{"__Type"}
 func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, obj *introspection.Type) graphql.Marshaler {
 	fields := collectFields(ec.OperationContext, sel, __TypeImplementors)
 
-	out := graphql.NewFieldSet(fields)
+	out := newObjectSet(fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -5305,11 +5305,10 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return newObjectFields(
-
-		// endregion **************************** object.gotpl ****************************
-		fields, out.Values)
+	return out
 }
+
+// endregion **************************** object.gotpl ****************************
 
 // region    ***************************** type.gotpl *****************************
 

@@ -17,7 +17,8 @@
 //     marshaller is one of plainMarshalers, which never answer null for a value), and a panic is
 //     impossible reading a field of a non-nil object.
 //   - Plain object fields (ItemEdge.node, ...) keep their field context but skip the field
-//     middleware (resolvePlain); objects write their fields without gqlgen's map (objectFields);
+//     middleware (resolvePlain); objects fill an objectSet, which makes gqlgen's field set only
+//     for resolver fields and writes the object without gqlgen's map;
 //     an object's fields are collected, and a field's arguments parsed, through small caches
 //     shared by a list's elements (collectFields, fieldArgs); an answer's buffer starts at the
 //     size the operation's answer had last time (marshalData).
@@ -161,16 +162,14 @@ func Rewrite(src []byte) ([]byte, Counts, error) {
 			return true
 		})
 		if objects {
-			// return out (a *graphql.FieldSet) -> return newObjectFields(fields, out.Values)
+			// out := graphql.NewFieldSet(fields) -> out := newObjectSet(fields)
 			ast.Inspect(fn.Body, func(node ast.Node) bool {
-				ret, ok := node.(*ast.ReturnStmt)
-				if !ok || len(ret.Results) != 1 {
+				as, ok := node.(*ast.AssignStmt)
+				if !ok || len(as.Lhs) != 1 || len(as.Rhs) != 1 || !isIdent(as.Lhs[0], "out") {
 					return true
 				}
-				if id, ok := ret.Results[0].(*ast.Ident); ok && id.Name == "out" {
-					ret.Results[0] = &ast.CallExpr{Fun: ast.NewIdent("newObjectFields"), Args: []ast.Expr{
-						ast.NewIdent("fields"), &ast.SelectorExpr{X: ast.NewIdent("out"), Sel: ast.NewIdent("Values")},
-					}}
+				if call, ok := as.Rhs[0].(*ast.CallExpr); ok && isCall(call, "graphql", "NewFieldSet") && len(call.Args) == 1 {
+					call.Fun = ast.NewIdent("newObjectSet")
 					n.Objects++
 				}
 				return true

@@ -141,7 +141,7 @@ func TestRewrite(t *testing.T) {
 		"deferred := newDeferredGroup(ctx, fields)",
 		"fields := collectFields(ec.OperationContext, sel, itemImplementors)",
 		"if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {\n\t\treturn ec.field_User_items_args(ctx, field.ArgumentMap(ec.Variables))\n\t}); err != nil {",
-		"return newObjectFields(fields, out.Values)",
+		"out := newObjectSet(fields)",
 		"ret := marshalSlice(ctx, len(v), func(ctx context.Context, i int) graphql.Marshaler {",
 		"marshalData(opCtx, &buf, data)",
 		"if obj.Owner != nil && !field.IsDeferred() {\n\t\t\t\tout.Values[i] = resolvePlain(ctx, field, ec.fieldContext_Item_owner, obj.Owner, func(",

@@ -4,30 +4,27 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/uptrace/bun"
 
 	"github.com/wikigraph/wikigraph/internal/coalesce"
-	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/dbtest"
 	"github.com/wikigraph/wikigraph/internal/paging"
 	"github.com/wikigraph/wikigraph/internal/users"
 )
 
-// prepared counts the prepared statements of connection pages a pool runs (bun quotes the
+// preparedPages counts the prepared statements of connection pages among stmts (bun quotes the
 // names in the statements it builds).
-type prepared struct{ n atomic.Int64 }
-
-func (c *prepared) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
-func (c *prepared) AfterQuery(_ context.Context, e *bun.QueryEvent) {
-	if strings.Contains(e.Query, "FROM users AS u ORDER BY") {
-		c.n.Add(1)
+func preparedPages(stmts []string) int {
+	n := 0
+	for _, s := range stmts {
+		if strings.Contains(s, "FROM users AS u ORDER BY") {
+			n++
+		}
 	}
+	return n
 }
 
 // A connection page in the usual shape (no filter, no cursor) is read through a prepared
@@ -35,9 +32,8 @@ func (c *prepared) AfterQuery(_ context.Context, e *bun.QueryEvent) {
 func TestPreparedConnectionPagesAnswerAsBuiltOnes(t *testing.T) {
 	ctx := context.Background()
 	db := dbtest.DB(t)
-	hook := &prepared{}
-	database.AddQueryHook(db, hook)
 	createUsers(t, db, 12)
+	recorded := dbtest.RecordStatements(db)
 	lookups := users.NewLookups(db, coalesce.Options{})
 	ptr := func(n int) *int { return &n }
 	page := func(args paging.Args, filter *users.Filter, order *users.Order, brief bool) (*users.Connection, error) {
@@ -54,10 +50,10 @@ func TestPreparedConnectionPagesAnswerAsBuiltOnes(t *testing.T) {
 				order := &users.Order{Field: field, Direction: dir}
 				want, err := users.Page(ctx, db, args, nil, order)
 				require.NoError(t, err)
-				before := hook.n.Load()
+				recorded.Take()
 				got, err := page(args, &users.Filter{}, order, false)
 				require.NoError(t, err)
-				assert.Equal(t, before+1, hook.n.Load(), "%s: prepared", name)
+				assert.Equal(t, 1, preparedPages(recorded.Take()), "%s: prepared", name)
 				assert.Equal(t, want.Edges, got.Edges, name)
 				assert.Equal(t, want.PageInfo, got.PageInfo, name)
 
@@ -84,7 +80,7 @@ func TestPreparedConnectionPagesAnswerAsBuiltOnes(t *testing.T) {
 	}
 	// A filter or a cursor: built.
 	prefix := "lk"
-	before := hook.n.Load()
+	recorded.Take()
 	_, err := page(paging.Args{First: ptr(2)}, &users.Filter{UsernamePrefix: &prefix}, nil, false)
 	require.NoError(t, err)
 	first, err := page(paging.Args{First: ptr(2)}, nil, nil, false)
@@ -92,7 +88,7 @@ func TestPreparedConnectionPagesAnswerAsBuiltOnes(t *testing.T) {
 	after := first.Edges[1].Cursor()
 	next, err := page(paging.Args{First: ptr(2), After: &after}, nil, nil, true)
 	require.NoError(t, err)
-	assert.Equal(t, before+1, hook.n.Load(), "only the page without filter or cursor was prepared")
+	assert.Equal(t, 1, preparedPages(recorded.Take()), "only the page without filter or cursor was prepared")
 	assert.Greater(t, next.Edges[0].Node.ID, first.Edges[1].Node.ID)
 	assert.Empty(t, next.Edges[0].Node.Email, "a built brief page reads the brief columns too")
 }
@@ -103,8 +99,7 @@ func TestListingOffsetsLeavesConnectionPagesPrepared(t *testing.T) {
 	ctx := context.Background()
 	db := dbtest.DB(t)
 	createUsers(t, db, 3)
-	texts := &statementTexts{}
-	database.AddQueryHook(db, texts)
+	recorded := dbtest.RecordStatements(db)
 	lookups := users.NewLookups(db, coalesce.Options{})
 	for offset := range 100 {
 		_, err := lookups.List(ctx, offset, 2)
@@ -114,7 +109,15 @@ func TestListingOffsetsLeavesConnectionPagesPrepared(t *testing.T) {
 	require.NoError(t, err)
 	_, err = lookups.Page(ctx, q)
 	require.NoError(t, err)
-	list := texts.distinct()
+	seen := map[string]bool{}
+	var list []string
+	for _, stmt := range recorded.Take() {
+		text, _, _ := strings.Cut(stmt, " -- args:")
+		if !seen[text] {
+			seen[text] = true
+			list = append(list, text)
+		}
+	}
 	assert.Contains(t, list, "SELECT id, username, email, created_at, updated_at FROM users ORDER BY id ASC LIMIT 2 OFFSET 0")
 	assert.Contains(t, list, "SELECT id, username, email, created_at, updated_at FROM users ORDER BY id ASC LIMIT 2 OFFSET $1")
 	assert.Contains(t, list, "SELECT u.id, u.username, u.email, u.created_at, u.updated_at FROM users AS u ORDER BY u.id ASC LIMIT 8",
@@ -123,32 +126,3 @@ func TestListingOffsetsLeavesConnectionPagesPrepared(t *testing.T) {
 }
 
 func ptrInt(n int) *int { return &n }
-
-// statementTexts records the distinct statements a pool runs, without their arguments.
-type statementTexts struct {
-	mu   sync.Mutex
-	seen map[string]bool
-}
-
-func (s *statementTexts) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context {
-	return ctx
-}
-func (s *statementTexts) AfterQuery(_ context.Context, e *bun.QueryEvent) {
-	text, _, _ := strings.Cut(e.Query, " -- args:")
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.seen == nil {
-		s.seen = make(map[string]bool)
-	}
-	s.seen[text] = true
-}
-
-func (s *statementTexts) distinct() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for text := range s.seen {
-		out = append(out, text)
-	}
-	return out
-}

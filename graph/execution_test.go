@@ -7,12 +7,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vektah/gqlparser/v2/ast"
-	"github.com/vektah/gqlparser/v2/gqlerror"
 	"github.com/vektah/gqlparser/v2/parser"
 
 	"github.com/wikigraph/wikigraph/internal/items"
@@ -86,33 +86,69 @@ func TestMarshalSliceGivesEachElementItsIndexAndNullsOnlyAPanickingOne(t *testin
 func TestResolvePlainGivesTheFieldItsContextAndNullsAPanic(t *testing.T) {
 	ctx := responseContext()
 	field := graphql.CollectedField{Field: &ast.Field{Alias: "node", Name: "node"}}
-	fieldContext := func(_ context.Context, f graphql.CollectedField) (*graphql.FieldContext, error) {
-		return &graphql.FieldContext{Object: "UserEdge", Field: f}, nil
-	}
 	var seen *graphql.FieldContext
-	got := resolvePlain(ctx, field, fieldContext, "value", func(ctx context.Context, _ ast.SelectionSet, v string) graphql.Marshaler {
+	got := resolvePlain(ctx, field, "UserEdge", false, "value", func(ctx context.Context, _ ast.SelectionSet, v string) graphql.Marshaler {
 		seen = graphql.GetFieldContext(ctx)
 		return graphql.MarshalString(v)
 	})
 	require.NotNil(t, seen)
 	assert.Equal(t, "users.node", graphql.GetPath(graphql.WithFieldContext(ctx, seen)).String())
 	assert.Equal(t, "value", seen.Result)
+	assert.Equal(t, "UserEdge", seen.Object)
+	assert.Same(t, graphql.GetFieldContext(ctx), seen.Parent)
+	assert.False(t, seen.IsResolver)
 	var buf bytes.Buffer
 	got.MarshalGQL(&buf)
 	assert.Equal(t, `"value"`, buf.String())
 
-	got = resolvePlain(ctx, field, fieldContext, "value", func(context.Context, ast.SelectionSet, string) graphql.Marshaler {
+	resolvePlain(ctx, field, "Item", true, "value", func(ctx context.Context, _ ast.SelectionSet, v string) graphql.Marshaler {
+		seen = graphql.GetFieldContext(ctx)
+		return graphql.Null
+	})
+	assert.True(t, seen.IsResolver && seen.IsMethod, "a preloaded resolver field says so")
+
+	got = resolvePlain(ctx, field, "UserEdge", false, "value", func(context.Context, ast.SelectionSet, string) graphql.Marshaler {
 		panic("boom")
 	})
 	assert.Equal(t, graphql.Null, got)
 	errs := graphql.GetErrors(ctx)
 	require.Len(t, errs, 1)
 	assert.Equal(t, ast.Path{ast.PathName("users"), ast.PathName("node")}, errs[0].Path)
+}
 
-	got = resolvePlain(ctx, field, func(context.Context, graphql.CollectedField) (*graphql.FieldContext, error) {
-		return nil, gqlerror.Errorf("bad arguments")
-	}, "value", nil)
-	assert.Equal(t, graphql.Null, got, "a field whose context fails is null, as in gqlgen")
+func TestFieldCtxIsAContextOfItsParent(t *testing.T) {
+	type key struct{}
+	parent, cancel := context.WithCancel(context.WithValue(responseContext(), key{}, "v"))
+	c := &fieldCtx{Context: parent}
+	c.fc.Object = "User"
+	assert.Same(t, &c.fc, graphql.GetFieldContext(c))
+	assert.Equal(t, "v", c.Value(key{}))
+	assert.NotNil(t, graphql.GetOperationContext(c))
+
+	// A context made from it ends with its parent.
+	child, cancelChild := context.WithCancel(c)
+	defer cancelChild()
+	inner := graphql.WithFieldContext(child, &graphql.FieldContext{Object: "Item"})
+	assert.Same(t, &c.fc, graphql.GetFieldContext(inner).Parent)
+	cancel()
+	select {
+	case <-child.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a context made from a fieldCtx did not end with its parent")
+	}
+}
+
+func TestPlainStringWritesWhatMarshalStringWrites(t *testing.T) {
+	for _, s := range []string{
+		"", "plain", `quo"te`, `back\slash`, "tab\tnew\nline\rret", "\x00\x01\x1f\x7f",
+		"é日本語", "\u2028\u2029", "bad \xff\xfe utf8", "</script>&<>", strings.Repeat("x\"", 100),
+	} {
+		var want, got bytes.Buffer
+		graphql.MarshalString(s).MarshalGQL(&want)
+		v := s
+		(*plainString)(&v).MarshalGQL(&got)
+		assert.Equal(t, want.String(), got.String(), "%q", s)
+	}
 }
 
 func TestDeferredGroupOnlyForDeferredFields(t *testing.T) {

@@ -1608,7 +1608,7 @@ func (ec *executionContext) fieldContext_Item_id(_ context.Context, field graphq
 }
 
 func (ec *executionContext) _Item_title(ctx context.Context, field graphql.CollectedField, obj *items.Item) (ret graphql.Marshaler) {
-	return ec.marshalNString2string(ctx, field.Selections, obj.Title)
+	return (*plainString)(&obj.Title)
 }
 
 func (ec *executionContext) fieldContext_Item_title(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -1672,11 +1672,7 @@ func (ec *executionContext) fieldContext_Item_updatedAt(_ context.Context, field
 }
 
 func (ec *executionContext) _ItemConnection_edges(ctx context.Context, field graphql.CollectedField, obj *items.Connection) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-		return ec.fieldContext_ItemConnection_edges(ctx, field)
-	},
-
-		obj.Edges,
+	return resolvePlain(ctx, field, "ItemConnection", false, obj.Edges,
 
 		func(ctx context.Context, selections ast.SelectionSet, v []*items.Edge) graphql.Marshaler {
 			return ec.marshalNItemEdge2ᚕᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋitemsᚐEdgeᚄ(ctx, selections, v)
@@ -1697,11 +1693,7 @@ func (ec *executionContext) fieldContext_ItemConnection_edges(_ context.Context,
 }
 
 func (ec *executionContext) _ItemConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *items.Connection) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-		return ec.fieldContext_ItemConnection_pageInfo(ctx, field)
-	},
-
-		obj.PageInfo,
+	return resolvePlain(ctx, field, "ItemConnection", false, obj.PageInfo,
 
 		func(ctx context.Context, selections ast.SelectionSet, v paging.PageInfo) graphql.Marshaler {
 			return ec.marshalNPageInfo2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋpagingᚐPageInfo(ctx, selections, v)
@@ -1768,11 +1760,7 @@ func (ec *executionContext) fieldContext_ItemEdge_cursor(_ context.Context, fiel
 }
 
 func (ec *executionContext) _ItemEdge_node(ctx context.Context, field graphql.CollectedField, obj *items.Edge) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-		return ec.fieldContext_ItemEdge_node(ctx, field)
-	},
-
-		obj.Node,
+	return resolvePlain(ctx, field, "ItemEdge", false, obj.Node,
 
 		func(ctx context.Context, selections ast.SelectionSet, v *items.Item) graphql.Marshaler {
 			return ec.marshalNItem2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋitemsᚐItem(ctx, selections, v)
@@ -1801,11 +1789,7 @@ func (ec *executionContext) fieldContext_ItemEvent_kind(_ context.Context, field
 }
 
 func (ec *executionContext) _ItemEvent_item(ctx context.Context, field graphql.CollectedField, obj *events.ItemEvent) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-		return ec.fieldContext_ItemEvent_item(ctx, field)
-	},
-
-		obj.Item,
+	return resolvePlain(ctx, field, "ItemEvent", false, obj.Item,
 
 		func(ctx context.Context, selections ast.SelectionSet, v *items.Item) graphql.Marshaler {
 			return ec.marshalNItem2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋitemsᚐItem(ctx, selections, v)
@@ -2751,7 +2735,7 @@ func (ec *executionContext) fieldContext_User_id(_ context.Context, field graphq
 }
 
 func (ec *executionContext) _User_username(ctx context.Context, field graphql.CollectedField, obj *users.User) (ret graphql.Marshaler) {
-	return ec.marshalNString2string(ctx, field.Selections, obj.Username)
+	return (*plainString)(&obj.Username)
 }
 
 func (ec *executionContext) fieldContext_User_username(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -2759,7 +2743,7 @@ func (ec *executionContext) fieldContext_User_username(_ context.Context, field 
 }
 
 func (ec *executionContext) _User_email(ctx context.Context, field graphql.CollectedField, obj *users.User) (ret graphql.Marshaler) {
-	return ec.marshalNString2string(ctx, field.Selections, obj.Email)
+	return (*plainString)(&obj.Email)
 }
 
 func (ec *executionContext) fieldContext_User_email(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -2829,11 +2813,7 @@ func (ec *executionContext) fieldContext_User_items(ctx context.Context, field g
 }
 
 func (ec *executionContext) _UserConnection_edges(ctx context.Context, field graphql.CollectedField, obj *users.Connection) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-		return ec.fieldContext_UserConnection_edges(ctx, field)
-	},
-
-		obj.Edges,
+	return resolvePlain(ctx, field, "UserConnection", false, obj.Edges,
 
 		func(ctx context.Context, selections ast.SelectionSet, v []*users.Edge) graphql.Marshaler {
 			return ec.marshalNUserEdge2ᚕᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋusersᚐEdgeᚄ(ctx, selections, v)
@@ -2854,11 +2834,7 @@ func (ec *executionContext) fieldContext_UserConnection_edges(_ context.Context,
 }
 
 func (ec *executionContext) _UserConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *users.Connection) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-		return ec.fieldContext_UserConnection_pageInfo(ctx, field)
-	},
-
-		obj.PageInfo,
+	return resolvePlain(ctx, field, "UserConnection", false, obj.PageInfo,
 
 		func(ctx context.Context, selections ast.SelectionSet, v paging.PageInfo) graphql.Marshaler {
 			return ec.marshalNPageInfo2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋpagingᚐPageInfo(ctx, selections, v)
@@ -2925,11 +2901,7 @@ func (ec *executionContext) fieldContext_UserEdge_cursor(_ context.Context, fiel
 }
 
 func (ec *executionContext) _UserEdge_node(ctx context.Context, field graphql.CollectedField, obj *users.Edge) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-		return ec.fieldContext_UserEdge_node(ctx, field)
-	},
-
-		obj.Node,
+	return resolvePlain(ctx, field, "UserEdge", false, obj.Node,
 
 		func(ctx context.Context, selections ast.SelectionSet, v *users.User) graphql.Marshaler {
 			return ec.marshalNUser2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋusersᚐUser(ctx, selections, v)
@@ -2950,7 +2922,7 @@ func (ec *executionContext) fieldContext_UserEdge_node(_ context.Context, field 
 }
 
 func (ec *executionContext) ___Directive_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
-	return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	return (*plainString)(&obj.Name)
 }
 
 func (ec *executionContext) fieldContext___Directive_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -2989,11 +2961,7 @@ func (ec *executionContext) fieldContext___Directive_isRepeatable(_ context.Cont
 }
 
 func (ec *executionContext) ___Directive_locations(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-		return ec.fieldContext___Directive_locations(ctx, field)
-	},
-
-		obj.Locations,
+	return resolvePlain(ctx, field, "", false, obj.Locations,
 
 		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
 			return ec.marshalN__DirectiveLocation2ᚕstringᚄ(ctx, selections, v)
@@ -3051,7 +3019,7 @@ func (ec *executionContext) fieldContext___Directive_args(ctx context.Context, f
 }
 
 func (ec *executionContext) ___EnumValue_name(ctx context.Context, field graphql.CollectedField, obj *introspection.EnumValue) (ret graphql.Marshaler) {
-	return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	return (*plainString)(&obj.Name)
 }
 
 func (ec *executionContext) fieldContext___EnumValue_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -3128,7 +3096,7 @@ func (ec *executionContext) fieldContext___EnumValue_deprecationReason(_ context
 }
 
 func (ec *executionContext) ___Field_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Field) (ret graphql.Marshaler) {
-	return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	return (*plainString)(&obj.Name)
 }
 
 func (ec *executionContext) fieldContext___Field_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -3205,11 +3173,7 @@ func (ec *executionContext) fieldContext___Field_args(ctx context.Context, field
 }
 
 func (ec *executionContext) ___Field_type(ctx context.Context, field graphql.CollectedField, obj *introspection.Field) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-		return ec.fieldContext___Field_type(ctx, field)
-	},
-
-		obj.Type,
+	return resolvePlain(ctx, field, "", false, obj.Type,
 
 		func(ctx context.Context, selections ast.SelectionSet, v *introspection.Type) graphql.Marshaler {
 			return ec.marshalN__Type2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx, selections, v)
@@ -3276,7 +3240,7 @@ func (ec *executionContext) fieldContext___Field_deprecationReason(_ context.Con
 }
 
 func (ec *executionContext) ___InputValue_name(ctx context.Context, field graphql.CollectedField, obj *introspection.InputValue) (ret graphql.Marshaler) {
-	return ec.marshalNString2string(ctx, field.Selections, obj.Name)
+	return (*plainString)(&obj.Name)
 }
 
 func (ec *executionContext) fieldContext___InputValue_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -3307,11 +3271,7 @@ func (ec *executionContext) fieldContext___InputValue_description(_ context.Cont
 }
 
 func (ec *executionContext) ___InputValue_type(ctx context.Context, field graphql.CollectedField, obj *introspection.InputValue) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-		return ec.fieldContext___InputValue_type(ctx, field)
-	},
-
-		obj.Type,
+	return resolvePlain(ctx, field, "", false, obj.Type,
 
 		func(ctx context.Context, selections ast.SelectionSet, v *introspection.Type) graphql.Marshaler {
 			return ec.marshalN__Type2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx, selections, v)
@@ -4398,7 +4358,7 @@ func (ec *executionContext) _Item(ctx context.Context, sel ast.SelectionSet, obj
 			}
 		case "owner":
 			if obj.Owner != nil && !field.IsDeferred() {
-				out.Values[i] = resolvePlain(ctx, field, ec.fieldContext_Item_owner, obj.Owner, func(ctx context.Context, selections ast.SelectionSet, v *users.User) graphql.Marshaler {
+				out.Values[i] = resolvePlain(ctx, field, "Item", true, obj.Owner, func(ctx context.Context, selections ast.SelectionSet, v *users.User) graphql.Marshaler {
 					return ec.marshalNUser2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋusersᚐUser(ctx, selections, v)
 				})
 				if out.Values[i] == graphql.Null {

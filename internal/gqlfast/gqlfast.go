@@ -16,8 +16,10 @@
 //     fields: the API's field middleware acts on resolvers only, such a field cannot fail (its
 //     marshaller is one of plainMarshalers, which never answer null for a value), and a panic is
 //     impossible reading a field of a non-nil object.
-//   - Plain object fields (ItemEdge.node, ...) keep their field context but skip the field
-//     middleware (resolvePlain); objects fill an objectSet, which makes gqlgen's field set only
+//     A String! among them is written from its object's struct field when the answer is written
+//     (plainString), without a closure holding a copy.
+//   - Plain object fields (ItemEdge.node, ...) keep their field context, made in one allocation
+//     with its context, but skip the field middleware (resolvePlain); objects fill an objectSet, which makes gqlgen's field set only
 //     for resolver fields and writes the object without gqlgen's map;
 //     an object's fields are collected, and a field's arguments parsed, through small caches
 //     shared by a list's elements (collectFields, fieldArgs); an answer's buffer starts at the
@@ -33,6 +35,7 @@ import (
 	"go/format"
 	"go/parser"
 	"go/token"
+	"strconv"
 	"strings"
 )
 
@@ -257,6 +260,15 @@ func plainField(fn *ast.FuncDecl) plainKind {
 	if ec, ok := sel.X.(*ast.Ident); !ok || ec.Name != "ec" {
 		return plainNone
 	}
+	if sel.Sel.Name == "marshalNString2string" {
+		// return (*plainString)(&obj.<Field>): written from the object, without a closure
+		fn.Body.List[0] = &ast.ReturnStmt{Results: []ast.Expr{&ast.CallExpr{
+			Fun:  &ast.ParenExpr{X: &ast.StarExpr{X: ast.NewIdent("plainString")}},
+			Args: []ast.Expr{&ast.UnaryExpr{Op: token.AND, X: value}},
+		}}}
+		fn.Body.Rbrace = token.NoPos
+		return plainScalar
+	}
 	if plainMarshalers[sel.Sel.Name] {
 		fn.Body.List[0] = &ast.ReturnStmt{Results: []ast.Expr{&ast.CallExpr{
 			Fun: sel,
@@ -270,9 +282,13 @@ func plainField(fn *ast.FuncDecl) plainKind {
 		return plainScalar
 	}
 	// An object or a list: it keeps its field context, without the field middleware.
+	typ, _, ok := strings.Cut(strings.TrimPrefix(fn.Name.Name, "_"), "_")
+	if !ok {
+		return plainNone
+	}
 	fn.Body.List[0] = &ast.ReturnStmt{Results: []ast.Expr{&ast.CallExpr{
 		Fun:  ast.NewIdent("resolvePlain"),
-		Args: []ast.Expr{ast.NewIdent("ctx"), ast.NewIdent("field"), call.Args[3], value, marshal},
+		Args: []ast.Expr{ast.NewIdent("ctx"), ast.NewIdent("field"), stringLit(typ), ast.NewIdent("false"), value, marshal},
 	}}}
 	return plainObject
 }
@@ -342,8 +358,6 @@ func preload(fn *ast.FuncDecl, marshals map[string]*ast.FuncLit) int {
 			return true
 		}
 		value := &ast.SelectorExpr{X: ast.NewIdent("obj"), Sel: ast.NewIdent(goField)}
-		// func(ctx, field) (*graphql.FieldContext, error) { return ec.fieldContext_T_f(ctx, field) }
-		fieldContext := &ast.SelectorExpr{X: ast.NewIdent("ec"), Sel: ast.NewIdent("fieldContext_" + typ + "_" + name)}
 		slot := &ast.IndexExpr{X: &ast.SelectorExpr{X: ast.NewIdent("out"), Sel: ast.NewIdent("Values")}, Index: ast.NewIdent("i")}
 		cc.Body = []ast.Stmt{
 			&ast.IfStmt{
@@ -355,7 +369,7 @@ func preload(fn *ast.FuncDecl, marshals map[string]*ast.FuncLit) int {
 				Body: &ast.BlockStmt{List: []ast.Stmt{
 					&ast.AssignStmt{Lhs: []ast.Expr{slot}, Tok: token.ASSIGN, Rhs: []ast.Expr{&ast.CallExpr{
 						Fun:  ast.NewIdent("resolvePlain"),
-						Args: []ast.Expr{ast.NewIdent("ctx"), ast.NewIdent("field"), fieldContext, value, marshal},
+						Args: []ast.Expr{ast.NewIdent("ctx"), ast.NewIdent("field"), stringLit(typ), ast.NewIdent("true"), value, marshal},
 					}}},
 					&ast.IfStmt{
 						Cond: &ast.BinaryExpr{X: slot, Op: token.EQL, Y: &ast.SelectorExpr{X: ast.NewIdent("graphql"), Sel: ast.NewIdent("Null")}},
@@ -373,6 +387,10 @@ func preload(fn *ast.FuncDecl, marshals map[string]*ast.FuncLit) int {
 		return false
 	})
 	return n
+}
+
+func stringLit(s string) *ast.BasicLit {
+	return &ast.BasicLit{Kind: token.STRING, Value: strconv.Quote(s)}
 }
 
 func isMethodCall(call *ast.CallExpr, recv, name string) bool {

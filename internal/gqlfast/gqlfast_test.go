@@ -136,7 +136,7 @@ func TestRewrite(t *testing.T) {
 	src := string(out)
 	for _, want := range []string{
 		"return ec.marshalNID2int64(ctx, field.Selections, obj.ID)",
-		"return resolvePlain(ctx, field, func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {",
+		"return resolvePlain(ctx, field, \"ItemEdge\", false, obj.Node,",
 		"return ec.Resolvers.Item().Owner(ctx, obj)", // a resolver keeps gqlgen's path
 		"deferred := newDeferredGroup(ctx, fields)",
 		"fields := collectFields(ec.OperationContext, sel, itemImplementors)",
@@ -144,7 +144,7 @@ func TestRewrite(t *testing.T) {
 		"out := newObjectSet(fields)",
 		"ret := marshalSlice(ctx, len(v), func(ctx context.Context, i int) graphql.Marshaler {",
 		"marshalData(opCtx, &buf, data)",
-		"if obj.Owner != nil && !field.IsDeferred() {\n\t\t\t\tout.Values[i] = resolvePlain(ctx, field, ec.fieldContext_Item_owner, obj.Owner, func(",
+		"if obj.Owner != nil && !field.IsDeferred() {\n\t\t\t\tout.Values[i] = resolvePlain(ctx, field, \"Item\", true, obj.Owner, func(",
 	} {
 		assert.Contains(t, src, want)
 	}
@@ -165,5 +165,5 @@ func TestGeneratedExecutorIsRewritten(t *testing.T) {
 	for _, gone := range []string{"graphql.MarshalSliceConcurrently(", "graphql.NewDeferredGroup("} {
 		assert.NotContains(t, string(src), gone)
 	}
-	assert.Contains(t, string(src), "return ec.marshalNString2string(ctx, field.Selections, obj.Username)")
+	assert.Contains(t, string(src), "return (*plainString)(&obj.Username)")
 }

@@ -159,7 +159,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		r.UserLookups = users.NewLookups(r.DB, coalesce.Options{Timeout: limits.Timeout})
 	}
 	if r.ItemPages == nil {
-		r.ItemPages = items.NewPages(r.DB)
+		r.ItemPages = items.NewPages(r.DB, coalesce.Options{Timeout: limits.Timeout})
 	}
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: r.Root(), Complexity: complexity()}))
 	srv.AroundResponses(boundErrors) // first, so it cuts the whole answer: the first errors, then a count

@@ -1,11 +1,13 @@
 package api_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/99designs/gqlgen/client"
 	"github.com/stretchr/testify/assert"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/wikigraph/wikigraph/graph"
 	"github.com/wikigraph/wikigraph/internal/api"
+	"github.com/wikigraph/wikigraph/internal/coalesce"
 	"github.com/wikigraph/wikigraph/internal/dbtest"
 	"github.com/wikigraph/wikigraph/internal/items"
 )
@@ -166,8 +169,8 @@ func TestNestedPageInOneStatement(t *testing.T) {
 		}
 	}
 	for name, pages := range map[string]*items.Pages{
-		"sizes in the text":   items.NewPages(db),
-		"sizes as parameters": items.NewPagesBounded(db, 0),
+		"sizes in the text":   items.NewPages(db, coalesce.Options{}),
+		"sizes as parameters": items.NewPagesBounded(db, 0, coalesce.Options{}),
 	} {
 		t.Run(name, func(t *testing.T) {
 			h := api.New(&graph.Resolver{DB: db, ItemPages: pages}, api.Options{QueryCacheSize: 10})
@@ -229,4 +232,69 @@ func stmtsCounting(stmts []string) []string {
 		}
 	}
 	return out
+}
+
+// Identical nested reads at the same moment share one run of their statement: those arriving
+// while it runs wait for the next one, which serves them all. Each still gets the whole answer
+// it would get alone, backward pages (reversed per request) included.
+func TestConcurrentNestedReadsShareAStatement(t *testing.T) {
+	ctx := context.Background()
+	db, err := dbtest.Open(dbtest.URL(t))
+	require.NoError(t, err)
+	defer db.Close()
+	counter := dbtest.RecordStatements(db)
+	e := newEnv(t)
+	prefix := unique("shared") + "_"
+	for i := range 4 {
+		u := e.createUser(fmt.Sprintf("%s%d", prefix, i), fmt.Sprintf("%s%d@example.com", prefix, i))
+		for j := range 3 {
+			e.createItem(u.ID, fmt.Sprintf("t%d", j), nil)
+		}
+	}
+	pages := items.NewPages(db, coalesce.Options{})
+	h := api.New(&graph.Resolver{DB: db, ItemPages: pages}, api.Options{QueryCacheSize: 10})
+	const query = `{ usersConnection(last: 3) { pageInfo { hasPreviousPage startCursor }
+		edges { cursor node { username items(last: 2) { pageInfo { hasPreviousPage } edges { cursor node { id title owner { username } } } } } } } }`
+	post := func() string {
+		req := httptest.NewRequest(http.MethodPost, "/query", strings.NewReader(fmt.Sprintf(`{"query":%q}`, query)))
+		req.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w.Body.String()
+	}
+	alone := post()
+	require.NotContains(t, alone, `"errors"`)
+	require.Contains(t, alone, prefix+"3")
+
+	// The first read's statement waits for a lock on items; 15 more arrive meanwhile.
+	tx, err := db.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback() }()
+	_, err = tx.ExecContext(ctx, "LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+	require.NoError(t, err)
+	counter.Take()
+	const n = 16
+	answers := make(chan string, n)
+	go func() { answers <- post() }()
+	require.Eventually(t, func() bool {
+		var waiting int
+		_ = db.NewRaw(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+			AND wait_event_type = 'Lock' AND query LIKE '%LEFT JOIN LATERAL%'`).Scan(ctx, &waiting)
+		return waiting == 1
+	}, 10*time.Second, 5*time.Millisecond, "the first read waits for the lock")
+	for range n - 1 {
+		go func() { answers <- post() }()
+	}
+	require.Eventually(t, func() bool { return pages.Waiting() == n-1 }, 10*time.Second, time.Millisecond)
+	require.NoError(t, tx.Commit())
+	for range n {
+		assert.Equal(t, alone, <-answers)
+	}
+	var nested int
+	for _, s := range counter.Take() {
+		if strings.HasPrefix(s, "SELECT u.id") && strings.Contains(s, "LEFT JOIN LATERAL") {
+			nested++
+		}
+	}
+	assert.Equal(t, 2, nested, "the first read's statement, then one for the 15 that waited")
 }

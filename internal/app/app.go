@@ -32,6 +32,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/events"
 	"github.com/wikigraph/wikigraph/internal/httpserver"
 	"github.com/wikigraph/wikigraph/internal/idempotency"
+	"github.com/wikigraph/wikigraph/internal/items"
 	"github.com/wikigraph/wikigraph/internal/metrics"
 	"github.com/wikigraph/wikigraph/internal/playground"
 	"github.com/wikigraph/wikigraph/internal/tracing"
@@ -70,7 +71,8 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	})
 	stats.Clients(budgets.Len)
 	lookups := users.NewLookups(db, coalesce.Options{Slots: cfg.DBLookupSlots, Timeout: cfg.OperationTimeout, Observe: stats.Lookup})
-	gql := api.New(&graph.Resolver{DB: db, Events: broker, UserLookups: lookups}, api.Options{
+	pages := items.NewPages(db, coalesce.Options{Timeout: cfg.OperationTimeout, Observe: stats.Lookup})
+	gql := api.New(&graph.Resolver{DB: db, Events: broker, UserLookups: lookups, ItemPages: pages}, api.Options{
 		QueryCacheSize: cfg.QueryCacheSize, QueryCacheBytes: cfg.QueryCacheBytes, Logger: logger,
 		WebsocketOrigins: cfg.WebsocketOrigins, KeepAlive: cfg.WebsocketKeepAlive, WebsocketInit: wsInit,
 		Observer: stats, Tracing: traced, Clients: budgets,

@@ -31,6 +31,12 @@ type Options struct {
 	// SameKey makes only lookups of the same key share a statement (a statement per distinct
 	// key, as for pages of a list: one slow page must not hold up the others).
 	SameKey bool
+	// PerKey is SameKey without the slots: statements of different keys run at once (the
+	// database's pool bounds them), and each key has at most one running; the lookups of a key
+	// arriving while its statement runs share the next one, which starts when it ends. For
+	// lookups that are each a whole statement (a nested page), where a slot per group would
+	// queue distinct ones behind each other.
+	PerKey bool
 	// Name names the group to Observe.
 	Name string
 	// Observe, when set, is told how many keys callers asked for in each statement the group
@@ -47,14 +53,16 @@ type Group[K comparable, V any] struct {
 	name    string
 	observe func(name string, keys int)
 
-	sameKey bool
+	sameKey, perKey bool
 
 	mu      sync.Mutex
 	pending *batch[K, V]       // the batch taking keys (not SameKey)
 	byKey   map[K]*batch[K, V] // the batch taking each key (SameKey)
+	running map[K]bool         // the keys with a statement running (PerKey)
 }
 
 type batch[K comparable, V any] struct {
+	ctx  context.Context // of its statement (PerKey: kept while it waits for the key's turn)
 	keys []K
 	done chan struct{}
 	vals map[K]V
@@ -75,7 +83,8 @@ func New[K comparable, V any](fetch func(ctx context.Context, keys []K) (map[K]V
 	}
 	return &Group[K, V]{
 		fetch: fetch, slots: make(chan struct{}, opts.Slots), maxKeys: opts.MaxKeys, timeout: opts.Timeout,
-		name: opts.Name, observe: opts.Observe, sameKey: opts.SameKey, byKey: map[K]*batch[K, V]{},
+		name: opts.Name, observe: opts.Observe, sameKey: opts.SameKey || opts.PerKey, perKey: opts.PerKey,
+		byKey: map[K]*batch[K, V]{}, running: map[K]bool{},
 	}
 }
 
@@ -141,6 +150,21 @@ func (g *Group[K, V]) Waiting() int {
 func (g *Group[K, V]) join(ctx context.Context, keys []K) *batch[K, V] {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.perKey && len(keys) == 1 {
+		key := keys[0]
+		if b := g.byKey[key]; b != nil {
+			b.keys = append(b.keys, key)
+			return b
+		}
+		b := &batch[K, V]{ctx: detach(ctx), keys: append(make([]K, 0, 16), key), done: make(chan struct{})}
+		if g.running[key] {
+			g.byKey[key] = b // the next statement of the key, when the running one ends
+			return b
+		}
+		g.running[key] = true
+		go g.runKey(key, b)
+		return b
+	}
 	if g.sameKey && len(keys) == 1 {
 		if b := g.byKey[keys[0]]; b != nil {
 			b.keys = append(b.keys, keys[0])
@@ -182,6 +206,31 @@ func (g *Group[K, V]) run(ctx context.Context, b *batch[K, V]) {
 	}
 	keys := b.keys
 	g.mu.Unlock()
+	g.exec(ctx, b, keys)
+}
+
+// runKey runs b, a statement of key, then the next one of the key while lookups keep arriving
+// during each (PerKey).
+func (g *Group[K, V]) runKey(key K, b *batch[K, V]) {
+	for b != nil {
+		g.mu.Lock()
+		keys := b.keys // closed: b is no longer in byKey
+		g.mu.Unlock()
+		g.exec(b.ctx, b, keys)
+		g.mu.Lock()
+		next := g.byKey[key]
+		if next == nil {
+			delete(g.running, key)
+		} else {
+			delete(g.byKey, key)
+		}
+		g.mu.Unlock()
+		b = next
+	}
+}
+
+// exec runs the statement of b for keys and ends b.
+func (g *Group[K, V]) exec(ctx context.Context, b *batch[K, V], keys []K) {
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 	defer close(b.done)

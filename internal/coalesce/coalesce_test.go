@@ -201,3 +201,59 @@ func TestSameKeySharesOnlyIdenticalLookups(t *testing.T) {
 		assert.Len(t, b, 1, "a statement per key: %v", b)
 	}
 }
+
+// PerKey: distinct keys run at once; a key's lookups arriving while its statement runs share the
+// next one, which starts only when that one ends.
+func TestPerKeyQueuesOnlyBehindTheSameKey(t *testing.T) {
+	r := newRecorder()
+	var asked []int // keys asked per statement
+	var mu sync.Mutex
+	g := coalesce.New(r.fetch, coalesce.Options{PerKey: true, Observe: func(_ string, keys int) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked = append(asked, keys)
+	}})
+	ctx := context.Background()
+
+	first := make(chan string)
+	go func() { v, _, _ := g.Get(ctx, 1); first <- v }()
+	assert.Equal(t, []int{1}, <-r.started, "a lone lookup starts at once")
+	other := make(chan string)
+	go func() { v, _, _ := g.Get(ctx, 2); other <- v }()
+	assert.Equal(t, []int{2}, <-r.started, "another key does not wait for key 1")
+
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, ok, err := g.Get(ctx, 1)
+			assert.NoError(t, err)
+			assert.True(t, ok)
+			assert.Equal(t, "b", v)
+		}()
+	}
+	require.Eventually(t, func() bool { return g.Waiting() == 10 }, 5*time.Second, time.Millisecond)
+	select {
+	case b := <-r.started:
+		t.Fatalf("a statement of key 1 started while one ran: %v", b)
+	case <-time.After(20 * time.Millisecond):
+	}
+	r.release <- struct{}{} // one of the two running statements ends
+	r.release <- struct{}{} // and the other
+	got := []string{<-first, <-other}
+	assert.ElementsMatch(t, []string{"b", "c"}, got)
+	assert.Equal(t, []int{1}, <-r.started)
+	close(r.release)
+	wg.Wait()
+	mu.Lock()
+	assert.Equal(t, []int{1, 1, 10}, asked, "the 10 waiting lookups share one statement")
+	mu.Unlock()
+
+	// The key's turn is over: the next lookup starts at once.
+	v, _, err := g.Get(ctx, 1)
+	require.NoError(t, err)
+	assert.Equal(t, "b", v)
+	assert.Equal(t, []int{1}, <-r.started)
+	assert.Zero(t, g.Waiting())
+}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/uptrace/bun"
 
+	"github.com/wikigraph/wikigraph/internal/coalesce"
 	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/users"
 )
@@ -22,6 +24,26 @@ type Pages struct {
 	// Prepared statements, their sizes in the text (see database.Statements): ByOwner's and
 	// UsersWithItems', each with a budget of its own.
 	byOwner, withUsers *database.Statements
+	// Nested reads of the same statement and sizes at the same moment (the first page of a
+	// front page, mostly) share its rows (see package coalesce, PerKey).
+	nested *coalesce.Group[nestedKey, nestedRows]
+}
+
+// nestedKey is one run of UsersWithItems' statement: the statement (its columns, orders and,
+// unless given here, its sizes) and its sizes when they are parameters.
+type nestedKey struct {
+	stmt                   *database.Prepared
+	usersLimit, itemsLimit int // 0: written in the statement
+	usersBrief, itemsBrief bool
+	// Sizes of the result, for its slices (the same for the same statement).
+	users, items int
+}
+
+// nestedRows are what a run of it read: the users, and their items in order. Shared by the
+// requests of the run: read only.
+type nestedRows struct {
+	users []*users.User
+	items []*Item
 }
 
 // maxStatements bounds the texts Pages prepares with their sizes written in (each size of each
@@ -29,13 +51,29 @@ type Pages struct {
 // parameters, which PostgreSQL plans on every run.
 const maxStatements = 64
 
-// NewPages returns the page reader of db.
-func NewPages(db *bun.DB) *Pages { return NewPagesBounded(db, maxStatements) }
+// NewPages returns the page reader of db; opts configure the coalescing of nested reads (its
+// Timeout, Observe; it is PerKey, named users_with_items).
+func NewPages(db *bun.DB, opts coalesce.Options) *Pages {
+	return NewPagesBounded(db, maxStatements, opts)
+}
 
 // NewPagesBounded is NewPages preparing at most n texts with their sizes written in for each of
 // its two statements (0: every page runs with its sizes as parameters).
-func NewPagesBounded(db *bun.DB, n int) *Pages {
-	return &Pages{db: db, byOwner: database.NewStatements(db, n), withUsers: database.NewStatements(db, n)}
+func NewPagesBounded(db *bun.DB, n int, opts coalesce.Options) *Pages {
+	p := &Pages{db: db, byOwner: database.NewStatements(db, n), withUsers: database.NewStatements(db, n)}
+	opts.PerKey, opts.Name = true, "users_with_items"
+	p.nested = coalesce.New(func(ctx context.Context, keys []nestedKey) (map[nestedKey]nestedRows, error) {
+		out := make(map[nestedKey]nestedRows, len(keys))
+		for _, k := range keys {
+			rows, err := readNested(ctx, k)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = rows
+		}
+		return out, nil
+	}, opts)
+	return p
 }
 
 // The columns of an item, as Item scans them; and those of a Brief query.
@@ -74,6 +112,9 @@ func (p *Pages) ByOwner(ctx context.Context, owners []int64, q Query,
 	return q.connections(owners, rows, count), nil
 }
 
+// Waiting returns how many nested reads wait for a run of their statement that has not started.
+func (p *Pages) Waiting() int { return p.nested.Waiting() }
+
 // Usual reports whether q has no filter and no cursor: the shape ByOwner and UsersWithItems
 // run prepared.
 func (q Query) Usual() bool { return q.filter == (Filter{}) && q.page.Cursor == nil }
@@ -88,9 +129,37 @@ func (p *Pages) UsersWithItems(ctx context.Context, uq users.PageQuery, q Query,
 	if !uq.Usual() || !q.Usual() {
 		return nil, nil, fmt.Errorf("users with items: not the usual shape")
 	}
+	// The users page, and for each user the statement ByOwner runs (a lateral join), the users
+	// repeated on their items' rows; a user without items comes once, with nulls.
+	text := func(usersLimit, limit string) string {
+		order := q.page.OrderBy(q.sort(), "i.id")
+		return "SELECT " + uq.Columns() + ", " + q.columns() +
+			" FROM (SELECT " + uq.Columns() + " FROM users AS u ORDER BY " + uq.OrderBy() + " LIMIT " + usersLimit + ") AS u" +
+			" LEFT JOIN LATERAL (SELECT " + q.columns() + " FROM items AS i WHERE i.owner_id = u.id" +
+			" ORDER BY " + order + " LIMIT " + limit + ") AS i ON true ORDER BY " + uq.OrderBy() + ", " + order
+	}
+	key := nestedKey{usersBrief: uq.Brief(), itemsBrief: q.brief, users: uq.Limit(), items: uq.Limit() * (q.page.Size + 1)}
+	if key.stmt = p.withUsers.Get(text(strconv.Itoa(uq.Limit()), strconv.Itoa(q.page.Size+1)), false); key.stmt == nil {
+		key.stmt = p.withUsers.Get(text("$1", "$2"), true)
+		key.usersLimit, key.itemsLimit = uq.Limit(), q.page.Size+1
+	}
+	read, _, err := p.nested.Get(ctx, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("users with items: %w", err)
+	}
+	list := slices.Clone(read.users) // the connection reverses a backward page in place
+	owners := make([]int64, len(list))
+	for i, u := range list {
+		owners[i] = u.ID
+	}
+	return uq.Connection(p.db, list), q.connections(owners, read.items, count), nil
+}
+
+// readNested runs UsersWithItems' statement.
+func readNested(ctx context.Context, k nestedKey) (nestedRows, error) {
 	var (
-		list  = make([]*users.User, 0, uq.Limit())
-		rows  = make([]*Item, 0, uq.Limit()*(q.page.Size+1))
+		list  = make([]*users.User, 0, k.users)
+		rows  = make([]*Item, 0, k.items)
 		u     users.User
 		name  sql.RawBytes // read into a string once per user, not once per row
 		email sql.RawBytes
@@ -101,21 +170,12 @@ func (p *Pages) UsersWithItems(ctx context.Context, uq users.PageQuery, q Query,
 		times [2]sql.NullTime
 	)
 	dest := []any{&u.ID, &name}
-	if !uq.Brief() {
+	if !k.usersBrief {
 		dest = append(dest, &email, &u.CreatedAt, &u.UpdatedAt)
 	}
 	dest = append(dest, &id, &owner, &title)
-	if !q.brief {
+	if !k.itemsBrief {
 		dest = append(dest, &desc, &times[0], &times[1])
-	}
-	// The users page, and for each user the statement ByOwner runs (a lateral join), the users
-	// repeated on their items' rows; a user without items comes once, with nulls.
-	text := func(usersLimit, limit string) string {
-		order := q.page.OrderBy(q.sort(), "i.id")
-		return "SELECT " + uq.Columns() + ", " + q.columns() +
-			" FROM (SELECT " + uq.Columns() + " FROM users AS u ORDER BY " + uq.OrderBy() + " LIMIT " + usersLimit + ") AS u" +
-			" LEFT JOIN LATERAL (SELECT " + q.columns() + " FROM items AS i WHERE i.owner_id = u.id" +
-			" ORDER BY " + order + " LIMIT " + limit + ") AS i ON true ORDER BY " + uq.OrderBy() + ", " + order
 	}
 	read := func(r *sql.Rows) error {
 		for r.Next() {
@@ -132,7 +192,7 @@ func (p *Pages) UsersWithItems(ctx context.Context, uq users.PageQuery, q Query,
 			}
 			// The owner is the user of the row: read in the same statement, as WithOwner reads it.
 			it := &Item{ID: id.Int64, OwnerID: owner.Int64, Title: title.String, Owner: list[len(list)-1]}
-			if !q.brief {
+			if !k.itemsBrief {
 				if desc.Valid {
 					d := desc.String
 					it.Description = &d
@@ -144,17 +204,10 @@ func (p *Pages) UsersWithItems(ctx context.Context, uq users.PageQuery, q Query,
 		return nil
 	}
 	var err error
-	if s := p.withUsers.Get(text(strconv.Itoa(uq.Limit()), strconv.Itoa(q.page.Size+1)), false); s != nil {
-		err = s.Rows(ctx, read)
+	if k.usersLimit > 0 {
+		err = k.stmt.Rows(ctx, read, k.usersLimit, k.itemsLimit)
 	} else {
-		err = p.withUsers.Get(text("$1", "$2"), true).Rows(ctx, read, uq.Limit(), q.page.Size+1)
+		err = k.stmt.Rows(ctx, read)
 	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("users with items: %w", err)
-	}
-	owners := make([]int64, len(list))
-	for i, u := range list {
-		owners[i] = u.ID
-	}
-	return uq.Connection(p.db, list), q.connections(owners, rows, count), nil
+	return nestedRows{users: list, items: rows}, err
 }

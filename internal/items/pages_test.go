@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/uptrace/bun"
 
+	"github.com/wikigraph/wikigraph/internal/coalesce"
 	"github.com/wikigraph/wikigraph/internal/dbtest"
 	"github.com/wikigraph/wikigraph/internal/items"
 	"github.com/wikigraph/wikigraph/internal/paging"
@@ -37,8 +38,8 @@ func TestPreparedPagesAnswerAsBuiltOnes(t *testing.T) {
 		}
 	}
 	for name, pages := range map[string]*items.Pages{
-		"sizes in the text":   items.NewPages(db),
-		"sizes as parameters": items.NewPagesBounded(db, 0),
+		"sizes in the text":   items.NewPages(db, coalesce.Options{}),
+		"sizes as parameters": items.NewPagesBounded(db, 0, coalesce.Options{}),
 	} {
 		t.Run(name, func(t *testing.T) { comparePages(t, db, counter, pages, owners) })
 	}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -177,11 +179,52 @@ func TestCollectFieldsPerOperation(t *testing.T) {
 	PrepareOperation(without)
 	implementors := []string{"Query"}
 	for range 3 {
-		assert.Len(t, collectFields(with, sel, implementors), 2)
-		assert.Len(t, collectFields(without, sel, implementors), 1)
+		assert.Len(t, cacheOf(with).collectFields(with, sel, implementors), 2)
+		assert.Len(t, cacheOf(without).collectFields(without, sel, implementors), 1)
 	}
-	first := collectFields(with, sel, implementors)
-	assert.Same(t, &first[0], &collectFields(with, sel, implementors)[0], "an operation's repeated selection comes from the cache")
+	first := cacheOf(with).collectFields(with, sel, implementors)
+	assert.Same(t, &first[0], &cacheOf(with).collectFields(with, sel, implementors)[0], "an operation's repeated selection comes from the cache")
+}
+
+// Past the few selections looked up without the lock, the others come from the map; from many
+// goroutines at once, each selection is collected once and answered alike.
+func TestCollectFieldsManySelectionsAtOnce(t *testing.T) {
+	var q strings.Builder
+	q.WriteString("{")
+	for i := range 3 * maxRecent {
+		fmt.Fprintf(&q, " f%d { a%d b }", i, i)
+	}
+	q.WriteString(" }")
+	doc, err := parser.ParseQuery(&ast.Source{Input: q.String()})
+	require.NoError(t, err)
+	op := &graphql.OperationContext{}
+	PrepareOperation(op)
+	c := cacheOf(op)
+	implementors := []string{"T"}
+	fields := doc.Operations[0].SelectionSet
+	var wg sync.WaitGroup
+	got := make([][]*graphql.CollectedField, 8)
+	for g := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range fields {
+				sel := fields[i].(*ast.Field).SelectionSet
+				collected := c.collectFields(op, sel, implementors)
+				require.Len(t, collected, 2)
+				assert.Equal(t, fmt.Sprintf("a%d", i), collected[0].Name)
+				got[g] = append(got[g], &collected[0])
+			}
+		}()
+	}
+	wg.Wait()
+	for g := range got {
+		for i := range got[g] {
+			assert.Same(t, got[0][i], got[g][i], "selection %d collected once", i)
+		}
+	}
+	assert.Len(t, *c.recent.Load(), maxRecent)
+	assert.Len(t, c.fields, 3*maxRecent)
 }
 
 func TestFieldArgsParsedOncePerOperation(t *testing.T) {
@@ -197,26 +240,26 @@ func TestFieldArgsParsedOncePerOperation(t *testing.T) {
 		}
 	}
 	for range 3 {
-		args, err := fieldArgs(op1, field, parse(1))
+		args, err := cacheOf(op1).fieldArgs(op1, field, parse(1))
 		require.NoError(t, err)
 		assert.Equal(t, 1, args["first"])
 	}
 	assert.Equal(t, 1, calls)
-	args, err := fieldArgs(op2, field, parse(2))
+	args, err := cacheOf(op2).fieldArgs(op2, field, parse(2))
 	require.NoError(t, err)
 	assert.Equal(t, 2, args["first"], "another operation parses its own")
 	assert.Equal(t, 2, calls)
 
 	failing := graphql.CollectedField{Field: &ast.Field{Name: "bad"}}
 	for range 2 {
-		_, err := fieldArgs(op1, failing, func() (map[string]any, error) { calls++; return nil, errors.New("bad first") })
+		_, err := cacheOf(op1).fieldArgs(op1, failing, func() (map[string]any, error) { calls++; return nil, errors.New("bad first") })
 		assert.Error(t, err)
 	}
 	assert.Equal(t, 4, calls, "a failure is parsed, and reported, every time")
 
 	unprepared := &graphql.OperationContext{}
 	for range 2 {
-		_, err := fieldArgs(unprepared, field, parse(3))
+		_, err := cacheOf(unprepared).fieldArgs(unprepared, field, parse(3))
 		require.NoError(t, err)
 	}
 	assert.Equal(t, 6, calls, "an operation without caches parses every time")
@@ -265,7 +308,7 @@ func TestObjectSetJoinsScheduledFields(t *testing.T) {
 			name := string(rune('a' + i))
 			fields = append(fields, graphql.CollectedField{Field: &ast.Field{Alias: name, Name: name}})
 		}
-		o := newObjectSet(fields)
+		o := newObjectSet(context.Background(), fields)
 		require.Len(t, o.Values, n)
 		o.Values[0] = graphql.MarshalInt(0)
 		for i := 1; i < n; i++ {
@@ -292,14 +335,32 @@ func TestObjectSetJoinsScheduledFields(t *testing.T) {
 	}
 
 	// A scheduled non-null field that answers null marks the object invalid.
-	o := newObjectSet([]graphql.CollectedField{{Field: &ast.Field{Alias: "owner", Name: "owner"}}})
+	o := newObjectSet(context.Background(), []graphql.CollectedField{{Field: &ast.Field{Alias: "owner", Name: "owner"}}})
 	o.ResolveConcurrently(op, &graphql.DeferredGroup{}, 0, true, true, func(context.Context) graphql.Marshaler { return graphql.Null })
 	o.Dispatch(ctx)
 	assert.Equal(t, uint32(1), o.Invalids)
 
 	// Nothing scheduled: no gqlgen field set at all.
-	o = newObjectSet([]graphql.CollectedField{{Field: &ast.Field{Alias: "id", Name: "id"}}})
+	o = newObjectSet(context.Background(), []graphql.CollectedField{{Field: &ast.Field{Alias: "id", Name: "id"}}})
 	o.Values[0] = graphql.MarshalInt(1)
 	o.Dispatch(ctx)
 	assert.Nil(t, o.gql)
+}
+
+// An object's field set lives in its field's context, once; any other object made in that
+// context, or in another kind of context, gets one of its own.
+func TestObjectSetInItsFieldContext(t *testing.T) {
+	fields := []graphql.CollectedField{{Field: &ast.Field{Alias: "id", Name: "id"}}}
+	c := &fieldCtx{Context: context.Background()}
+	first := newObjectSet(c, fields)
+	assert.Same(t, &c.set, first)
+	second := newObjectSet(c, fields)
+	assert.NotSame(t, first, second)
+	first.Values[0], second.Values[0] = graphql.MarshalInt(1), graphql.MarshalInt(2)
+	var a, b bytes.Buffer
+	first.MarshalGQL(&a)
+	second.MarshalGQL(&b)
+	assert.Equal(t, `{"id":1}`, a.String())
+	assert.Equal(t, `{"id":2}`, b.String())
+	assert.NotSame(t, &c.set, newObjectSet(context.WithValue(c, struct{}{}, 1), fields), "a context made from it is not the field's own")
 }

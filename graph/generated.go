@@ -635,6 +635,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 
 type executionContext struct {
 	*graphql.ExecutionContextState[ResolverRoot, DirectiveRoot, ComplexityRoot]
+	caches *opCache
 }
 
 func newExecutionContext(
@@ -648,7 +649,7 @@ func newExecutionContext(
 			(*graphql.ExecutableSchemaState[ResolverRoot, DirectiveRoot, ComplexityRoot])(execSchema),
 			parsedSchema,
 			deferredResults,
-		),
+		), caches: cacheOf(opCtx),
 	}
 }
 
@@ -1846,7 +1847,7 @@ func (ec *executionContext) fieldContext_Mutation_createUser(ctx context.Context
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field_Mutation_createUser_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -1892,7 +1893,7 @@ func (ec *executionContext) fieldContext_Mutation_updateUser(ctx context.Context
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field_Mutation_updateUser_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -1938,7 +1939,7 @@ func (ec *executionContext) fieldContext_Mutation_deleteUser(ctx context.Context
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field_Mutation_deleteUser_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -1984,7 +1985,7 @@ func (ec *executionContext) fieldContext_Mutation_createItem(ctx context.Context
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field_Mutation_createItem_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -2030,7 +2031,7 @@ func (ec *executionContext) fieldContext_Mutation_updateItem(ctx context.Context
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field_Mutation_updateItem_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -2076,7 +2077,7 @@ func (ec *executionContext) fieldContext_Mutation_deleteItem(ctx context.Context
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field_Mutation_deleteItem_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -2216,7 +2217,7 @@ func (ec *executionContext) fieldContext_Query_user(ctx context.Context, field g
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field_Query_user_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -2262,7 +2263,7 @@ func (ec *executionContext) fieldContext_Query_userByUsername(ctx context.Contex
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field_Query_userByUsername_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -2308,7 +2309,7 @@ func (ec *executionContext) fieldContext_Query_users(ctx context.Context, field 
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field_Query_users_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -2354,7 +2355,7 @@ func (ec *executionContext) fieldContext_Query_usersConnection(ctx context.Conte
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field_Query_usersConnection_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -2400,7 +2401,7 @@ func (ec *executionContext) fieldContext_Query_item(ctx context.Context, field g
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field_Query_item_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -2446,7 +2447,7 @@ func (ec *executionContext) fieldContext_Query_items(ctx context.Context, field 
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field_Query_items_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -2492,7 +2493,7 @@ func (ec *executionContext) fieldContext_Query_itemsConnection(ctx context.Conte
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field_Query_itemsConnection_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -2538,7 +2539,7 @@ func (ec *executionContext) fieldContext_Query___type(ctx context.Context, field
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field_Query___type_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -2648,7 +2649,7 @@ func (ec *executionContext) fieldContext_Subscription_userUpdated(ctx context.Co
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field_Subscription_userUpdated_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -2717,7 +2718,7 @@ func (ec *executionContext) fieldContext_Subscription_itemChanged(ctx context.Co
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field_Subscription_itemChanged_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -2803,7 +2804,7 @@ func (ec *executionContext) fieldContext_User_items(ctx context.Context, field g
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field_User_items_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -3009,7 +3010,7 @@ func (ec *executionContext) fieldContext___Directive_args(ctx context.Context, f
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field___Directive_args_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -3163,7 +3164,7 @@ func (ec *executionContext) fieldContext___Field_args(ctx context.Context, field
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field___Field_args_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -3657,7 +3658,7 @@ func (ec *executionContext) fieldContext___Type_fields(ctx context.Context, fiel
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field___Type_fields_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -3767,7 +3768,7 @@ func (ec *executionContext) fieldContext___Type_enumValues(ctx context.Context, 
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field___Type_enumValues_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -3813,7 +3814,7 @@ func (ec *executionContext) fieldContext___Type_inputFields(ctx context.Context,
 		}
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
 		return ec.field___Type_inputFields_args(ctx, field.ArgumentMap(ec.Variables))
 	}); err != nil {
 		ec.Error(ctx, err)
@@ -4333,9 +4334,9 @@ func UnmarshalUserOrder(ctx context.Context, raw any) (users.Order, error) {
 var itemImplementors = []string{"Item"}
 
 func (ec *executionContext) _Item(ctx context.Context, sel ast.SelectionSet, obj *items.Item) graphql.Marshaler {
-	fields := collectFields(ec.OperationContext, sel, itemImplementors)
+	fields := ec.caches.collectFields(ec.OperationContext, sel, itemImplementors)
 
-	out := newObjectSet(fields)
+	out := newObjectSet(ctx, fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -4402,9 +4403,9 @@ func (ec *executionContext) _Item(ctx context.Context, sel ast.SelectionSet, obj
 var itemConnectionImplementors = []string{"ItemConnection"}
 
 func (ec *executionContext) _ItemConnection(ctx context.Context, sel ast.SelectionSet, obj *items.Connection) graphql.Marshaler {
-	fields := collectFields(ec.OperationContext, sel, itemConnectionImplementors)
+	fields := ec.caches.collectFields(ec.OperationContext, sel, itemConnectionImplementors)
 
-	out := newObjectSet(fields)
+	out := newObjectSet(ctx, fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -4446,9 +4447,9 @@ func (ec *executionContext) _ItemConnection(ctx context.Context, sel ast.Selecti
 var itemEdgeImplementors = []string{"ItemEdge"}
 
 func (ec *executionContext) _ItemEdge(ctx context.Context, sel ast.SelectionSet, obj *items.Edge) graphql.Marshaler {
-	fields := collectFields(ec.OperationContext, sel, itemEdgeImplementors)
+	fields := ec.caches.collectFields(ec.OperationContext, sel, itemEdgeImplementors)
 
-	out := newObjectSet(fields)
+	out := newObjectSet(ctx, fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -4484,9 +4485,9 @@ func (ec *executionContext) _ItemEdge(ctx context.Context, sel ast.SelectionSet,
 var itemEventImplementors = []string{"ItemEvent"}
 
 func (ec *executionContext) _ItemEvent(ctx context.Context, sel ast.SelectionSet, obj *events.ItemEvent) graphql.Marshaler {
-	fields := collectFields(ec.OperationContext, sel, itemEventImplementors)
+	fields := ec.caches.collectFields(ec.OperationContext, sel, itemEventImplementors)
 
-	out := newObjectSet(fields)
+	out := newObjectSet(ctx, fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -4522,12 +4523,12 @@ func (ec *executionContext) _ItemEvent(ctx context.Context, sel ast.SelectionSet
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
-	fields := collectFields(ec.OperationContext, sel, mutationImplementors)
+	fields := ec.caches.collectFields(ec.OperationContext, sel, mutationImplementors)
 	ctx = graphql.WithFieldContext(ctx, &graphql.FieldContext{
 		Object: "Mutation",
 	})
 
-	out := newObjectSet(fields)
+	out := newObjectSet(ctx, fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		innerCtx := graphql.WithRootFieldContext(ctx, &graphql.RootFieldContext{
@@ -4600,9 +4601,9 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 var pageInfoImplementors = []string{"PageInfo"}
 
 func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet, obj *paging.PageInfo) graphql.Marshaler {
-	fields := collectFields(ec.OperationContext, sel, pageInfoImplementors)
+	fields := ec.caches.collectFields(ec.OperationContext, sel, pageInfoImplementors)
 
-	out := newObjectSet(fields)
+	out := newObjectSet(ctx, fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -4648,12 +4649,12 @@ func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet,
 var queryImplementors = []string{"Query"}
 
 func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
-	fields := collectFields(ec.OperationContext, sel, queryImplementors)
+	fields := ec.caches.collectFields(ec.OperationContext, sel, queryImplementors)
 	ctx = graphql.WithFieldContext(ctx, &graphql.FieldContext{
 		Object: "Query",
 	})
 
-	out := newObjectSet(fields)
+	out := newObjectSet(ctx, fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		innerCtx := graphql.WithRootFieldContext(ctx, &graphql.RootFieldContext{
@@ -4746,7 +4747,7 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 var subscriptionImplementors = []string{"Subscription"}
 
 func (ec *executionContext) _Subscription(ctx context.Context, sel ast.SelectionSet) func(ctx context.Context) graphql.Marshaler {
-	fields := collectFields(ec.OperationContext, sel, subscriptionImplementors)
+	fields := ec.caches.collectFields(ec.OperationContext, sel, subscriptionImplementors)
 	ctx = graphql.WithFieldContext(ctx, &graphql.FieldContext{
 		Object: "Subscription",
 	})
@@ -4772,9 +4773,9 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 var userImplementors = []string{"User"}
 
 func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj *users.User) graphql.Marshaler {
-	fields := collectFields(ec.OperationContext, sel, userImplementors)
+	fields := ec.caches.collectFields(ec.OperationContext, sel, userImplementors)
 
-	out := newObjectSet(fields)
+	out := newObjectSet(ctx, fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -4831,9 +4832,9 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 var userConnectionImplementors = []string{"UserConnection"}
 
 func (ec *executionContext) _UserConnection(ctx context.Context, sel ast.SelectionSet, obj *users.Connection) graphql.Marshaler {
-	fields := collectFields(ec.OperationContext, sel, userConnectionImplementors)
+	fields := ec.caches.collectFields(ec.OperationContext, sel, userConnectionImplementors)
 
-	out := newObjectSet(fields)
+	out := newObjectSet(ctx, fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -4875,9 +4876,9 @@ func (ec *executionContext) _UserConnection(ctx context.Context, sel ast.Selecti
 var userEdgeImplementors = []string{"UserEdge"}
 
 func (ec *executionContext) _UserEdge(ctx context.Context, sel ast.SelectionSet, obj *users.Edge) graphql.Marshaler {
-	fields := collectFields(ec.OperationContext, sel, userEdgeImplementors)
+	fields := ec.caches.collectFields(ec.OperationContext, sel, userEdgeImplementors)
 
-	out := newObjectSet(fields)
+	out := newObjectSet(ctx, fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -4913,9 +4914,9 @@ func (ec *executionContext) _UserEdge(ctx context.Context, sel ast.SelectionSet,
 var __DirectiveImplementors = []string{"__Directive"}
 
 func (ec *executionContext) ___Directive(ctx context.Context, sel ast.SelectionSet, obj *introspection.Directive) graphql.Marshaler {
-	fields := collectFields(ec.OperationContext, sel, __DirectiveImplementors)
+	fields := ec.caches.collectFields(ec.OperationContext, sel, __DirectiveImplementors)
 
-	out := newObjectSet(fields)
+	out := newObjectSet(ctx, fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -4966,9 +4967,9 @@ func (ec *executionContext) ___Directive(ctx context.Context, sel ast.SelectionS
 var __EnumValueImplementors = []string{"__EnumValue"}
 
 func (ec *executionContext) ___EnumValue(ctx context.Context, sel ast.SelectionSet, obj *introspection.EnumValue) graphql.Marshaler {
-	fields := collectFields(ec.OperationContext, sel, __EnumValueImplementors)
+	fields := ec.caches.collectFields(ec.OperationContext, sel, __EnumValueImplementors)
 
-	out := newObjectSet(fields)
+	out := newObjectSet(ctx, fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -5014,9 +5015,9 @@ func (ec *executionContext) ___EnumValue(ctx context.Context, sel ast.SelectionS
 var __FieldImplementors = []string{"__Field"}
 
 func (ec *executionContext) ___Field(ctx context.Context, sel ast.SelectionSet, obj *introspection.Field) graphql.Marshaler {
-	fields := collectFields(ec.OperationContext, sel, __FieldImplementors)
+	fields := ec.caches.collectFields(ec.OperationContext, sel, __FieldImplementors)
 
-	out := newObjectSet(fields)
+	out := newObjectSet(ctx, fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -5072,9 +5073,9 @@ func (ec *executionContext) ___Field(ctx context.Context, sel ast.SelectionSet, 
 var __InputValueImplementors = []string{"__InputValue"}
 
 func (ec *executionContext) ___InputValue(ctx context.Context, sel ast.SelectionSet, obj *introspection.InputValue) graphql.Marshaler {
-	fields := collectFields(ec.OperationContext, sel, __InputValueImplementors)
+	fields := ec.caches.collectFields(ec.OperationContext, sel, __InputValueImplementors)
 
-	out := newObjectSet(fields)
+	out := newObjectSet(ctx, fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -5130,9 +5131,9 @@ func (ec *executionContext) ___InputValue(ctx context.Context, sel ast.Selection
 var __SchemaImplementors = []string{"__Schema"}
 
 func (ec *executionContext) ___Schema(ctx context.Context, sel ast.SelectionSet, obj *introspection.Schema) graphql.Marshaler {
-	fields := collectFields(ec.OperationContext, sel, __SchemaImplementors)
+	fields := ec.caches.collectFields(ec.OperationContext, sel, __SchemaImplementors)
 
-	out := newObjectSet(fields)
+	out := newObjectSet(ctx, fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {
@@ -5188,9 +5189,9 @@ func (ec *executionContext) ___Schema(ctx context.Context, sel ast.SelectionSet,
 var __TypeImplementors = []string{"__Type"}
 
 func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, obj *introspection.Type) graphql.Marshaler {
-	fields := collectFields(ec.OperationContext, sel, __TypeImplementors)
+	fields := ec.caches.collectFields(ec.OperationContext, sel, __TypeImplementors)
 
-	out := newObjectSet(fields)
+	out := newObjectSet(ctx, fields)
 	deferred := newDeferredGroup(ctx, fields)
 	for i, field := range fields {
 		switch field.Name {

@@ -127,23 +127,39 @@ func (ec *executionContext) marshalNItem2ᚕᚖItemᚄ(ctx context.Context, sel 
 	})
 	return ret
 }
+
+type executionContext struct {
+	*graphql.ExecutionContextState[ResolverRoot, DirectiveRoot, ComplexityRoot]
+}
+
+func newExecutionContext(
+	opCtx *graphql.OperationContext,
+	execSchema *executableSchema,
+	deferredResults chan graphql.DeferredResult,
+) *executionContext {
+	return &executionContext{
+		ExecutionContextState: graphql.NewExecutionContextState[ResolverRoot, DirectiveRoot, ComplexityRoot](opCtx, nil, nil, deferredResults),
+	}
+}
 `
 
 func TestRewrite(t *testing.T) {
 	out, n, err := Rewrite([]byte(generated))
 	require.NoError(t, err)
-	assert.Equal(t, Counts{Slices: 1, DeferredGroups: 1, PlainScalars: 1, PlainObjects: 1, Objects: 1, CollectFields: 1, Args: 1, Data: 1, Preloaded: 1}, n)
+	assert.Equal(t, Counts{Slices: 1, DeferredGroups: 1, PlainScalars: 1, PlainObjects: 1, Objects: 1, CollectFields: 1, Args: 1, Data: 1, Preloaded: 1, Caches: 2}, n)
 	src := string(out)
 	for _, want := range []string{
 		"return ec.marshalNID2int64(ctx, field.Selections, obj.ID)",
 		"return resolvePlain(ctx, field, \"ItemEdge\", false, obj.Node,",
 		"return ec.Resolvers.Item().Owner(ctx, obj)", // a resolver keeps gqlgen's path
 		"deferred := newDeferredGroup(ctx, fields)",
-		"fields := collectFields(ec.OperationContext, sel, itemImplementors)",
-		"if fc.Args, err = fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {\n\t\treturn ec.field_User_items_args(ctx, field.ArgumentMap(ec.Variables))\n\t}); err != nil {",
-		"out := newObjectSet(fields)",
+		"fields := ec.caches.collectFields(ec.OperationContext, sel, itemImplementors)",
+		"if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {\n\t\treturn ec.field_User_items_args(ctx, field.ArgumentMap(ec.Variables))\n\t}); err != nil {",
+		"out := newObjectSet(ctx, fields)",
 		"ret := marshalSlice(ctx, len(v), func(ctx context.Context, i int) graphql.Marshaler {",
 		"marshalData(opCtx, &buf, data)",
+		"caches *opCache",
+		"caches: cacheOf(opCtx)",
 		"if obj.Owner != nil && !field.IsDeferred() {\n\t\t\t\tout.Values[i] = resolvePlain(ctx, field, \"Item\", true, obj.Owner, func(",
 	} {
 		assert.Contains(t, src, want)

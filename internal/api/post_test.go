@@ -3,6 +3,10 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -38,5 +42,24 @@ func TestWriteResponseAsJSONMarshal(t *testing.T) {
 			writeResponse(&got, resp)
 			assert.Equal(t, string(want), got.String())
 		})
+	}
+}
+
+// An answer goes out with its length, however long: not chunked.
+func TestPostAnswerHasItsLength(t *testing.T) {
+	for _, size := range []int{10, 5_000, 100_000} {
+		data := json.RawMessage(`{"t":"` + strings.Repeat("x", size) + `"}`)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeResponse(w, &graphql.Response{Data: data})
+		}))
+		resp, err := http.Get(srv.URL)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		srv.Close()
+		assert.Empty(t, resp.TransferEncoding, "size %d", size)
+		assert.Equal(t, int64(len(body)), resp.ContentLength, "size %d", size)
+		assert.JSONEq(t, `{"data":`+string(data)+`}`, string(body))
 	}
 }

@@ -320,6 +320,9 @@ func (l *Loaders) ObserveUsers(list []*users.User) {
 // ObserveItems records items listed together: their owners load together, and owners read
 // with them (items.WithOwner) are users listed together.
 func (l *Loaders) ObserveItems(list []*items.Item) {
+	if len(list) == 0 || ownedByOne(len(list), func(i int) int64 { return list[i].OwnerID }) {
+		return // a group of one owner records nothing (groups.add)
+	}
 	l.init()
 	ids := make([]int64, 0, len(list))
 	var joined []int64
@@ -353,6 +356,9 @@ func (l *Loaders) Observe(v any) {
 	case []*items.Item:
 		l.ObserveItems(v)
 	case *items.Connection:
+		if ownedByOne(len(v.Edges), func(i int) int64 { return v.Edges[i].Node.OwnerID }) {
+			return // a user's items (User.items): one owner, a group of one
+		}
 		list := make([]*items.Item, len(v.Edges))
 		for i, e := range v.Edges {
 			list[i] = e.Node
@@ -363,6 +369,16 @@ func (l *Loaders) Observe(v any) {
 
 // groups maps an id to the ids listed with it. An id listed twice keeps the larger group, so a
 // one-user page seen later does not undo the batch of a whole page.
+// ownedByOne reports whether the n items whose owners owner gives have at most one owner.
+func ownedByOne(n int, owner func(i int) int64) bool {
+	for i := 1; i < n; i++ {
+		if owner(i) != owner(0) {
+			return false
+		}
+	}
+	return true
+}
+
 type groups map[int64][]int64
 
 func (g groups) add(ids []int64) {

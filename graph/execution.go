@@ -50,8 +50,7 @@ type fieldCtx struct {
 	index int
 	// The field set of the object that is the field's value (newObjectSet), in the same
 	// allocation: an object in a list or under a plain field costs none of its own.
-	set  objectSet
-	used atomic.Bool // set is taken
+	set objectSet
 }
 
 // Value implements context.Context.
@@ -192,6 +191,7 @@ type objectSet struct {
 	fields   []graphql.CollectedField
 	Values   []graphql.Marshaler
 	Invalids uint32
+	taken    atomic.Bool // in a fieldCtx: the set is the field's object's
 	gql      *graphql.FieldSet
 	inline   [4]graphql.Marshaler
 }
@@ -200,7 +200,7 @@ type objectSet struct {
 // when that is the object's field's own (fieldCtx) and its set is free.
 func newObjectSet(ctx context.Context, fields []graphql.CollectedField) *objectSet {
 	var o *objectSet
-	if c, ok := ctx.(*fieldCtx); ok && c.used.CompareAndSwap(false, true) {
+	if c, ok := ctx.(*fieldCtx); ok && c.set.taken.CompareAndSwap(false, true) {
 		o = &c.set
 		o.fields = fields
 	} else {

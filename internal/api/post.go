@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
@@ -110,11 +111,17 @@ func writeResponse(w io.Writer, resp *graphql.Response) {
 		_, _ = io.WriteString(w, "null") // as json.Marshal writes a nil response
 		return
 	}
-	var buf bytes.Buffer
+	buf := answers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledAnswer {
+			buf.Reset()
+			answers.Put(buf)
+		}
+	}()
 	buf.Grow(len(resp.Data) + 64)
 	buf.WriteByte('{')
 	if len(resp.Errors) > 0 {
-		member(&buf, "errors", resp.Errors)
+		member(buf, "errors", resp.Errors)
 		buf.WriteByte(',')
 	}
 	buf.WriteString(`"data":`)
@@ -122,25 +129,25 @@ func writeResponse(w io.Writer, resp *graphql.Response) {
 	case len(resp.Data) == 0:
 		buf.WriteString("null")
 	case needsEscape(resp.Data):
-		json.HTMLEscape(&buf, resp.Data)
+		json.HTMLEscape(buf, resp.Data)
 	default:
 		buf.Write(resp.Data)
 	}
 	if resp.Label != "" {
 		buf.WriteByte(',')
-		member(&buf, "label", resp.Label)
+		member(buf, "label", resp.Label)
 	}
 	if len(resp.Path) > 0 {
 		buf.WriteByte(',')
-		member(&buf, "path", resp.Path)
+		member(buf, "path", resp.Path)
 	}
 	if resp.HasNext != nil {
 		buf.WriteByte(',')
-		member(&buf, "hasNext", *resp.HasNext)
+		member(buf, "hasNext", *resp.HasNext)
 	}
 	if len(resp.Extensions) > 0 {
 		buf.WriteByte(',')
-		member(&buf, "extensions", resp.Extensions)
+		member(buf, "extensions", resp.Extensions)
 	}
 	buf.WriteByte('}')
 	if rw, ok := w.(http.ResponseWriter); ok {
@@ -151,6 +158,13 @@ func writeResponse(w io.Writer, resp *graphql.Response) {
 	}
 	_, _ = w.Write(buf.Bytes())
 }
+
+// answers are the buffers POST answers are written in: an answer is written whole (its length
+// first), then the buffer is free: net/http and the middleware copy what they keep.
+var answers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledAnswer bounds the buffers kept for the next answers.
+const maxPooledAnswer = 256 << 10
 
 func member(buf *bytes.Buffer, name string, v any) {
 	b, err := json.Marshal(v)

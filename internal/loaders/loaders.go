@@ -324,15 +324,15 @@ func (l *Loaders) ObserveItems(list []*items.Item) {
 		return // a group of one owner records nothing (groups.add)
 	}
 	l.init()
-	ids := make([]int64, 0, len(list))
-	var joined []int64
+	var ids, joined []int64 // owners to load; owners read with their items
 	seen := make(map[int64]bool, len(list))
 	for _, it := range list {
 		if !seen[it.OwnerID] {
 			seen[it.OwnerID] = true
-			ids = append(ids, it.OwnerID)
-			if it.Owner != nil {
+			if it.Owner != nil { // Item.owner answers from it: nothing to load
 				joined = append(joined, it.OwnerID)
+			} else {
+				ids = append(ids, it.OwnerID)
 			}
 		}
 	}
@@ -425,17 +425,12 @@ func (l *Loaders) UsersWithItems(ctx context.Context, uq users.PageQuery, q item
 	if err != nil {
 		return nil, err
 	}
+	// The items' owners are the users of the page, read with them (Item.owner answers from
+	// them): the page's group is theirs, and no other group is to record.
 	ids := make([]int64, len(conn.Edges))
-	var listed []*items.Item
 	for i, e := range conn.Edges {
 		ids[i] = e.Node.ID
-		for _, ie := range pages[e.Node.ID].Edges {
-			listed = append(listed, ie.Node)
-		}
 	}
-	// After the page's own group is in (below): the items' owners, read with them, are users
-	// listed together too, and a group of them as large as the page's must not displace it.
-	defer l.ObserveItems(listed)
 	if len(ids) == 1 { // a user alone loads its items through the batch loader
 		l.ownerItems.Prime(ownerKey{ids[0], key}, pages[ids[0]])
 	}

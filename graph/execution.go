@@ -5,11 +5,14 @@ import (
 	"context"
 	"hash/maphash"
 	"io"
+	"maps"
 	"sync"
 	"sync/atomic"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/wikigraph/wikigraph/internal/items"
 )
 
 // The generated executor calls these in place of gqlgen's own helpers: cmd/gqlgen rewrites
@@ -295,6 +298,9 @@ type opCache struct {
 	mu     sync.Mutex
 	fields map[collectKey][]graphql.CollectedField
 	args   map[*ast.Field]map[string]any
+	// The pages of User.items fields read ahead with their users (usersPage), by field of the
+	// document and user.
+	items map[*ast.Field]map[int64]*items.Connection
 }
 
 type collected struct {
@@ -367,6 +373,40 @@ func (c *opCache) collectFields(op *graphql.OperationContext, sel ast.SelectionS
 		c.recent.Store(&next)
 	}
 	return fields
+}
+
+// preloadItems records pages, by user, as the value of each of the User.items fields (c nil:
+// nothing). A user recorded already keeps its page (two pages of users listing one user).
+func (c *opCache) preloadItems(fields []*ast.Field, pages map[int64]*items.Connection) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.items == nil {
+		c.items = make(map[*ast.Field]map[int64]*items.Connection, len(fields))
+	}
+	for _, f := range fields {
+		had := c.items[f]
+		if had == nil {
+			c.items[f] = pages // read only here
+			continue
+		}
+		merged := maps.Clone(pages) // (pages is the loaders' too)
+		maps.Copy(merged, had)
+		c.items[f] = merged
+	}
+}
+
+// userItems is the page preloadItems recorded for this User.items field of this user; nil when
+// none, and the field resolves as usual.
+func (c *opCache) userItems(field *ast.Field, user int64) *items.Connection {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.items[field][user]
 }
 
 // fieldArgs is a field's arguments, parsed once per field of the document in an operation (c

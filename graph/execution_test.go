@@ -364,3 +364,29 @@ func TestObjectSetInItsFieldContext(t *testing.T) {
 	assert.Equal(t, `{"id":2}`, b.String())
 	assert.NotSame(t, &c.set, newObjectSet(context.WithValue(c, struct{}{}, 1), fields), "a context made from it is not the field's own")
 }
+
+// The pages usersPage reads ahead answer their User.items fields, per field of the document and
+// user; a second page of users listing one of the same users keeps the first one's page.
+func TestPreloadedItemsPerFieldAndUser(t *testing.T) {
+	op := &graphql.OperationContext{}
+	PrepareOperation(op)
+	c := cacheOf(op)
+	items1, items2 := &ast.Field{Name: "items"}, &ast.Field{Name: "items"}
+	a, b, b2 := &items.Connection{}, &items.Connection{}, &items.Connection{}
+	first := map[int64]*items.Connection{1: a, 2: b}
+	c.preloadItems([]*ast.Field{items1}, first)
+	assert.Same(t, a, c.userItems(items1, 1))
+	assert.Same(t, b, c.userItems(items1, 2))
+	assert.Nil(t, c.userItems(items1, 3), "a user of no page read ahead")
+	assert.Nil(t, c.userItems(items2, 1), "another items field (owner { items }, other arguments)")
+
+	c.preloadItems([]*ast.Field{items1, items2}, map[int64]*items.Connection{2: b2, 3: a})
+	assert.Same(t, b, c.userItems(items1, 2), "the first page read keeps its user")
+	assert.Same(t, a, c.userItems(items1, 3))
+	assert.Same(t, b2, c.userItems(items2, 2))
+	assert.Len(t, first, 2, "the loaders' map is not changed")
+
+	var none *opCache
+	none.preloadItems([]*ast.Field{items1}, first)
+	assert.Nil(t, none.userItems(items1, 1), "no caches: nothing preloaded")
+}

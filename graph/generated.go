@@ -4358,8 +4358,8 @@ func (ec *executionContext) _Item(ctx context.Context, sel ast.SelectionSet, obj
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "owner":
-			if obj.Owner != nil && !field.IsDeferred() {
-				out.Values[i] = resolvePlain(ctx, field, "Item", true, obj.Owner, func(ctx context.Context, selections ast.SelectionSet, v *users.User) graphql.Marshaler {
+			if v := obj.Owner; v != nil && !field.IsDeferred() {
+				out.Values[i] = resolvePlain(ctx, field, "Item", true, v, func(ctx context.Context, selections ast.SelectionSet, v *users.User) graphql.Marshaler {
 					return ec.marshalNUser2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋusersᚐUser(ctx, selections, v)
 				})
 				if out.Values[i] == graphql.Null {
@@ -4807,6 +4807,16 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "items":
+			if v := ec.caches.userItems(field.Field, obj.ID); v != nil && !field.IsDeferred() {
+				out.Values[i] = resolvePlain(ctx, field, "User", true, v, func(ctx context.Context, selections ast.SelectionSet, v *items.Connection) graphql.Marshaler {
+					return ec.marshalNItemConnection2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋitemsᚐConnection(ctx, selections, v)
+				})
+				if out.Values[i] == graphql.Null {
+					atomic.AddUint32(&out.Invalids, 1)
+				}
+				break
+			}
+
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {

@@ -74,9 +74,15 @@ func usersPage(ctx context.Context, r *Resolver, args paging.Args, filter *users
 		return nil, err
 	}
 	if uq.Usual() {
-		if q, ok := itemsAhead(ctx); ok {
+		if q, fields, ok := itemsAhead(ctx); ok {
 			if l := loaders.From(ctx); l != nil {
-				return l.UsersWithItems(ctx, uq, q)
+				conn, pages, err := l.UsersWithItems(ctx, uq, q)
+				if err == nil {
+					// The items fields answer these pages without their resolver (preloaded):
+					// it would answer them from the loaders, which now hold them.
+					cacheOf(graphql.GetOperationContext(ctx)).preloadItems(fields, pages)
+				}
+				return conn, err
 			}
 		}
 	}
@@ -87,13 +93,14 @@ func usersPage(ctx context.Context, r *Resolver, args paging.Args, filter *users
 // every items field of its users (edges.node.items, aliases and fragments included) will make,
 // when they all make the same usual one. Arguments are read here without gqlgen's coercion,
 // so anything but literal or variable integers and orderBy enums declines: the items fields
-// then read, and report, their arguments themselves.
-func itemsAhead(ctx context.Context) (items.Query, bool) {
+// then read, and report, their arguments themselves. It returns the query and those fields.
+func itemsAhead(ctx context.Context) (items.Query, []*ast.Field, bool) {
 	fc := graphql.GetFieldContext(ctx)
 	op := graphql.GetOperationContext(ctx)
 	var (
-		found items.Query
-		key   string
+		found  items.Query
+		key    string
+		fields []*ast.Field
 	)
 	for _, edges := range graphql.CollectFields(op, fc.Field.Selections, []string{"UserConnection"}) {
 		if edges.Name != "edges" {
@@ -110,7 +117,7 @@ func itemsAhead(ctx context.Context) (items.Query, bool) {
 				}
 				q, ok := itemsQuery(f.ArgumentMap(op.Variables))
 				if !ok || !q.Usual() {
-					return items.Query{}, false
+					return items.Query{}, nil, false
 				}
 				if short {
 					q = q.Brief()
@@ -118,12 +125,13 @@ func itemsAhead(ctx context.Context) (items.Query, bool) {
 				if key == "" {
 					found, key = q, q.Key()
 				} else if q.Key() != key {
-					return items.Query{}, false
+					return items.Query{}, nil, false
 				}
+				fields = append(fields, f.Field)
 			}
 		}
 	}
-	return found, key != ""
+	return found, fields, key != ""
 }
 
 // itemsQuery makes the items query of User.items arguments (with their defaults applied).

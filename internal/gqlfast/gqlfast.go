@@ -52,13 +52,16 @@ var plainMarshalers = map[string]bool{
 	"marshalNChangeKind2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋeventsᚐChangeKind": true,
 }
 
-// preloaded are the resolver fields whose object may carry the value already, in a struct
-// field of the same meaning, and whose resolver returns that value first when it is set (a
-// test of the graph package holds each resolver to it): "Type.field" -> Go field. Such a field,
-// when the value is there and the field is not deferred, is resolved as a plain object field
-// (resolvePlain) instead of through the resolver machinery.
+// preloaded are the resolver fields whose value the response may have already: "Type.field" ->
+// the expression that gives it (nil when not), in the object function (obj, field, ec). Such a
+// field, when the value is there and the field is not deferred, is resolved as a plain object
+// field (resolvePlain) instead of through the resolver machinery; its resolver must answer the
+// same value (graph's tests hold each to it).
 var preloaded = map[string]string{
-	"Item.owner": "Owner", // the user whose page listed the item, or the owner read with it
+	"Item.owner": "obj.Owner", // the user whose page listed the item, or the owner read with it
+	// The user's page of items read with the users (graph.usersPage); its resolver would answer
+	// it from the loaders, which hold it.
+	"User.items": "ec.caches.userItems(field.Field, obj.ID)",
 }
 
 // Counts are how many places each rewrite changed.
@@ -331,8 +334,18 @@ func resolverMarshals(file *ast.File) map[string]*ast.FuncLit {
 //	case "owner":
 //		out.ResolveConcurrently(ec.OperationContext, &deferred, i, true, true, func(ctx context.Context) graphql.Marshaler { ... })
 //
-// into one that first uses obj.Owner when it is set and the field is not deferred, and reports
-// how many it rewrote.
+// into one that first uses the value preloaded gives, when there is one and the field is not
+// deferred:
+//
+//	case "owner":
+//		if v := obj.Owner; v != nil && !field.IsDeferred() {
+//			out.Values[i] = resolvePlain(ctx, field, "Item", true, v, <marshaller>)
+//			...
+//			break
+//		}
+//		out.ResolveConcurrently(...)
+//
+// and reports how many it rewrote.
 func preload(fn *ast.FuncDecl, marshals map[string]*ast.FuncLit) int {
 	typ := strings.TrimPrefix(fn.Name.Name, "_")
 	if fn.Recv == nil || strings.Contains(typ, "_") || !declares(fn, "out") {
@@ -349,9 +362,13 @@ func preload(fn *ast.FuncDecl, marshals map[string]*ast.FuncLit) int {
 			return true
 		}
 		name := strings.Trim(lit.Value, `"`)
-		goField, marshal := preloaded[typ+"."+name], marshals[typ+"."+name]
-		if goField == "" || marshal == nil {
+		expr, marshal := preloaded[typ+"."+name], marshals[typ+"."+name]
+		if expr == "" || marshal == nil {
 			return true
+		}
+		given, err := parser.ParseExpr(expr)
+		if err != nil {
+			return true // counted out: Rewrite fails
 		}
 		stmt, ok := cc.Body[0].(*ast.ExprStmt)
 		if !ok {
@@ -361,10 +378,11 @@ func preload(fn *ast.FuncDecl, marshals map[string]*ast.FuncLit) int {
 		if !ok || !isMethodCall(call, "out", "ResolveConcurrently") || len(call.Args) != 6 {
 			return true
 		}
-		value := &ast.SelectorExpr{X: ast.NewIdent("obj"), Sel: ast.NewIdent(goField)}
+		value := ast.NewIdent("v")
 		slot := &ast.IndexExpr{X: &ast.SelectorExpr{X: ast.NewIdent("out"), Sel: ast.NewIdent("Values")}, Index: ast.NewIdent("i")}
 		cc.Body = []ast.Stmt{
 			&ast.IfStmt{
+				Init: &ast.AssignStmt{Lhs: []ast.Expr{ast.NewIdent("v")}, Tok: token.DEFINE, Rhs: []ast.Expr{given}},
 				Cond: &ast.BinaryExpr{
 					X:  &ast.BinaryExpr{X: value, Op: token.NEQ, Y: ast.NewIdent("nil")},
 					Op: token.LAND,

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// gqlgen's output for a plain scalar field, a plain object field, a resolver, an object and a
+// gqlgen's output for a plain scalar field, a plain object field, resolvers, objects and a
 // list, as v0.17.98 writes them.
 const generated = `package graph
 
@@ -110,6 +110,53 @@ func (ec *executionContext) _Item(ctx context.Context, sel ast.SelectionSet, obj
 	return out
 }
 
+func (ec *executionContext) _User_items(ctx context.Context, field graphql.CollectedField, obj *users.User) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_User_items(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.User().Items(ctx, obj, nil, nil, nil, nil, nil, nil)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *items.Connection) graphql.Marshaler {
+			return ec.marshalNItemConnection2ᚖConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+
+func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj *users.User) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, userImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "id":
+			out.Values[i] = ec._User_id(ctx, field, obj)
+		case "items":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._User_items(ctx, field, obj)
+				})
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+	if n := len(deferred.Defers); n > 0 {
+		ec.ProcessDeferredGroup(deferred)
+	}
+	return out
+}
+
 func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	opCtx := graphql.GetOperationContext(ctx)
 	ec := executionContext{opCtx, e, 0, 0, make(chan graphql.DeferredResult)}
@@ -146,7 +193,7 @@ func newExecutionContext(
 func TestRewrite(t *testing.T) {
 	out, n, err := Rewrite([]byte(generated))
 	require.NoError(t, err)
-	assert.Equal(t, Counts{Slices: 1, DeferredGroups: 1, PlainScalars: 1, PlainObjects: 1, Objects: 1, CollectFields: 1, Args: 1, Data: 1, Preloaded: 1, Caches: 2}, n)
+	assert.Equal(t, Counts{Slices: 1, DeferredGroups: 2, PlainScalars: 1, PlainObjects: 1, Objects: 2, CollectFields: 2, Args: 1, Data: 1, Preloaded: 2, Caches: 2}, n)
 	src := string(out)
 	for _, want := range []string{
 		"return ec.marshalNID2int64(ctx, field.Selections, obj.ID)",
@@ -160,11 +207,12 @@ func TestRewrite(t *testing.T) {
 		"marshalData(opCtx, &buf, data)",
 		"caches *opCache",
 		"caches: cacheOf(opCtx)",
-		"if obj.Owner != nil && !field.IsDeferred() {\n\t\t\t\tout.Values[i] = resolvePlain(ctx, field, \"Item\", true, obj.Owner, func(",
+		"if v := obj.Owner; v != nil && !field.IsDeferred() {\n\t\t\t\tout.Values[i] = resolvePlain(ctx, field, \"Item\", true, v, func(",
+		"if v := ec.caches.userItems(field.Field, obj.ID); v != nil && !field.IsDeferred() {\n\t\t\t\tout.Values[i] = resolvePlain(ctx, field, \"User\", true, v, func(",
 	} {
 		assert.Contains(t, src, want)
 	}
-	assert.Equal(t, 1, strings.Count(src, "graphql.ResolveField("), "only the resolver keeps graphql.ResolveField")
+	assert.Equal(t, 2, strings.Count(src, "graphql.ResolveField("), "only the resolvers keep graphql.ResolveField")
 }
 
 func TestRewriteRefusesAnUnexpectedShape(t *testing.T) {

@@ -410,8 +410,9 @@ func From(ctx context.Context) *Loaders {
 // UsersWithItems reads a page of users and each one's page of items in one statement
 // (items.Pages.UsersWithItems), for a response that asks for both: the items are then this
 // operation's load of q for the users of the page, and their items fields (OwnerItems with the
-// same arguments) read no more. Both queries must be Usual.
-func (l *Loaders) UsersWithItems(ctx context.Context, uq users.PageQuery, q items.Query) (*users.Connection, error) {
+// same arguments) read no more. It returns the page, and each user's items by user. Both queries
+// must be Usual.
+func (l *Loaders) UsersWithItems(ctx context.Context, uq users.PageQuery, q items.Query) (*users.Connection, map[int64]*items.Connection, error) {
 	ctx, cancel := l.bound(ctx)
 	defer cancel()
 	l.init()
@@ -423,7 +424,7 @@ func (l *Loaders) UsersWithItems(ctx context.Context, uq users.PageQuery, q item
 		return l.count(ctx, owner, key)
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// The items' owners are the users of the page, read with them (Item.owner answers from
 	// them): the page's group is theirs, and no other group is to record.
@@ -435,7 +436,7 @@ func (l *Loaders) UsersWithItems(ctx context.Context, uq users.PageQuery, q item
 		l.ownerItems.Prime(ownerKey{ids[0], key}, pages[ids[0]])
 	}
 	if len(ids) < 2 {
-		return conn, nil
+		return conn, pages, nil
 	}
 	call := &groupCall[*items.Connection]{vals: pages}
 	call.once.Do(func() {}) // done: its members only read vals
@@ -444,9 +445,9 @@ func (l *Loaders) UsersWithItems(ctx context.Context, uq users.PageQuery, q item
 	l.users.add(ids)
 	for _, id := range ids {
 		if g := l.users[id]; &g[0] != &ids[0] {
-			return conn, nil // listed in a larger group already: that group loads as it would
+			return conn, pages, nil // listed in a larger group already: that group loads as it would
 		}
 	}
 	l.itemCalls[groupKey{&ids[0], key}] = call
-	return conn, nil
+	return conn, pages, nil
 }

@@ -4,6 +4,9 @@
 // (prepared mode, same concurrency) right after, and prints both with their ratio, the number
 // that matters: the machine's noise mostly cancels in it. With -peer postgraphile it also drives
 // PostGraphile 5 (peer.go) on the operations it expresses, in the same rounds, for a second ratio.
+// With -floor it also drives the floor (floor.go: net/http, one prepared statement through
+// database/sql and pgdriver, no GraphQL) on user(id) and users(limit:N), for what any Go server
+// over pgdriver gets here.
 //
 //	go run ./cmd/bench -server bin/wikigraph -db "$TEST_DATABASE_URL" -pgdata "$PG_TEST_DATA"
 package main
@@ -42,7 +45,8 @@ type benchEnv struct {
 	postmaster                     int
 }
 
-// Stats are the numbers of one side (server, peer or pgbench) of one operation at one concurrency.
+// Stats are the numbers of one side (server, peer, floor or pgbench) of one operation at one
+// concurrency.
 type Stats struct {
 	Requests  int     `json:"requests"`
 	Errors    int     `json:"errors"`
@@ -51,7 +55,7 @@ type Stats struct {
 	P90ms     float64 `json:"p90_ms"`
 	P99ms     float64 `json:"p99_ms"`
 	MaxMs     float64 `json:"max_ms"`
-	// CPU seconds used inside the window: the server process (server and peer: the node process),
+	// CPU seconds used inside the window: the server process (server, floor, and peer: the node process),
 	// the PostgreSQL cluster, and the load generator (ours or pgbench, scaled to the window).
 	ServerCPU float64 `json:"server_cpu_s,omitempty"`
 	DBCPU     float64 `json:"db_cpu_s"`
@@ -74,6 +78,11 @@ type Result struct {
 	// The peer's equivalent query (-peer), in the same rounds, and our rate over its rate.
 	Peer      *Stats  `json:"peer,omitempty"`
 	PeerRatio float64 `json:"ratio_server_to_peer,omitempty"`
+	// The floor's answers to the same requests (-floor), in the same rounds; its rate over
+	// pgbench's, and ours over its.
+	Floor         *Stats  `json:"floor,omitempty"`
+	FloorRatio    float64 `json:"ratio_floor_to_pgbench,omitempty"`
+	ServerToFloor float64 `json:"ratio_server_to_floor,omitempty"`
 }
 
 // Report is the JSON the suite writes.
@@ -83,7 +92,8 @@ type Report struct {
 	WindowS     float64   `json:"window_s"`
 	WarmupS     float64   `json:"warmup_s"`
 	ServerEnv   []string  `json:"server_env,omitempty"`
-	Peer        string    `json:"peer,omitempty"` // what ran as the peer, versions included
+	Peer        string    `json:"peer,omitempty"`  // what ran as the peer, versions included
+	Floor       string    `json:"floor,omitempty"` // what ran as the floor
 	Results     []Result  `json:"results"`
 	PeakRSSMB   float64   `json:"server_peak_rss_mb"`
 	TotalS      float64   `json:"total_s"`
@@ -156,6 +166,8 @@ func main() {
 		peerName = flag.String("peer", "", "also drive this peer on the operations it can express (postgraphile)")
 		peerDir  = flag.String("peer-dir", "bench/postgraphile", "the peer's npm workspace (npm ci there first)")
 		peerWarm = flag.Duration("peer-warmup", 5*time.Second, "unmeasured load on each of the peer's operations once it has started, for node's JIT")
+		floorOn  = flag.Bool("floor", false, "also drive the floor on user(id) and users(limit:N): a net/http server with no GraphQL, one prepared statement "+
+			"through database/sql and pgdriver per request, JSON written by hand (cmd/bench/floor) — what any Go server over pgdriver costs on this machine")
 		profile  = flag.String("profile", "", "write the server's CPU and heap profiles of each run into this folder")
 		workDirF = flag.String("work", "bin/bench", "folder for the server log and pgbench logs")
 		rounds   = flag.Int("rounds", 2, "the window is split into this many rounds, server, peer and pgbench alternating")
@@ -192,6 +204,13 @@ func main() {
 	if err := os.MkdirAll(*workDirF, 0o755); err != nil {
 		log.Fatal(err)
 	}
+	var floorBin string
+	if *floorOn && !*attack { // built before seeding, not after
+		var err error
+		if floorBin, err = buildFloor(ctx, *workDirF); err != nil {
+			log.Fatal(err)
+		}
+	}
 	began := time.Now()
 	env, err := prepare(ctx, *dbURL, *pgdata, *workDirF)
 	if err != nil {
@@ -225,11 +244,14 @@ func main() {
 		log.Fatal(err)
 	}
 	defer srv.stop()
-	var peer *serverProc
+	var peer, floor *serverProc
 	stopAll := func() {
 		srv.stop()
 		if peer != nil {
 			peer.stop()
+		}
+		if floor != nil {
+			floor.stop()
 		}
 	}
 	// log.Fatal skips deferred calls: stop the servers first.
@@ -246,6 +268,13 @@ func main() {
 			fatal(err)
 		}
 	}
+	if floorBin != "" {
+		if floor, report.Floor, err = startFloor(ctx, floorBin, env); err != nil {
+			fatal(err)
+		}
+		defer floor.stop()
+		log.Printf("floor: %s", report.Floor)
+	}
 	run := strconv.FormatInt(began.Unix()%1_000_000, 36)
 	for _, c := range concurrencies {
 		for _, op := range operations {
@@ -259,11 +288,13 @@ func main() {
 			r := Result{Operation: op.Name, Concurrency: c}
 			peerOp, withPeer := postgraphileOps[op.Name]
 			withPeer = withPeer && peer != nil
+			floorRoute, withFloor := floorOps[op.Name]
+			withFloor = withFloor && floor != nil
 			// The sides alternate, rounds times, so that a slow spell of the (shared, noisy)
 			// machine falls on all of them rather than on one.
 			slice := *window / time.Duration(*rounds)
-			var srvParts, peerParts, pgbParts []Stats
-			var srvRes, peerRes, pgbRes []loadResult
+			var srvParts, peerParts, floorParts, pgbParts []Stats
+			var srvRes, peerRes, floorRes, pgbRes []loadResult
 			for round := range *rounds {
 				var prof *profiler
 				if *profile != "" && round == 0 {
@@ -283,6 +314,13 @@ func main() {
 						fatal(err)
 					}
 					peerParts, peerRes = append(peerParts, st), append(peerRes, res)
+				}
+				if withFloor {
+					st, res, err := measureServer(ctx, env, floor.at(floorRoute), op, c, *warmup, slice, fmt.Sprintf("%s%df", tag, round))
+					if err != nil {
+						fatal(err)
+					}
+					floorParts, floorRes = append(floorParts, st), append(floorRes, res)
 				}
 				if *noPgb {
 					continue
@@ -309,6 +347,16 @@ func main() {
 					r.Ratio = r.Server.PerSecond / s.PerSecond
 				}
 			}
+			if withFloor {
+				s := combine(floorParts, floorRes, *window)
+				r.Floor = &s
+				if s.PerSecond > 0 {
+					r.ServerToFloor = r.Server.PerSecond / s.PerSecond
+				}
+				if r.Pgbench != nil && r.Pgbench.PerSecond > 0 {
+					r.FloorRatio = s.PerSecond / r.Pgbench.PerSecond
+				}
+			}
 			report.Results = append(report.Results, r)
 			printResult(r)
 		}
@@ -333,6 +381,9 @@ func main() {
 		}
 		if r.Peer != nil {
 			errs += r.Peer.Errors
+		}
+		if r.Floor != nil {
+			errs += r.Floor.Errors
 		}
 	}
 	if errs > 0 {
@@ -670,6 +721,9 @@ func printResult(r Result) {
 	if r.Peer != nil {
 		line += fmt.Sprintf(" | peer %8.0f/s p99 %6.2f ms errors %d | ratio %.2f", r.Peer.PerSecond, r.Peer.P99ms, r.Peer.Errors, r.PeerRatio)
 	}
+	if r.Floor != nil {
+		line += fmt.Sprintf(" | floor %8.0f/s p99 %6.2f ms errors %d | floor/pgbench %.2f", r.Floor.PerSecond, r.Floor.P99ms, r.Floor.Errors, r.FloorRatio)
+	}
 	log.Print(line)
 	if r.Server.FirstError != "" {
 		log.Printf("  first server error: %s", r.Server.FirstError)
@@ -679,6 +733,9 @@ func printResult(r Result) {
 	}
 	if r.Peer != nil && r.Peer.FirstError != "" {
 		log.Printf("  first peer error: %s", r.Peer.FirstError)
+	}
+	if r.Floor != nil && r.Floor.FirstError != "" {
+		log.Printf("  first floor error: %s", r.Floor.FirstError)
 	}
 }
 
@@ -706,6 +763,7 @@ func printTable(w io.Writer, rep Report) {
 		fmt.Fprintf(w, "server settings: %s\n", strings.Join(rep.ServerEnv, " "))
 	}
 	printPeerTable(w, rep)
+	printFloorTable(w, rep)
 }
 
 // printPeerTable prints the rows that have a peer side: both rates, latencies and CPU per
@@ -731,6 +789,31 @@ func printPeerTable(w io.Writer, rep Report) {
 		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.0f\t%.0f\t| %.0f\t%.2f\t%.2f\t%.0f\t%.0f\t%.0f\t| %.2f\t\n", r.Operation, r.Concurrency,
 			s.PerSecond, s.P50ms, s.P99ms, perReq(s.ServerCPU, &s), perReq(s.DBCPU, &s),
 			p.PerSecond, p.P50ms, p.P99ms, perReq(p.ServerCPU, p), perReq(p.DBCPU, p), p.PeakRSSMB, r.PeerRatio)
+	}
+	tw.Flush()
+}
+
+// printFloorTable prints the rows that have a floor side: our rate and pgbench's, the floor's
+// numbers, its rate over pgbench's and ours over its.
+func printFloorTable(w io.Writer, rep Report) {
+	if rep.Floor == "" {
+		return
+	}
+	fmt.Fprintf(w, "\nfloor (no GraphQL, one prepared statement per request): %s\n", rep.Floor)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "operation\tc\tserver req/s\t| pgbench tx/s\t| floor req/s\tp50 ms\tp90 ms\tp99 ms\terrors\tfloor CPU s\tdb CPU s\tclient CPU s\tRSS MB\t| server/pgbench\tfloor/pgbench\tserver/floor\t")
+	for _, r := range rep.Results {
+		f := r.Floor
+		if f == nil {
+			continue
+		}
+		pgb := ""
+		if r.Pgbench != nil {
+			pgb = fmt.Sprintf("%.0f", r.Pgbench.PerSecond)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t| %s\t| %.0f\t%.2f\t%.2f\t%.2f\t%d\t%.2f\t%.2f\t%.2f\t%.0f\t| %.2f\t%.2f\t%.2f\t\n", r.Operation, r.Concurrency,
+			r.Server.PerSecond, pgb, f.PerSecond, f.P50ms, f.P90ms, f.P99ms, f.Errors, f.ServerCPU, f.DBCPU, f.ClientCPU, f.PeakRSSMB,
+			r.Ratio, r.FloorRatio, r.ServerToFloor)
 	}
 	tw.Flush()
 }

@@ -170,7 +170,7 @@ func main() {
 			"through database/sql and pgdriver per request, JSON written by hand (cmd/bench/floor) — what any Go server over pgdriver costs on this machine")
 		profile  = flag.String("profile", "", "write the server's CPU and heap profiles of each run into this folder")
 		workDirF = flag.String("work", "bin/bench", "folder for the server log and pgbench logs")
-		rounds   = flag.Int("rounds", 2, "the window is split into this many rounds, server, peer and pgbench alternating")
+		rounds   = flag.Int("rounds", 2, "the window is split into this many rounds, over the operations and their sides (server, peer, floor, pgbench) in turn")
 		attack   = flag.Bool("attack", false, "replay the hostile-client attacks instead (make attack): each against a fresh server, on a smaller seed")
 		atkLimit = flag.Duration("attack-timeout", 20*time.Second, "with -attack: give up on an attack's requests after this")
 		atkDocs  = flag.Int("attack-docs", 300, "with -attack: how many distinct 900 KB documents to send")
@@ -276,79 +276,87 @@ func main() {
 		log.Printf("floor: %s", report.Floor)
 	}
 	run := strconv.FormatInt(began.Unix()%1_000_000, 36)
+	var selected []operation
+	for _, op := range operations {
+		if filter == nil || filter.MatchString(op.Name) {
+			selected = append(selected, op)
+		}
+	}
+	// The rounds go over every operation in turn, and every side of each (server, peer, floor,
+	// pgbench) in turn, so that a slow spell of the (shared, noisy) machine falls on all of them
+	// rather than on one: ratios between operations (nested within 3x a page) and between sides
+	// hold up better than their rates.
+	slice := *window / time.Duration(*rounds)
+	type parts struct {
+		srv, peer, floor, pgb             []Stats
+		srvRes, peerRes, floorRes, pgbRes []loadResult
+	}
 	for _, c := range concurrencies {
-		for _, op := range operations {
-			if filter != nil && !filter.MatchString(op.Name) {
-				continue
-			}
-			if ctx.Err() != nil {
-				fatal("interrupted")
-			}
-			tag := fmt.Sprintf("%s%d", run, c)
-			r := Result{Operation: op.Name, Concurrency: c}
-			peerOp, withPeer := postgraphileOps[op.Name]
-			withPeer = withPeer && peer != nil
-			floorRoute, withFloor := floorOps[op.Name]
-			withFloor = withFloor && floor != nil
-			// The sides alternate, rounds times, so that a slow spell of the (shared, noisy)
-			// machine falls on all of them rather than on one.
-			slice := *window / time.Duration(*rounds)
-			var srvParts, peerParts, floorParts, pgbParts []Stats
-			var srvRes, peerRes, floorRes, pgbRes []loadResult
-			for round := range *rounds {
+		acc := make([]parts, len(selected))
+		for round := range *rounds {
+			for k, op := range selected {
+				if ctx.Err() != nil {
+					fatal("interrupted")
+				}
+				a := &acc[k]
+				tag := fmt.Sprintf("%s%d%d%c", run, c, round, 'a'+k%26)
 				var prof *profiler
 				if *profile != "" && round == 0 {
 					prof = srv.profile(ctx, *profile, op.Name, c, *warmup, slice)
 				}
-				st, res, err := measureServer(ctx, env, srv, op, c, *warmup, slice, fmt.Sprintf("%s%d", tag, round))
+				st, res, err := measureServer(ctx, env, srv, op, c, *warmup, slice, tag)
 				if err != nil {
 					fatal(err)
 				}
-				srvParts, srvRes = append(srvParts, st), append(srvRes, res)
+				a.srv, a.srvRes = append(a.srv, st), append(a.srvRes, res)
 				if prof != nil {
 					prof.wait()
 				}
-				if withPeer {
-					st, res, err := measureServer(ctx, env, peer, peerOp, c, *warmup, slice, fmt.Sprintf("%s%dp", tag, round))
+				if peerOp, ok := postgraphileOps[op.Name]; ok && peer != nil {
+					st, res, err := measureServer(ctx, env, peer, peerOp, c, *warmup, slice, tag+"p")
 					if err != nil {
 						fatal(err)
 					}
-					peerParts, peerRes = append(peerParts, st), append(peerRes, res)
+					a.peer, a.peerRes = append(a.peer, st), append(a.peerRes, res)
 				}
-				if withFloor {
-					st, res, err := measureServer(ctx, env, floor.at(floorRoute), op, c, *warmup, slice, fmt.Sprintf("%s%df", tag, round))
+				if route, ok := floorOps[op.Name]; ok && floor != nil {
+					st, res, err := measureServer(ctx, env, floor.at(route), op, c, *warmup, slice, tag+"f")
 					if err != nil {
 						fatal(err)
 					}
-					floorParts, floorRes = append(floorParts, st), append(floorRes, res)
+					a.floor, a.floorRes = append(a.floor, st), append(a.floorRes, res)
 				}
 				if *noPgb {
 					continue
 				}
-				p, err := runPgbench(ctx, env, op, c, *warmup, slice, fmt.Sprintf("%s%d", tag, round))
+				p, err := runPgbench(ctx, env, op, c, *warmup, slice, tag)
 				if err != nil {
 					fatal(err)
 				}
 				ps := Stats{DBCPU: p.DBCPU.Seconds(), ClientCPU: p.ClientCPU.Seconds()}
-				pgbParts, pgbRes = append(pgbParts, ps), append(pgbRes, p.loadResult)
+				a.pgb, a.pgbRes = append(a.pgb, ps), append(a.pgbRes, p.loadResult)
 			}
-			r.Server = combine(srvParts, srvRes, *window)
-			if withPeer {
-				s := combine(peerParts, peerRes, *window)
+		}
+		for k, op := range selected {
+			a := &acc[k]
+			r := Result{Operation: op.Name, Concurrency: c}
+			r.Server = combine(a.srv, a.srvRes, *window)
+			if len(a.peer) > 0 {
+				s := combine(a.peer, a.peerRes, *window)
 				r.Peer = &s
 				if s.PerSecond > 0 {
 					r.PeerRatio = r.Server.PerSecond / s.PerSecond
 				}
 			}
-			if !*noPgb {
-				s := combine(pgbParts, pgbRes, *window)
+			if len(a.pgb) > 0 {
+				s := combine(a.pgb, a.pgbRes, *window)
 				r.Pgbench = &s
 				if s.PerSecond > 0 {
 					r.Ratio = r.Server.PerSecond / s.PerSecond
 				}
 			}
-			if withFloor {
-				s := combine(floorParts, floorRes, *window)
+			if len(a.floor) > 0 {
+				s := combine(a.floor, a.floorRes, *window)
 				r.Floor = &s
 				if s.PerSecond > 0 {
 					r.ServerToFloor = r.Server.PerSecond / s.PerSecond

@@ -142,7 +142,25 @@ func resolvePlain[T any](ctx context.Context, field graphql.CollectedField, obje
 type plainString string
 
 // MarshalGQL implements graphql.Marshaler, writing what graphql.MarshalString writes.
-func (s *plainString) MarshalGQL(w io.Writer) { writeQuotedString(w, string(*s)) }
+func (s *plainString) MarshalGQL(w io.Writer) {
+	if buf, ok := w.(*bytes.Buffer); ok && !needsQuoting(string(*s)) {
+		buf.WriteByte('"')
+		buf.WriteString(string(*s))
+		buf.WriteByte('"')
+		return
+	}
+	writeQuotedString(w, string(*s))
+}
+
+// needsQuoting reports whether writeQuotedString escapes anything in s.
+func needsQuoting(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '\\' || c == '"' {
+			return true
+		}
+	}
+	return false
+}
 
 // writeQuotedString is gqlgen's (graphql/string.go), scanning bytes where gqlgen decoded runes:
 // only ASCII is escaped, and bytes of other characters (valid or not) are copied as they are,
@@ -262,6 +280,10 @@ func (o *objectSet) MarshalGQL(w io.Writer) {
 // escaping; a name written already is skipped, as in gqlgen (CollectFields merges fields of the
 // same name, so it does not happen).
 func (o *objectFields) MarshalGQL(w io.Writer) {
+	if buf, ok := w.(*bytes.Buffer); ok { // an answer's buffer (marshalData): calls, not interface calls
+		o.marshalBuffer(buf)
+		return
+	}
 	_, _ = io.WriteString(w, "{")
 	written := 0
 fields:
@@ -282,6 +304,30 @@ fields:
 		o.values[i].MarshalGQL(w)
 	}
 	_, _ = io.WriteString(w, "}")
+}
+
+// marshalBuffer is MarshalGQL into a buffer.
+func (o *objectFields) marshalBuffer(buf *bytes.Buffer) {
+	buf.WriteByte('{')
+	written := 0
+fields:
+	for i := range o.fields {
+		alias := o.fields[i].Alias
+		for j := range i {
+			if o.fields[j].Alias == alias {
+				continue fields
+			}
+		}
+		if written > 0 {
+			buf.WriteByte(',')
+		}
+		written++
+		buf.WriteByte('"')
+		buf.WriteString(alias)
+		buf.WriteString(`":`)
+		o.values[i].MarshalGQL(buf)
+	}
+	buf.WriteByte('}')
 }
 
 // The operation's caches in front of graphql.CollectFields and of argument parsing. The elements

@@ -390,3 +390,22 @@ func TestPreloadedItemsPerFieldAndUser(t *testing.T) {
 	none.preloadItems([]*ast.Field{items1}, first)
 	assert.Nil(t, none.userItems(items1, 1), "no caches: nothing preloaded")
 }
+
+// An object writes the same into an answer's buffer (its fast path) as into any writer.
+func TestObjectFieldsWriteAlikeToAnyWriter(t *testing.T) {
+	name := plainString(`a "quoted" <name>`)
+	plain := plainString("plain")
+	o := &objectFields{
+		fields: []graphql.CollectedField{
+			{Field: &ast.Field{Alias: "id", Name: "id"}}, {Field: &ast.Field{Alias: "name", Name: "name"}},
+			{Field: &ast.Field{Alias: "id", Name: "id"}}, {Field: &ast.Field{Alias: "other", Name: "other"}},
+		},
+		values: []graphql.Marshaler{graphql.MarshalInt(1), &name, graphql.MarshalInt(2), &plain},
+	}
+	var buf bytes.Buffer
+	var sb strings.Builder
+	o.MarshalGQL(&buf)
+	o.MarshalGQL(&sb)
+	assert.Equal(t, `{"id":1,"name":"a \"quoted\" <name>","other":"plain"}`, buf.String())
+	assert.Equal(t, buf.String(), sb.String())
+}

@@ -6,8 +6,10 @@ import (
 	"hash/maphash"
 	"io"
 	"maps"
+	"runtime"
 	"sync"
 	"sync/atomic"
+	"weak"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -334,8 +336,22 @@ fields:
 // of a list share their selection and their fields' arguments: gqlgen's own CollectFields cache
 // (behind a lock, keyed by a hash it allocates) cost 10% of the server's CPU on a nested page,
 // and User.items' arguments were parsed once per user. They live in the operation's context, so
-// they end with it (a cache shared by operations would keep their documents and variables).
+// they end with it; the fields collected are the document's when they do not depend on the
+// variables (docFields).
 type opCache struct {
+	// The fields collected: the document's when the operations running it collect alike
+	// (docFields), else the operation's own.
+	collected *fieldsCache
+
+	mu    sync.Mutex
+	args  map[*ast.Field]map[string]any
+	// The pages of User.items fields read ahead with their users (usersPage), by field of the
+	// document and user.
+	items map[*ast.Field]map[int64]*items.Connection
+}
+
+// fieldsCache holds graphql.CollectFields' answers by selection and type.
+type fieldsCache struct {
 	// The first selections collected, read without the lock (a copy replaces the list when one
 	// is added): a nested page looks its few selections up 360 times, and the lock and the map
 	// cost 6% of its CPU.
@@ -343,10 +359,6 @@ type opCache struct {
 
 	mu     sync.Mutex
 	fields map[collectKey][]graphql.CollectedField
-	args   map[*ast.Field]map[string]any
-	// The pages of User.items fields read ahead with their users (usersPage), by field of the
-	// document and user.
-	items map[*ast.Field]map[int64]*items.Connection
 }
 
 type collected struct {
@@ -354,7 +366,8 @@ type collected struct {
 	fields []graphql.CollectedField
 }
 
-// maxRecent bounds opCache.recent: an operation of many selections finds the others in the map.
+// maxRecent bounds fieldsCache.recent: an operation of many selections finds the others in the
+// map.
 const maxRecent = 16
 
 type collectKey struct {
@@ -369,10 +382,83 @@ const cacheExtension = "wikigraph.executionCaches"
 // PrepareOperation gives op its caches; call it before op executes (an OperationContextMutator
 // does). An operation without them is executed without caching.
 func PrepareOperation(op *graphql.OperationContext) {
-	op.Stats.SetExtension(cacheExtension, &opCache{
-		fields: make(map[collectKey][]graphql.CollectedField),
-		args:   make(map[*ast.Field]map[string]any),
-	})
+	c := &opCache{collected: docFields(op.Doc), args: make(map[*ast.Field]map[string]any)}
+	if c.collected == nil {
+		c.collected = newFieldsCache()
+	}
+	op.Stats.SetExtension(cacheExtension, c)
+}
+
+func newFieldsCache() *fieldsCache {
+	return &fieldsCache{fields: make(map[collectKey][]graphql.CollectedField)}
+}
+
+// The fields collected per parsed document, for the operations that run it (the query cache
+// hands them the same document): collecting them cost 6% of a nested page's CPU, once per
+// operation. Only a document whose selections carry no directive collects alike for every
+// operation (@skip, @include and @defer read the variables); the others collect per operation.
+// An entry goes with its document (a weak key, removed when the document is collected; the
+// entry does not hold the document itself, only parts of it).
+var docCaches sync.Map // weak.Pointer[ast.QueryDocument] -> *docCache
+
+type docCache struct {
+	shared *fieldsCache // nil: the operations collect their own
+}
+
+// docFields is the fields cache the operations of doc share; nil when they may not.
+func docFields(doc *ast.QueryDocument) *fieldsCache {
+	if doc == nil {
+		return nil
+	}
+	key := weak.Make(doc)
+	if v, ok := docCaches.Load(key); ok {
+		return v.(*docCache).shared
+	}
+	dc := &docCache{}
+	if !hasDirectives(doc) {
+		dc.shared = newFieldsCache()
+	}
+	v, loaded := docCaches.LoadOrStore(key, dc)
+	if !loaded {
+		runtime.AddCleanup(doc, func(key weak.Pointer[ast.QueryDocument]) { docCaches.Delete(key) }, key)
+	}
+	return v.(*docCache).shared
+}
+
+// hasDirectives reports whether any selection of doc (operations and fragments) has a
+// directive.
+func hasDirectives(doc *ast.QueryDocument) bool {
+	var walk func(set ast.SelectionSet) bool
+	walk = func(set ast.SelectionSet) bool {
+		for _, sel := range set {
+			switch s := sel.(type) {
+			case *ast.Field:
+				if len(s.Directives) > 0 || walk(s.SelectionSet) {
+					return true
+				}
+			case *ast.InlineFragment:
+				if len(s.Directives) > 0 || walk(s.SelectionSet) {
+					return true
+				}
+			case *ast.FragmentSpread:
+				if len(s.Directives) > 0 {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for _, op := range doc.Operations {
+		if walk(op.SelectionSet) {
+			return true
+		}
+	}
+	for _, f := range doc.Fragments {
+		if walk(f.SelectionSet) {
+			return true
+		}
+	}
+	return false
 }
 
 func cacheOf(op *graphql.OperationContext) *opCache {
@@ -389,6 +475,12 @@ func (c *opCache) collectFields(op *graphql.OperationContext, sel ast.SelectionS
 	if c == nil || len(sel) == 0 || len(satisfies) == 0 {
 		return graphql.CollectFields(op, sel, satisfies)
 	}
+	return c.collected.get(op, sel, satisfies)
+}
+
+// get is graphql.CollectFields(op, sel, satisfies), once. The answer is shared: nothing writes
+// to it.
+func (c *fieldsCache) get(op *graphql.OperationContext, sel ast.SelectionSet, satisfies []string) []graphql.CollectedField {
 	key := collectKey{sel: &sel[0], n: len(sel), satisfies: &satisfies[0]}
 	if recent := c.recent.Load(); recent != nil {
 		for i := range *recent {

@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/stretchr/testify/assert"
@@ -223,8 +225,58 @@ func TestCollectFieldsManySelectionsAtOnce(t *testing.T) {
 			assert.Same(t, got[0][i], got[g][i], "selection %d collected once", i)
 		}
 	}
-	assert.Len(t, *c.recent.Load(), maxRecent)
-	assert.Len(t, c.fields, 3*maxRecent)
+	assert.Len(t, *c.collected.recent.Load(), maxRecent)
+	assert.Len(t, c.collected.fields, 3*maxRecent)
+}
+
+// The operations of one document share what they collect when no selection has a directive;
+// with one (@include reads the variables), each operation collects its own. A document's entry
+// goes when the document does.
+func TestCollectedFieldsPerDocument(t *testing.T) {
+	implementors := []string{"Query"}
+	plain, err := parser.ParseQuery(&ast.Source{Input: `query { a b { c } ...F } fragment F on Query { d }`})
+	require.NoError(t, err)
+	op1, op2 := &graphql.OperationContext{Doc: plain}, &graphql.OperationContext{Doc: plain}
+	PrepareOperation(op1)
+	PrepareOperation(op2)
+	sel := plain.Operations[0].SelectionSet
+	got1 := cacheOf(op1).collectFields(op1, sel, implementors)
+	got2 := cacheOf(op2).collectFields(op2, sel, implementors)
+	require.Len(t, got1, 3)
+	assert.Same(t, &got1[0], &got2[0], "collected once for both operations")
+
+	for _, q := range []string{
+		`query($x: Boolean!) { a b @include(if: $x) }`,
+		`query($x: Boolean!) { a ...F @skip(if: $x) } fragment F on Query { b }`,
+		`query($x: Boolean!) { a ...F } fragment F on Query { b @include(if: $x) }`,
+		`query($x: Boolean!) { a ... @include(if: $x) { b } }`,
+		`query($x: Boolean!) { a { b @skip(if: $x) } }`,
+	} {
+		doc, err := parser.ParseQuery(&ast.Source{Input: q})
+		require.NoError(t, err)
+		assert.True(t, hasDirectives(doc), q)
+		with := &graphql.OperationContext{Doc: doc, Variables: map[string]any{"x": true}}
+		without := &graphql.OperationContext{Doc: doc, Variables: map[string]any{"x": false}}
+		PrepareOperation(with)
+		PrepareOperation(without)
+		assert.NotSame(t, cacheOf(with).collected, cacheOf(without).collected, q)
+	}
+	assert.False(t, hasDirectives(plain))
+
+	// The entry goes with the document.
+	gone, err := parser.ParseQuery(&ast.Source{Input: `{ a }`})
+	require.NoError(t, err)
+	op := &graphql.OperationContext{Doc: gone}
+	PrepareOperation(op)
+	key := weak.Make(gone)
+	_, ok := docCaches.Load(key)
+	require.True(t, ok)
+	gone, op = nil, nil
+	require.Eventually(t, func() bool {
+		runtime.GC()
+		_, ok := docCaches.Load(key)
+		return !ok
+	}, 10*time.Second, 10*time.Millisecond)
 }
 
 func TestFieldArgsParsedOncePerOperation(t *testing.T) {

@@ -152,7 +152,7 @@ SELECT i.id, i.owner_id, i.title FROM unnest('{` + firstIDs(20) + `}'::bigint[])
 // (one row more, for hasNextPage) and the first 5 items of each of them in one statement
 // (items.Pages.UsersWithItems), only the columns asked for. The owners are the page's users: no
 // statement.
-var nestedConnectionSQL = `SELECT u.id, u.username, i.id, i.owner_id, i.title FROM (SELECT u.id, u.username FROM users AS u ` +
+var nestedConnectionSQL = `SELECT u.id, u.username, i.id, i.title FROM (SELECT u.id, u.username FROM users AS u ` +
 	`ORDER BY u.id ASC LIMIT 21) AS u LEFT JOIN LATERAL (SELECT i.id, i.owner_id, i.title FROM items AS i ` +
 	`WHERE i.owner_id = u.id ORDER BY i.id ASC LIMIT 6) AS i ON true ORDER BY u.id ASC, i.id ASC;
 `

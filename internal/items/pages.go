@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/uptrace/bun"
 
@@ -133,7 +135,8 @@ func (p *Pages) UsersWithItems(ctx context.Context, uq users.PageQuery, q Query,
 	// repeated on their items' rows; a user without items comes once, with nulls.
 	text := func(usersLimit, limit string) string {
 		order := q.page.OrderBy(q.sort(), "i.id")
-		return "SELECT " + uq.Columns() + ", " + q.columns() +
+		// The items' owner_id is the user's id: not read twice.
+		return "SELECT " + uq.Columns() + ", " + strings.Replace(q.columns(), "i.owner_id, ", "", 1) +
 			" FROM (SELECT " + uq.Columns() + " FROM users AS u ORDER BY " + uq.OrderBy() + " LIMIT " + usersLimit + ") AS u" +
 			" LEFT JOIN LATERAL (SELECT " + q.columns() + " FROM items AS i WHERE i.owner_id = u.id" +
 			" ORDER BY " + order + " LIMIT " + limit + ") AS i ON true ORDER BY " + uq.OrderBy() + ", " + order
@@ -160,44 +163,60 @@ func readNested(ctx context.Context, k nestedKey) (nestedRows, error) {
 	var (
 		list  = make([]*users.User, 0, k.users)
 		rows  = make([]*Item, 0, k.items)
-		u     users.User
-		name  sql.RawBytes // read into a string once per user, not once per row
-		email sql.RawBytes
-		id    sql.NullInt64
-		owner sql.NullInt64
+		us    = make([]users.User, 0, k.users) // the users and items in one allocation each
+		its   = make([]Item, 0, k.items)
+		uid   any // the driver's int64: no conversion (sql.NullInt64 and *int64 convert by reflection)
+		name  sql.RawBytes
+		email sql.RawBytes // read into strings once per user, not once per row
+		times [2]time.Time
+		id    any // nil for a user without items
 		title sql.NullString
 		desc  sql.NullString
-		times [2]sql.NullTime
+		itime [2]sql.NullTime
 	)
-	dest := []any{&u.ID, &name}
+	dest := []any{&uid, &name}
 	if !k.usersBrief {
-		dest = append(dest, &email, &u.CreatedAt, &u.UpdatedAt)
+		dest = append(dest, &email, &times[0], &times[1])
 	}
-	dest = append(dest, &id, &owner, &title)
+	dest = append(dest, &id, &title)
 	if !k.itemsBrief {
-		dest = append(dest, &desc, &times[0], &times[1])
+		dest = append(dest, &desc, &itime[0], &itime[1])
 	}
 	read := func(r *sql.Rows) error {
 		for r.Next() {
 			if err := r.Scan(dest...); err != nil {
 				return err
 			}
-			if len(list) == 0 || list[len(list)-1].ID != u.ID {
-				nu := u
-				nu.Username, nu.Email = string(name), string(email)
-				list = append(list, &nu)
+			u, ok := uid.(int64)
+			if !ok {
+				return fmt.Errorf("users with items: user id %T", uid)
 			}
-			if !id.Valid { // a user without items
+			if len(list) == 0 || list[len(list)-1].ID != u {
+				if len(us) == cap(us) {
+					us = make([]users.User, 0, k.users)
+				}
+				us = append(us, users.User{ID: u, Username: string(name), Email: string(email), CreatedAt: times[0], UpdatedAt: times[1]})
+				list = append(list, &us[len(us)-1])
+			}
+			if id == nil { // a user without items
 				continue
 			}
+			iid, ok := id.(int64)
+			if !ok {
+				return fmt.Errorf("users with items: item id %T", id)
+			}
+			if len(its) == cap(its) {
+				its = make([]Item, 0, k.items)
+			}
 			// The owner is the user of the row: read in the same statement, as WithOwner reads it.
-			it := &Item{ID: id.Int64, OwnerID: owner.Int64, Title: title.String, Owner: list[len(list)-1]}
+			its = append(its, Item{ID: iid, OwnerID: u, Title: title.String, Owner: list[len(list)-1]})
+			it := &its[len(its)-1]
 			if !k.itemsBrief {
 				if desc.Valid {
 					d := desc.String
 					it.Description = &d
 				}
-				it.CreatedAt, it.UpdatedAt = times[0].Time, times[1].Time
+				it.CreatedAt, it.UpdatedAt = itime[0].Time, itime[1].Time
 			}
 			rows = append(rows, it)
 		}

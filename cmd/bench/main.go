@@ -559,7 +559,7 @@ func (s *serverProc) launch(ctx context.Context, cmd *exec.Cmd, logName string, 
 
 // known reports whether name is one of the server's settings (listed in the report).
 func known(name string) bool {
-	for _, p := range []string{"DB_", "QUERY_", "LOG_", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "OPERATION_", "MAX_"} {
+	for _, p := range []string{"DB_", "QUERY_", "LOG_", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG", "OPERATION_", "MAX_"} {
 		if strings.HasPrefix(name, p) {
 			return true
 		}

@@ -348,6 +348,8 @@ type opCache struct {
 	// The pages of User.items fields read ahead with their users (usersPage), by field of the
 	// document and user.
 	items map[*ast.Field]map[int64]*items.Connection
+	// The first byte of the answer data marshalData wrote last (ReleaseData).
+	data atomic.Pointer[byte]
 }
 
 // fieldsCache holds graphql.CollectFields' answers by selection and type.
@@ -576,6 +578,12 @@ func (c *opCache) fieldArgs(_ *graphql.OperationContext, field graphql.Collected
 func marshalData(op *graphql.OperationContext, buf *bytes.Buffer, data graphql.Marshaler) {
 	var slot *atomic.Uint64
 	var key uint64
+	c := cacheOf(op)
+	if c != nil && buf.Cap() == 0 {
+		if b, ok := dataBuffers.Get().(*[]byte); ok { // one an earlier answer gave back (ReleaseData)
+			*buf = *bytes.NewBuffer((*b)[:0])
+		}
+	}
 	if op != nil && op.Operation != nil {
 		h := maphash.Comparable(hintSeed, op.Operation)
 		slot, key = &sizeHints[h%uint64(len(sizeHints))], h>>32
@@ -588,7 +596,25 @@ func marshalData(op *graphql.OperationContext, buf *bytes.Buffer, data graphql.M
 		size := uint64(min(buf.Len()+buf.Len()/8, maxSizeHint))
 		slot.Store(key<<32 | size)
 	}
+	if c != nil && buf.Len() > 0 {
+		c.data.Store(&buf.Bytes()[0])
+	}
 }
+
+// ReleaseData gives back the buffer of op's answer data, once the answer is written and nothing
+// holds it (the POST transport, after writing it whole): the next answer is written into it. A
+// slice that is not the one marshalData wrote for op is left alone.
+func ReleaseData(op *graphql.OperationContext, data []byte) {
+	c := cacheOf(op)
+	if c == nil || len(data) == 0 || cap(data) > maxSizeHint || c.data.Load() != &data[0] || !c.data.CompareAndSwap(&data[0], nil) {
+		return
+	}
+	b := data[:0]
+	dataBuffers.Put(&b)
+}
+
+// dataBuffers are buffers answers were written in, for the next ones.
+var dataBuffers sync.Pool
 
 // maxSizeHint bounds what a hint makes an answer allocate before it is written.
 const maxSizeHint = 1 << 20

@@ -461,3 +461,36 @@ func TestObjectFieldsWriteAlikeToAnyWriter(t *testing.T) {
 	assert.Equal(t, `{"id":1,"name":"a \"quoted\" <name>","other":"plain"}`, buf.String())
 	assert.Equal(t, buf.String(), sb.String())
 }
+
+// An answer's data buffer goes back for the next answer only when it is the one marshalData
+// wrote for that operation, once.
+func TestReleaseDataOnlyTheOperationsOwn(t *testing.T) {
+	op := &graphql.OperationContext{}
+	PrepareOperation(op)
+	var buf bytes.Buffer
+	marshalData(op, &buf, graphql.MarshalString("first"))
+	data := buf.Bytes()
+	require.Equal(t, `"first"`, string(data))
+
+	ReleaseData(op, []byte(`"first"`)) // a copy: not the operation's buffer
+	assert.Same(t, &data[0], cacheOf(op).data.Load())
+	other := &graphql.OperationContext{}
+	PrepareOperation(other)
+	ReleaseData(other, data) // another operation's
+	assert.Same(t, &data[0], cacheOf(op).data.Load())
+
+	ReleaseData(op, data)
+	assert.Nil(t, cacheOf(op).data.Load(), "given back")
+	ReleaseData(op, data) // twice: nothing more
+	ReleaseData(nil, data)
+
+	// The next answer is written whole whatever buffer it gets.
+	for range 3 {
+		next := &graphql.OperationContext{}
+		PrepareOperation(next)
+		var b bytes.Buffer
+		marshalData(next, &b, graphql.MarshalString("second"))
+		assert.Equal(t, `"second"`, b.String())
+		ReleaseData(next, b.Bytes())
+	}
+}

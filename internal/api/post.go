@@ -14,6 +14,8 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/wikigraph/wikigraph/graph"
 )
 
 // post is gqlgen's POST transport (transport.POST of v0.17.98: the same requests, statuses,
@@ -79,7 +81,11 @@ func (post) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecuto
 		return
 	}
 	responses, ctx := exec.DispatchOperation(ctx, rc)
-	writeResponse(w, responses(ctx))
+	resp := responses(ctx)
+	writeResponse(w, resp)
+	if resp != nil {
+		graph.ReleaseData(rc, resp.Data) // written whole: its buffer serves the next answer
+	}
 }
 
 // responseContentType is the media type of the answer, as gqlgen's POST chooses it from Accept.

@@ -116,10 +116,11 @@ func newDeferredGroup(ctx context.Context, fields []graphql.CollectedField) grap
 // and parents: object, field, result, and resolver set for a preloaded resolver field), its value
 // and its marshaller's answer; a panic nulls it. The field context has no Child function (gqlgen
 // made one per field for middleware that asks for its children's contexts: ours does not).
-func resolvePlain[T any](ctx context.Context, field graphql.CollectedField, object string, resolver bool,
+func resolvePlain[T any](caches *opCache, ctx context.Context, field graphql.CollectedField, object string, resolver bool,
 	v T, marshal func(context.Context, ast.SelectionSet, T) graphql.Marshaler,
 ) (ret graphql.Marshaler) {
-	c := &fieldCtx{Context: ctx}
+	c := caches.newFieldCtx()
+	c.Context = ctx
 	c.fc = graphql.FieldContext{
 		Parent:     graphql.GetFieldContext(ctx),
 		Object:     object,
@@ -136,6 +137,25 @@ func resolvePlain[T any](ctx context.Context, field graphql.CollectedField, obje
 		}
 	}()
 	return marshal(c, field.Selections, v)
+}
+
+// newFieldCtx returns a new field context for a plain field of the operation, from chunks its
+// plain fields share (c nil: an allocation of its own): a nested page has 220 of them, each an
+// allocation of its own before.
+func (c *opCache) newFieldCtx() *fieldCtx {
+	if c == nil {
+		return &fieldCtx{}
+	}
+	c.ctxMu.Lock()
+	defer c.ctxMu.Unlock()
+	if len(c.ctxs) == 0 {
+		n := min(max(4, 2*c.ctxsMade), 64) // small operations take small chunks
+		c.ctxs = make([]fieldCtx, n)
+		c.ctxsMade += n
+	}
+	f := &c.ctxs[0]
+	c.ctxs = c.ctxs[1:]
+	return f
 }
 
 // plainString is a String! field read from its object's struct, written from there when the
@@ -350,6 +370,10 @@ type opCache struct {
 	items map[*ast.Field]map[int64]*items.Connection
 	// The first byte of the answer data marshalData wrote last (ReleaseData).
 	data atomic.Pointer[byte]
+
+	ctxMu    sync.Mutex
+	ctxs     []fieldCtx // the field contexts newFieldCtx hands out next
+	ctxsMade int
 }
 
 // fieldsCache holds graphql.CollectFields' answers by selection and type.

@@ -91,7 +91,7 @@ func TestResolvePlainGivesTheFieldItsContextAndNullsAPanic(t *testing.T) {
 	ctx := responseContext()
 	field := graphql.CollectedField{Field: &ast.Field{Alias: "node", Name: "node"}}
 	var seen *graphql.FieldContext
-	got := resolvePlain(ctx, field, "UserEdge", false, "value", func(ctx context.Context, _ ast.SelectionSet, v string) graphql.Marshaler {
+	got := resolvePlain(nil, ctx, field, "UserEdge", false, "value", func(ctx context.Context, _ ast.SelectionSet, v string) graphql.Marshaler {
 		seen = graphql.GetFieldContext(ctx)
 		return graphql.MarshalString(v)
 	})
@@ -105,13 +105,13 @@ func TestResolvePlainGivesTheFieldItsContextAndNullsAPanic(t *testing.T) {
 	got.MarshalGQL(&buf)
 	assert.Equal(t, `"value"`, buf.String())
 
-	resolvePlain(ctx, field, "Item", true, "value", func(ctx context.Context, _ ast.SelectionSet, v string) graphql.Marshaler {
+	resolvePlain(nil, ctx, field, "Item", true, "value", func(ctx context.Context, _ ast.SelectionSet, v string) graphql.Marshaler {
 		seen = graphql.GetFieldContext(ctx)
 		return graphql.Null
 	})
 	assert.True(t, seen.IsResolver && seen.IsMethod, "a preloaded resolver field says so")
 
-	got = resolvePlain(ctx, field, "UserEdge", false, "value", func(context.Context, ast.SelectionSet, string) graphql.Marshaler {
+	got = resolvePlain(nil, ctx, field, "UserEdge", false, "value", func(context.Context, ast.SelectionSet, string) graphql.Marshaler {
 		panic("boom")
 	})
 	assert.Equal(t, graphql.Null, got)
@@ -493,4 +493,46 @@ func TestReleaseDataOnlyTheOperationsOwn(t *testing.T) {
 		assert.Equal(t, `"second"`, b.String())
 		ReleaseData(next, b.Bytes())
 	}
+}
+
+// The operation's plain fields take their contexts from shared chunks: each its own, from
+// goroutines at once too.
+func TestFieldCtxChunks(t *testing.T) {
+	op := &graphql.OperationContext{}
+	PrepareOperation(op)
+	c := cacheOf(op)
+	seen := make(map[*fieldCtx]bool)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 100 {
+				f := c.newFieldCtx()
+				mu.Lock()
+				assert.False(t, seen[f], "handed out twice")
+				seen[f] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Len(t, seen, 400)
+	assert.GreaterOrEqual(t, c.ctxsMade, 400)
+
+	ctx := responseContext()
+	field := graphql.CollectedField{Field: &ast.Field{Alias: "node", Name: "node"}}
+	var first, second *graphql.FieldContext
+	resolvePlain(c, ctx, field, "UserEdge", false, 1, func(ctx context.Context, _ ast.SelectionSet, v int) graphql.Marshaler {
+		first = graphql.GetFieldContext(ctx)
+		return graphql.MarshalInt(v)
+	})
+	resolvePlain(c, ctx, field, "ItemEdge", false, 2, func(ctx context.Context, _ ast.SelectionSet, v int) graphql.Marshaler {
+		second = graphql.GetFieldContext(ctx)
+		return graphql.MarshalInt(v)
+	})
+	assert.NotSame(t, first, second)
+	assert.Equal(t, []any{"UserEdge", 1}, []any{first.Object, first.Result})
+	assert.Equal(t, []any{"ItemEdge", 2}, []any{second.Object, second.Result})
 }

@@ -1673,7 +1673,7 @@ func (ec *executionContext) fieldContext_Item_updatedAt(_ context.Context, field
 }
 
 func (ec *executionContext) _ItemConnection_edges(ctx context.Context, field graphql.CollectedField, obj *items.Connection) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, "ItemConnection", false, obj.Edges,
+	return resolvePlain(ec.caches, ctx, field, "ItemConnection", false, obj.Edges,
 
 		func(ctx context.Context, selections ast.SelectionSet, v []*items.Edge) graphql.Marshaler {
 			return ec.marshalNItemEdge2ᚕᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋitemsᚐEdgeᚄ(ctx, selections, v)
@@ -1694,7 +1694,7 @@ func (ec *executionContext) fieldContext_ItemConnection_edges(_ context.Context,
 }
 
 func (ec *executionContext) _ItemConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *items.Connection) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, "ItemConnection", false, obj.PageInfo,
+	return resolvePlain(ec.caches, ctx, field, "ItemConnection", false, obj.PageInfo,
 
 		func(ctx context.Context, selections ast.SelectionSet, v paging.PageInfo) graphql.Marshaler {
 			return ec.marshalNPageInfo2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋpagingᚐPageInfo(ctx, selections, v)
@@ -1761,7 +1761,7 @@ func (ec *executionContext) fieldContext_ItemEdge_cursor(_ context.Context, fiel
 }
 
 func (ec *executionContext) _ItemEdge_node(ctx context.Context, field graphql.CollectedField, obj *items.Edge) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, "ItemEdge", false, obj.Node,
+	return resolvePlain(ec.caches, ctx, field, "ItemEdge", false, obj.Node,
 
 		func(ctx context.Context, selections ast.SelectionSet, v *items.Item) graphql.Marshaler {
 			return ec.marshalNItem2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋitemsᚐItem(ctx, selections, v)
@@ -1790,7 +1790,7 @@ func (ec *executionContext) fieldContext_ItemEvent_kind(_ context.Context, field
 }
 
 func (ec *executionContext) _ItemEvent_item(ctx context.Context, field graphql.CollectedField, obj *events.ItemEvent) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, "ItemEvent", false, obj.Item,
+	return resolvePlain(ec.caches, ctx, field, "ItemEvent", false, obj.Item,
 
 		func(ctx context.Context, selections ast.SelectionSet, v *items.Item) graphql.Marshaler {
 			return ec.marshalNItem2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋitemsᚐItem(ctx, selections, v)
@@ -2814,7 +2814,7 @@ func (ec *executionContext) fieldContext_User_items(ctx context.Context, field g
 }
 
 func (ec *executionContext) _UserConnection_edges(ctx context.Context, field graphql.CollectedField, obj *users.Connection) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, "UserConnection", false, obj.Edges,
+	return resolvePlain(ec.caches, ctx, field, "UserConnection", false, obj.Edges,
 
 		func(ctx context.Context, selections ast.SelectionSet, v []*users.Edge) graphql.Marshaler {
 			return ec.marshalNUserEdge2ᚕᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋusersᚐEdgeᚄ(ctx, selections, v)
@@ -2835,7 +2835,7 @@ func (ec *executionContext) fieldContext_UserConnection_edges(_ context.Context,
 }
 
 func (ec *executionContext) _UserConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *users.Connection) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, "UserConnection", false, obj.PageInfo,
+	return resolvePlain(ec.caches, ctx, field, "UserConnection", false, obj.PageInfo,
 
 		func(ctx context.Context, selections ast.SelectionSet, v paging.PageInfo) graphql.Marshaler {
 			return ec.marshalNPageInfo2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋpagingᚐPageInfo(ctx, selections, v)
@@ -2902,7 +2902,7 @@ func (ec *executionContext) fieldContext_UserEdge_cursor(_ context.Context, fiel
 }
 
 func (ec *executionContext) _UserEdge_node(ctx context.Context, field graphql.CollectedField, obj *users.Edge) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, "UserEdge", false, obj.Node,
+	return resolvePlain(ec.caches, ctx, field, "UserEdge", false, obj.Node,
 
 		func(ctx context.Context, selections ast.SelectionSet, v *users.User) graphql.Marshaler {
 			return ec.marshalNUser2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋusersᚐUser(ctx, selections, v)
@@ -2962,7 +2962,7 @@ func (ec *executionContext) fieldContext___Directive_isRepeatable(_ context.Cont
 }
 
 func (ec *executionContext) ___Directive_locations(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, "", false, obj.Locations,
+	return resolvePlain(ec.caches, ctx, field, "", false, obj.Locations,
 
 		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
 			return ec.marshalN__DirectiveLocation2ᚕstringᚄ(ctx, selections, v)
@@ -3174,7 +3174,7 @@ func (ec *executionContext) fieldContext___Field_args(ctx context.Context, field
 }
 
 func (ec *executionContext) ___Field_type(ctx context.Context, field graphql.CollectedField, obj *introspection.Field) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, "", false, obj.Type,
+	return resolvePlain(ec.caches, ctx, field, "", false, obj.Type,
 
 		func(ctx context.Context, selections ast.SelectionSet, v *introspection.Type) graphql.Marshaler {
 			return ec.marshalN__Type2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx, selections, v)
@@ -3272,7 +3272,7 @@ func (ec *executionContext) fieldContext___InputValue_description(_ context.Cont
 }
 
 func (ec *executionContext) ___InputValue_type(ctx context.Context, field graphql.CollectedField, obj *introspection.InputValue) (ret graphql.Marshaler) {
-	return resolvePlain(ctx, field, "", false, obj.Type,
+	return resolvePlain(ec.caches, ctx, field, "", false, obj.Type,
 
 		func(ctx context.Context, selections ast.SelectionSet, v *introspection.Type) graphql.Marshaler {
 			return ec.marshalN__Type2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx, selections, v)
@@ -4359,7 +4359,7 @@ func (ec *executionContext) _Item(ctx context.Context, sel ast.SelectionSet, obj
 			}
 		case "owner":
 			if v := obj.Owner; v != nil && !field.IsDeferred() {
-				out.Values[i] = resolvePlain(ctx, field, "Item", true, v, func(ctx context.Context, selections ast.SelectionSet, v *users.User) graphql.Marshaler {
+				out.Values[i] = resolvePlain(ec.caches, ctx, field, "Item", true, v, func(ctx context.Context, selections ast.SelectionSet, v *users.User) graphql.Marshaler {
 					return ec.marshalNUser2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋusersᚐUser(ctx, selections, v)
 				})
 				if out.Values[i] == graphql.Null {
@@ -4808,7 +4808,7 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 			}
 		case "items":
 			if v := ec.caches.userItems(field.Field, obj.ID); v != nil && !field.IsDeferred() {
-				out.Values[i] = resolvePlain(ctx, field, "User", true, v, func(ctx context.Context, selections ast.SelectionSet, v *items.Connection) graphql.Marshaler {
+				out.Values[i] = resolvePlain(ec.caches, ctx, field, "User", true, v, func(ctx context.Context, selections ast.SelectionSet, v *items.Connection) graphql.Marshaler {
 					return ec.marshalNItemConnection2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋitemsᚐConnection(ctx, selections, v)
 				})
 				if out.Values[i] == graphql.Null {

@@ -295,7 +295,7 @@ func plainField(fn *ast.FuncDecl) plainKind {
 	}
 	fn.Body.List[0] = &ast.ReturnStmt{Results: []ast.Expr{&ast.CallExpr{
 		Fun:  ast.NewIdent("resolvePlain"),
-		Args: []ast.Expr{ast.NewIdent("ctx"), ast.NewIdent("field"), stringLit(typ), ast.NewIdent("false"), value, marshal},
+		Args: []ast.Expr{cachesExpr(), ast.NewIdent("ctx"), ast.NewIdent("field"), stringLit(typ), ast.NewIdent("false"), value, marshal},
 	}}}
 	return plainObject
 }
@@ -391,7 +391,7 @@ func preload(fn *ast.FuncDecl, marshals map[string]*ast.FuncLit) int {
 				Body: &ast.BlockStmt{List: []ast.Stmt{
 					&ast.AssignStmt{Lhs: []ast.Expr{slot}, Tok: token.ASSIGN, Rhs: []ast.Expr{&ast.CallExpr{
 						Fun:  ast.NewIdent("resolvePlain"),
-						Args: []ast.Expr{ast.NewIdent("ctx"), ast.NewIdent("field"), stringLit(typ), ast.NewIdent("true"), value, marshal},
+						Args: []ast.Expr{cachesExpr(), ast.NewIdent("ctx"), ast.NewIdent("field"), stringLit(typ), ast.NewIdent("true"), value, marshal},
 					}}},
 					&ast.IfStmt{
 						Cond: &ast.BinaryExpr{X: slot, Op: token.EQL, Y: &ast.SelectorExpr{X: ast.NewIdent("graphql"), Sel: ast.NewIdent("Null")}},
@@ -455,6 +455,11 @@ func addCaches(decl ast.Decl) int {
 		Value: &ast.CallExpr{Fun: ast.NewIdent("cacheOf"), Args: []ast.Expr{ast.NewIdent("opCtx")}},
 	})
 	return 1
+}
+
+// cachesExpr is ec.caches.
+func cachesExpr() ast.Expr {
+	return &ast.SelectorExpr{X: ast.NewIdent("ec"), Sel: ast.NewIdent("caches")}
 }
 
 // cachesMethod is ec.caches.<name>.

@@ -197,7 +197,7 @@ func TestRewrite(t *testing.T) {
 	src := string(out)
 	for _, want := range []string{
 		"return ec.marshalNID2int64(ctx, field.Selections, obj.ID)",
-		"return resolvePlain(ctx, field, \"ItemEdge\", false, obj.Node,",
+		"return resolvePlain(ec.caches, ctx, field, \"ItemEdge\", false, obj.Node,",
 		"return ec.Resolvers.Item().Owner(ctx, obj)", // a resolver keeps gqlgen's path
 		"deferred := newDeferredGroup(ctx, fields)",
 		"fields := ec.caches.collectFields(ec.OperationContext, sel, itemImplementors)",
@@ -207,8 +207,8 @@ func TestRewrite(t *testing.T) {
 		"marshalData(opCtx, &buf, data)",
 		"caches *opCache",
 		"caches: cacheOf(opCtx)",
-		"if v := obj.Owner; v != nil && !field.IsDeferred() {\n\t\t\t\tout.Values[i] = resolvePlain(ctx, field, \"Item\", true, v, func(",
-		"if v := ec.caches.userItems(field.Field, obj.ID); v != nil && !field.IsDeferred() {\n\t\t\t\tout.Values[i] = resolvePlain(ctx, field, \"User\", true, v, func(",
+		"if v := obj.Owner; v != nil && !field.IsDeferred() {\n\t\t\t\tout.Values[i] = resolvePlain(ec.caches, ctx, field, \"Item\", true, v, func(",
+		"if v := ec.caches.userItems(field.Field, obj.ID); v != nil && !field.IsDeferred() {\n\t\t\t\tout.Values[i] = resolvePlain(ec.caches, ctx, field, \"User\", true, v, func(",
 	} {
 		assert.Contains(t, src, want)
 	}

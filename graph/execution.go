@@ -306,26 +306,9 @@ func (o *objectFields) MarshalGQL(w io.Writer) {
 		o.marshalBuffer(buf)
 		return
 	}
-	_, _ = io.WriteString(w, "{")
-	written := 0
-fields:
-	for i := range o.fields {
-		alias := o.fields[i].Alias
-		for j := range i {
-			if o.fields[j].Alias == alias {
-				continue fields
-			}
-		}
-		if written > 0 {
-			_, _ = io.WriteString(w, ",")
-		}
-		written++
-		_, _ = io.WriteString(w, `"`)
-		_, _ = io.WriteString(w, alias)
-		_, _ = io.WriteString(w, `":`)
-		o.values[i].MarshalGQL(w)
-	}
-	_, _ = io.WriteString(w, "}")
+	var buf bytes.Buffer
+	o.marshalBuffer(&buf)
+	_, _ = w.Write(buf.Bytes())
 }
 
 // marshalBuffer is MarshalGQL into a buffer.
@@ -363,8 +346,8 @@ type opCache struct {
 	// (docFields), else the operation's own.
 	collected *fieldsCache
 
-	mu    sync.Mutex
-	args  map[*ast.Field]map[string]any
+	mu   sync.Mutex
+	args map[*ast.Field]map[string]any
 	// The pages of User.items fields read ahead with their users (usersPage), by field of the
 	// document and user.
 	items map[*ast.Field]map[int64]*items.Connection

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,16 +86,7 @@ func startFloor(ctx context.Context, binary string, env benchEnv) (*serverProc, 
 			args = append(args, r.path+"="+r.field+":"+stmt)
 		}
 	}
-	ready := func() bool {
-		resp, err := http.Get("http://" + s.addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}
-	if err := s.launch(ctx, exec.Command(binary, args...), filepath.Join(env.workDir, "floor.log"), ready, 30*time.Second); err != nil {
+	if err := s.launch(ctx, exec.Command(binary, args...), filepath.Join(env.workDir, "floor.log"), s.ready, 30*time.Second); err != nil {
 		return nil, "", fmt.Errorf("floor: %w", err)
 	}
 	return s, fmt.Sprintf("net/http + database/sql + pgdriver %s, %d connections, %s", pgdriverVersion(), cfg.DBMaxConns, runtime.Version()), nil

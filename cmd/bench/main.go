@@ -511,16 +511,7 @@ func startServer(ctx context.Context, binary string, env benchEnv, pprof, oneCli
 	}
 	cmd := exec.Command(binary)
 	cmd.Env = append(os.Environ(), extra...)
-	ready := func() bool {
-		resp, err := http.Get("http://" + s.addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}
-	if err := s.launch(ctx, cmd, filepath.Join(env.workDir, "server.log"), ready, 30*time.Second); err != nil {
+	if err := s.launch(ctx, cmd, filepath.Join(env.workDir, "server.log"), s.ready, 30*time.Second); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	return s, nil
@@ -824,4 +815,15 @@ func printFloorTable(w io.Writer, rep Report) {
 			r.Ratio, r.FloorRatio, r.ServerToFloor)
 	}
 	tw.Flush()
+}
+
+// ready reports whether the process answers its readiness probe (/readyz) with 200.
+func (s *serverProc) ready() bool {
+	resp, err := http.Get("http://" + s.addr + "/readyz")
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }

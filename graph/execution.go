@@ -5,8 +5,8 @@ import (
 	"context"
 	"hash/maphash"
 	"io"
-	"maps"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"weak"
@@ -348,9 +348,8 @@ type opCache struct {
 
 	mu   sync.Mutex
 	args map[*ast.Field]map[string]any
-	// The pages of User.items fields read ahead with their users (usersPage), by field of the
-	// document and user.
-	items map[*ast.Field]map[int64]*items.Connection
+	// The pages of User.items fields read ahead with their users (usersPage).
+	items []itemsPreload
 	// The first byte of the answer data marshalData wrote last (ReleaseData).
 	data atomic.Pointer[byte]
 
@@ -522,38 +521,47 @@ func (c *fieldsCache) get(op *graphql.OperationContext, sel ast.SelectionSet, sa
 	return fields
 }
 
-// preloadItems records pages, by user, as the value of each of the User.items fields (c nil:
-// nothing). A user recorded already keeps its page (two pages of users listing one user).
-func (c *opCache) preloadItems(fields []*ast.Field, pages map[int64]*items.Connection) {
-	if c == nil {
+// preloadItems records pages, by user, as the value of the User.items fields under the
+// usersConnection being resolved (conn, its field context) that read them ahead (c nil: nothing).
+// Its own descendants only: the same field of the document can also stand elsewhere (a fragment
+// spread under another field), merged there with fields that ask for more than this page read.
+func (c *opCache) preloadItems(conn *graphql.FieldContext, fields []*ast.Field, pages map[int64]*items.Connection) {
+	if c == nil || conn == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.items == nil {
-		c.items = make(map[*ast.Field]map[int64]*items.Connection, len(fields))
-	}
-	for _, f := range fields {
-		had := c.items[f]
-		if had == nil {
-			c.items[f] = pages // read only here
-			continue
-		}
-		merged := maps.Clone(pages) // (pages is the loaders' too)
-		maps.Copy(merged, had)
-		c.items[f] = merged
-	}
+	c.items = append(c.items, itemsPreload{conn: conn, fields: fields, pages: pages})
 }
 
-// userItems is the page preloadItems recorded for this User.items field of this user; nil when
-// none, and the field resolves as usual.
-func (c *opCache) userItems(field *ast.Field, user int64) *items.Connection {
+// itemsPreload is what one usersConnection read ahead for the items fields of its users.
+type itemsPreload struct {
+	conn   *graphql.FieldContext
+	fields []*ast.Field
+	pages  map[int64]*items.Connection // shared with the loaders: read only
+}
+
+// userItems is the page preloadItems recorded for this User.items field of this user, resolved
+// under the usersConnection that read it (ctx: the user's); nil when none, and the field resolves
+// as usual.
+func (c *opCache) userItems(ctx context.Context, field *ast.Field, user int64) *items.Connection {
 	if c == nil {
 		return nil
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.items[field][user]
+	preloads := c.items
+	c.mu.Unlock()
+	for _, p := range preloads {
+		if !slices.Contains(p.fields, field) {
+			continue
+		}
+		for fc := graphql.GetFieldContext(ctx); fc != nil; fc = fc.Parent {
+			if fc == p.conn {
+				return p.pages[user]
+			}
+		}
+	}
+	return nil
 }
 
 // fieldArgs is a field's arguments, parsed once per field of the document in an operation (c

@@ -346,6 +346,21 @@ func TestPreloadedResolversAnswerTheObjectsValue(t *testing.T) {
 	got, err := (&Resolver{}).Item().Owner(context.Background(), &items.Item{ID: 1, OwnerID: 7, Owner: owner})
 	require.NoError(t, err)
 	assert.Same(t, owner, got, "Item.owner")
+
+	// A brief owner (id and username read) answers only a selection that asks no more of it.
+	brief := &users.User{ID: 7, Username: "preloaded", Brief: true}
+	it := &items.Item{ID: 1, OwnerID: 7, Owner: brief}
+	sel := func(q string) graphql.CollectedField {
+		doc, err := parser.ParseQuery(&ast.Source{Input: q})
+		require.NoError(t, err)
+		f := doc.Operations[0].SelectionSet[0].(*ast.Field)
+		return graphql.CollectedField{Field: f, Selections: f.SelectionSet}
+	}
+	assert.Same(t, brief, itemOwner(sel(`{ owner { id username } }`), it))
+	assert.Nil(t, itemOwner(sel(`{ owner { username email } }`), it))
+	assert.Nil(t, itemOwner(sel(`{ owner { ... on User { createdAt } } }`), it))
+	assert.Same(t, owner, itemOwner(sel(`{ owner { email } }`), &items.Item{Owner: owner}), "a full owner answers all")
+	assert.Nil(t, itemOwner(sel(`{ owner { id } }`), &items.Item{}), "no owner read")
 }
 
 // An object's set takes the values of its plain fields as written and those of the fields
@@ -417,30 +432,39 @@ func TestObjectSetInItsFieldContext(t *testing.T) {
 	assert.NotSame(t, &c.set, newObjectSet(context.WithValue(c, struct{}{}, 1), fields), "a context made from it is not the field's own")
 }
 
-// The pages usersPage reads ahead answer their User.items fields, per field of the document and
-// user; a second page of users listing one of the same users keeps the first one's page.
-func TestPreloadedItemsPerFieldAndUser(t *testing.T) {
+// The pages usersPage reads ahead answer their User.items fields under the usersConnection that
+// read them only: the same field of the document under another field (a fragment spread
+// elsewhere, another page) resolves as usual.
+func TestPreloadedItemsUnderTheirConnectionOnly(t *testing.T) {
 	op := &graphql.OperationContext{}
 	PrepareOperation(op)
 	c := cacheOf(op)
 	items1, items2 := &ast.Field{Name: "items"}, &ast.Field{Name: "items"}
 	a, b, b2 := &items.Connection{}, &items.Connection{}, &items.Connection{}
-	first := map[int64]*items.Connection{1: a, 2: b}
-	c.preloadItems([]*ast.Field{items1}, first)
-	assert.Same(t, a, c.userItems(items1, 1))
-	assert.Same(t, b, c.userItems(items1, 2))
-	assert.Nil(t, c.userItems(items1, 3), "a user of no page read ahead")
-	assert.Nil(t, c.userItems(items2, 1), "another items field (owner { items }, other arguments)")
+	connA, connB := &graphql.FieldContext{Object: "Query"}, &graphql.FieldContext{Object: "Query"}
+	under := func(conn *graphql.FieldContext) context.Context { // a user's context: node of an edge of conn
+		edges := &graphql.FieldContext{Parent: conn, Object: "UserConnection"}
+		elem := &graphql.FieldContext{Parent: edges}
+		node := &fieldCtx{Context: context.Background()} // (WithFieldContext would set its own parent)
+		node.fc = graphql.FieldContext{Parent: elem, Object: "UserEdge"}
+		return node
+	}
+	c.preloadItems(connA, []*ast.Field{items1}, map[int64]*items.Connection{1: a, 2: b})
+	assert.Same(t, a, c.userItems(under(connA), items1, 1))
+	assert.Same(t, b, c.userItems(under(connA), items1, 2))
+	assert.Nil(t, c.userItems(under(connA), items1, 3), "a user of no page read ahead")
+	assert.Nil(t, c.userItems(under(connA), items2, 1), "another items field")
+	assert.Nil(t, c.userItems(under(connB), items1, 1), "the same field under another connection")
+	assert.Nil(t, c.userItems(context.Background(), items1, 1), "the same field under no connection")
 
-	c.preloadItems([]*ast.Field{items1, items2}, map[int64]*items.Connection{2: b2, 3: a})
-	assert.Same(t, b, c.userItems(items1, 2), "the first page read keeps its user")
-	assert.Same(t, a, c.userItems(items1, 3))
-	assert.Same(t, b2, c.userItems(items2, 2))
-	assert.Len(t, first, 2, "the loaders' map is not changed")
+	c.preloadItems(connB, []*ast.Field{items1, items2}, map[int64]*items.Connection{2: b2})
+	assert.Same(t, b, c.userItems(under(connA), items1, 2), "each connection its own page")
+	assert.Same(t, b2, c.userItems(under(connB), items1, 2))
+	assert.Same(t, b2, c.userItems(under(connB), items2, 2))
 
 	var none *opCache
-	none.preloadItems([]*ast.Field{items1}, first)
-	assert.Nil(t, none.userItems(items1, 1), "no caches: nothing preloaded")
+	none.preloadItems(connA, []*ast.Field{items1}, map[int64]*items.Connection{1: a})
+	assert.Nil(t, none.userItems(under(connA), items1, 1), "no caches: nothing preloaded")
 }
 
 // An object writes the same into an answer's buffer (its fast path) as into any writer.

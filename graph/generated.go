@@ -2962,7 +2962,7 @@ func (ec *executionContext) fieldContext___Directive_isRepeatable(_ context.Cont
 }
 
 func (ec *executionContext) ___Directive_locations(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
-	return resolvePlain(ec.caches, ctx, field, "", false, obj.Locations,
+	return resolvePlain(ec.caches, ctx, field, "__Directive", false, obj.Locations,
 
 		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
 			return ec.marshalN__DirectiveLocation2ᚕstringᚄ(ctx, selections, v)
@@ -3174,7 +3174,7 @@ func (ec *executionContext) fieldContext___Field_args(ctx context.Context, field
 }
 
 func (ec *executionContext) ___Field_type(ctx context.Context, field graphql.CollectedField, obj *introspection.Field) (ret graphql.Marshaler) {
-	return resolvePlain(ec.caches, ctx, field, "", false, obj.Type,
+	return resolvePlain(ec.caches, ctx, field, "__Field", false, obj.Type,
 
 		func(ctx context.Context, selections ast.SelectionSet, v *introspection.Type) graphql.Marshaler {
 			return ec.marshalN__Type2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx, selections, v)
@@ -3272,7 +3272,7 @@ func (ec *executionContext) fieldContext___InputValue_description(_ context.Cont
 }
 
 func (ec *executionContext) ___InputValue_type(ctx context.Context, field graphql.CollectedField, obj *introspection.InputValue) (ret graphql.Marshaler) {
-	return resolvePlain(ec.caches, ctx, field, "", false, obj.Type,
+	return resolvePlain(ec.caches, ctx, field, "__InputValue", false, obj.Type,
 
 		func(ctx context.Context, selections ast.SelectionSet, v *introspection.Type) graphql.Marshaler {
 			return ec.marshalN__Type2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx, selections, v)
@@ -4358,7 +4358,7 @@ func (ec *executionContext) _Item(ctx context.Context, sel ast.SelectionSet, obj
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "owner":
-			if v := obj.Owner; v != nil && !field.IsDeferred() {
+			if v := itemOwner(field, obj); v != nil && !field.IsDeferred() {
 				out.Values[i] = resolvePlain(ec.caches, ctx, field, "Item", true, v, func(ctx context.Context, selections ast.SelectionSet, v *users.User) graphql.Marshaler {
 					return ec.marshalNUser2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋusersᚐUser(ctx, selections, v)
 				})
@@ -4807,7 +4807,7 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "items":
-			if v := ec.caches.userItems(field.Field, obj.ID); v != nil && !field.IsDeferred() {
+			if v := ec.caches.userItems(ctx, field.Field, obj.ID); v != nil && !field.IsDeferred() {
 				out.Values[i] = resolvePlain(ec.caches, ctx, field, "User", true, v, func(ctx context.Context, selections ast.SelectionSet, v *items.Connection) graphql.Marshaler {
 					return ec.marshalNItemConnection2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋitemsᚐConnection(ctx, selections, v)
 				})

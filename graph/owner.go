@@ -15,8 +15,12 @@ import (
 // Either way it is the owner of the same moment as the item, even if both were deleted since.
 // nil when the response has neither.
 func ownerOf(ctx context.Context, it *items.Item) *users.User {
-	if it.Owner != nil {
-		return it.Owner
+	var fields graphql.CollectedField // Item.owner's, and what it asks for
+	if fc := graphql.GetFieldContext(ctx); fc != nil {
+		fields = fc.Field
+	}
+	if u := itemOwner(fields, it); u != nil {
+		return u
 	}
 	for fc := graphql.GetFieldContext(ctx); fc != nil; fc = fc.Parent {
 		if fc.Object != "User" || fc.Field.Field == nil || fc.Field.Name != "items" {
@@ -32,12 +36,28 @@ func ownerOf(ctx context.Context, it *items.Item) *users.User {
 		case **users.User: // a list element
 			u = *v
 		}
-		if u != nil && u.ID == it.OwnerID {
+		if u != nil && u.ID == it.OwnerID && usable(u, fields) {
 			return u
 		}
 		return nil
 	}
 	return nil
+}
+
+// itemOwner is the owner read with the item (items.WithOwner, a nested page), when it has what
+// field (an Item.owner) asks of it; nil otherwise. It is Item.owner's preloaded value
+// (internal/gqlfast).
+func itemOwner(field graphql.CollectedField, it *items.Item) *users.User {
+	if u := it.Owner; u != nil && usable(u, field) {
+		return u
+	}
+	return nil
+}
+
+// usable reports whether u has what field asks of it: all of it, or a brief user (users.User.Brief)
+// asked for no more than its id and username.
+func usable(u *users.User, field graphql.CollectedField) bool {
+	return !u.Brief || !selectsDeep(field.Selections, userDetails)
 }
 
 // readOptions asks a read of items for their owners when the selection wants them.

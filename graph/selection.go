@@ -80,7 +80,7 @@ func usersPage(ctx context.Context, r *Resolver, args paging.Args, filter *users
 				if err == nil {
 					// The items fields answer these pages without their resolver (preloaded):
 					// it would answer them from the loaders, which now hold them.
-					cacheOf(graphql.GetOperationContext(ctx)).preloadItems(fields, pages)
+					cacheOf(graphql.GetOperationContext(ctx)).preloadItems(graphql.GetFieldContext(ctx), fields, pages)
 				}
 				return conn, err
 			}

@@ -298,3 +298,57 @@ func TestConcurrentNestedReadsShareAStatement(t *testing.T) {
 	}
 	assert.Equal(t, 2, nested, "the first read's statement, then one for the 15 that waited")
 }
+
+// What a nested page reads brief (only the columns its own selection needs) answers only there:
+// the same fragment's items field elsewhere in the document, merged with one asking for more
+// (another root field, another page), and an owner asked for its details, get full rows. Root
+// fields resolve concurrently, so each shape runs many times.
+func TestBriefPagesAnswerOnlyWhereTheyWereRead(t *testing.T) {
+	e := newEnv(t)
+	prefix := unique("brief") + "_"
+	desc := "described"
+	var last user
+	for i := range 3 {
+		last = e.createUser(fmt.Sprintf("%s%d", prefix, i), fmt.Sprintf("%s%d@example.com", prefix, i))
+		for j := range 2 {
+			e.createItem(last.ID, fmt.Sprintf("t%d", j), &desc)
+		}
+	}
+	const (
+		f = `
+		fragment F on User { items(first: 2) { edges { node { id title } } } }`
+		g = `
+		fragment G on User { items(first: 2) { edges { node { description createdAt owner { email } } } } }`
+	)
+	check := func(name string, query string, vars map[string]any, full func(data map[string]any) []any) {
+		t.Helper()
+		for range 20 {
+			data, errs := e.post(query, vars)
+			require.Empty(t, errs, name)
+			nodes := full(data)
+			require.NotEmpty(t, nodes, name)
+			for _, n := range nodes {
+				node := n.(map[string]any)["node"].(map[string]any)
+				assert.Equal(t, desc, node["description"], name)
+				assert.NotEqual(t, "0001-01-01T00:00:00Z", node["createdAt"], name)
+				assert.Contains(t, node["owner"].(map[string]any)["email"], "@example.com", name)
+			}
+		}
+	}
+	edgesOf := func(v any) []any { return v.(map[string]any)["items"].(map[string]any)["edges"].([]any) }
+	check("another root field", `query($id: ID!) {
+			usersConnection(last: 1) { edges { node { id ...F } } }
+			user(id: $id) { ...F ...G } }`+f+g, map[string]any{"id": last.ID},
+		func(data map[string]any) []any { return edgesOf(data["user"]) })
+	check("another page", `{
+			a: usersConnection(last: 1) { edges { node { id ...F } } }
+			b: usersConnection(last: 1) { edges { node { id ...F ...G } } } }`+f+g, nil,
+		func(data map[string]any) []any {
+			return edgesOf(data["b"].(map[string]any)["edges"].([]any)[0].(map[string]any)["node"])
+		})
+	check("an owner's details", `query($id: ID!) {
+			usersConnection(last: 1) { edges { node { id ...F } } }
+			user(id: $id) { items(first: 2) { edges { node { description createdAt owner { email } } } } } }`+f,
+		map[string]any{"id": last.ID},
+		func(data map[string]any) []any { return edgesOf(data["user"]) })
+}

@@ -58,10 +58,12 @@ var plainMarshalers = map[string]bool{
 // field (resolvePlain) instead of through the resolver machinery; its resolver must answer the
 // same value (graph's tests hold each to it).
 var preloaded = map[string]string{
-	"Item.owner": "obj.Owner", // the user whose page listed the item, or the owner read with it
+	// The user whose page listed the item, or the owner read with it, when it has what the field
+	// asks for (graph.itemOwner).
+	"Item.owner": "itemOwner(field, obj)",
 	// The user's page of items read with the users (graph.usersPage); its resolver would answer
 	// it from the loaders, which hold it.
-	"User.items": "ec.caches.userItems(field.Field, obj.ID)",
+	"User.items": "ec.caches.userItems(ctx, field.Field, obj.ID)",
 }
 
 // Counts are how many places each rewrite changed.
@@ -289,7 +291,7 @@ func plainField(fn *ast.FuncDecl) plainKind {
 		return plainScalar
 	}
 	// An object or a list: it keeps its field context, without the field middleware.
-	typ, _, ok := strings.Cut(strings.TrimPrefix(fn.Name.Name, "_"), "_")
+	typ, ok := objectOf(fn.Name.Name)
 	if !ok {
 		return plainNone
 	}
@@ -370,6 +372,7 @@ func preload(fn *ast.FuncDecl, marshals map[string]*ast.FuncLit) int {
 		if err != nil {
 			return true // counted out: Rewrite fails
 		}
+		clearPositions(given)
 		stmt, ok := cc.Body[0].(*ast.ExprStmt)
 		if !ok {
 			return true
@@ -465,6 +468,43 @@ func cachesExpr() ast.Expr {
 // cachesMethod is ec.caches.<name>.
 func cachesMethod(name string) ast.Expr {
 	return &ast.SelectorExpr{X: &ast.SelectorExpr{X: ast.NewIdent("ec"), Sel: ast.NewIdent("caches")}, Sel: ast.NewIdent(name)}
+}
+
+// objectOf is the type of a generated field function: "Item" of _Item_title, "__Type" of
+// ___Type_fields (introspection's types begin with two underscores).
+func objectOf(fn string) (string, bool) {
+	rest, prefix := strings.TrimPrefix(fn, "_"), ""
+	if strings.HasPrefix(rest, "__") {
+		rest, prefix = rest[2:], "__"
+	}
+	typ, _, ok := strings.Cut(rest, "_")
+	return prefix + typ, ok && typ != ""
+}
+
+// clearPositions drops the positions of a parsed expression (they are those of its own text, not
+// of the file it goes into, and would make the printer break lines).
+func clearPositions(e ast.Expr) {
+	ast.Inspect(e, func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.Ident:
+			n.NamePos = token.NoPos
+		case *ast.BasicLit:
+			n.ValuePos = token.NoPos
+		case *ast.CallExpr:
+			n.Lparen, n.Rparen, n.Ellipsis = token.NoPos, token.NoPos, token.NoPos
+		case *ast.StarExpr:
+			n.Star = token.NoPos
+		case *ast.UnaryExpr:
+			n.OpPos = token.NoPos
+		case *ast.BinaryExpr:
+			n.OpPos = token.NoPos
+		case *ast.ParenExpr:
+			n.Lparen, n.Rparen = token.NoPos, token.NoPos
+		case *ast.IndexExpr:
+			n.Lbrack, n.Rbrack = token.NoPos, token.NoPos
+		}
+		return true
+	})
 }
 
 func stringLit(s string) *ast.BasicLit {

@@ -207,8 +207,8 @@ func TestRewrite(t *testing.T) {
 		"marshalData(opCtx, &buf, data)",
 		"caches *opCache",
 		"caches: cacheOf(opCtx)",
-		"if v := obj.Owner; v != nil && !field.IsDeferred() {\n\t\t\t\tout.Values[i] = resolvePlain(ec.caches, ctx, field, \"Item\", true, v, func(",
-		"if v := ec.caches.userItems(field.Field, obj.ID); v != nil && !field.IsDeferred() {\n\t\t\t\tout.Values[i] = resolvePlain(ec.caches, ctx, field, \"User\", true, v, func(",
+		"if v := itemOwner(field, obj); v != nil && !field.IsDeferred() {\n\t\t\t\tout.Values[i] = resolvePlain(ec.caches, ctx, field, \"Item\", true, v, func(",
+		"if v := ec.caches.userItems(ctx, field.Field, obj.ID); v != nil && !field.IsDeferred() {\n\t\t\t\tout.Values[i] = resolvePlain(ec.caches, ctx, field, \"User\", true, v, func(",
 	} {
 		assert.Contains(t, src, want)
 	}
@@ -230,4 +230,14 @@ func TestGeneratedExecutorIsRewritten(t *testing.T) {
 		assert.NotContains(t, string(src), gone)
 	}
 	assert.Contains(t, string(src), "return (*plainString)(&obj.Username)")
+}
+
+func TestObjectOf(t *testing.T) {
+	for fn, want := range map[string]string{"_Item_title": "Item", "_ItemEdge_node": "ItemEdge", "___Type_fields": "__Type", "___Schema_types": "__Schema"} {
+		got, ok := objectOf(fn)
+		assert.True(t, ok, fn)
+		assert.Equal(t, want, got, fn)
+	}
+	_, ok := objectOf("_Item")
+	assert.False(t, ok, "an object function, not a field's")
 }

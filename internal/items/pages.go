@@ -195,7 +195,7 @@ func readNested(ctx context.Context, k nestedKey) (nestedRows, error) {
 				if len(us) == cap(us) {
 					us = make([]users.User, 0, k.users)
 				}
-				us = append(us, users.User{ID: u, Username: string(name), Email: string(email), CreatedAt: times[0], UpdatedAt: times[1]})
+				us = append(us, users.User{ID: u, Username: string(name), Email: string(email), CreatedAt: times[0], UpdatedAt: times[1], Brief: k.usersBrief})
 				list = append(list, &us[len(us)-1])
 			}
 			if id == nil { // a user without items

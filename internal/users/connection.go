@@ -200,6 +200,11 @@ func (q PageQuery) read(ctx context.Context, db bun.IDB, prepared func(orderBy, 
 	if err != nil {
 		return nil, fmt.Errorf("users page: %w", err)
 	}
+	if q.Brief() {
+		for _, u := range rows {
+			u.Brief = true
+		}
+	}
 	return q.Connection(db, rows), nil
 }
 

@@ -35,6 +35,9 @@ type User struct {
 	Email     string    `bun:"email,notnull" json:"email"`
 	CreatedAt time.Time `bun:"created_at,nullzero,notnull,default:current_timestamp" json:"created_at"`
 	UpdatedAt time.Time `bun:"updated_at,nullzero,notnull,default:current_timestamp" json:"updated_at"`
+	// Brief: read with its id and username only (a page whose selection asked for no more);
+	// whoever needs its other fields reads it again.
+	Brief bool `bun:"-" json:"-"`
 }
 
 // NewUser is the input of Create.

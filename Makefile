@@ -46,13 +46,19 @@ frontend-check: ## regenerate examples/generated, fail if it was stale, then tsc
 	    echo "examples/generated was stale: the codegen changed the files above; commit them"; exit 1; }
 	cd examples && npx tsc --noEmit
 
-# The browser test drives Debian's chromium; install it when missing (as root, as CI runs).
+# The browser test drives Debian's chromium, the pooler tests Debian's pgbouncer (each test starts
+# its own; the package's service is not used); install them when missing (as root, as CI runs).
 test-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing chromium for the browser test"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
 	  else echo "the browser test needs chromium: sudo apt-get install chromium"; exit 1; fi; }
+	@command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing pgbouncer for the pooler tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer) >/dev/null; \
+	  else echo "the pooler tests need pgbouncer: sudo apt-get install pgbouncer"; exit 1; fi; }
 
 playground: ## rebuild the embedded GraphiQL from web/playground (needs Node.js and npm)
 	cd web/playground && npm ci --no-audit --no-fund && npx vite build

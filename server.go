@@ -60,7 +60,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	case args[0] == "token":
 		return app.Token(cfg, args[1:], out)
 	case args[0] == "migrate":
-		migrationDB, err := database.OpenForMigrations(cfg.DatabaseURL, cfg.DBAppName)
+		migrationDB, err := database.OpenForMigrations(cfg.DatabaseDirectURL, cfg.DBAppName)
 		if err != nil {
 			return err
 		}

@@ -43,12 +43,22 @@ import (
 func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	db, err := database.Open(database.Options{
 		URL: cfg.DatabaseURL, AppName: cfg.DBAppName, MaxConns: cfg.DBMaxConns,
-		StatementTimeout: cfg.DBStatementTimeout, LogSQL: cfg.LogSQL, Logger: logger,
+		StatementTimeout: cfg.DBStatementTimeout, Unprepared: !bool(cfg.DBPreparedStatements),
+		LogSQL: cfg.LogSQL, Logger: logger,
 	})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	direct := db // LISTEN's session: not through a transaction pooler
+	if cfg.DatabaseDirectURL != cfg.DatabaseURL {
+		if direct, err = database.Open(database.Options{
+			URL: cfg.DatabaseDirectURL, AppName: cfg.DBAppName, MaxConns: 2, StatementTimeout: cfg.DBStatementTimeout,
+		}); err != nil {
+			return err
+		}
+		defer direct.Close()
+	}
 	traced := tracing.Configured()
 	if traced {
 		shutdown, err := tracing.Setup(ctx, version())
@@ -63,7 +73,7 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	broker := events.New(db, events.Options{Buffer: cfg.SubscriptionBuffer, Logger: logger})
+	broker := events.New(db, events.Options{Buffer: cfg.SubscriptionBuffer, Direct: direct, Logger: logger})
 	stats := metrics.New(db.DB, broker.Subscribers)
 	database.AddQueryHook(db, stats)
 	budgets := clients.New(clients.Options{
@@ -264,7 +274,8 @@ func authentication(cfg config.Config, logger *slog.Logger) (func(http.Handler) 
 }
 
 func migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
-	db, err := database.OpenForMigrations(cfg.DatabaseURL, cfg.DBAppName)
+	// The advisory lock is a session's: held on a direct connection, not through a pooler.
+	db, err := database.OpenForMigrations(cfg.DatabaseDirectURL, cfg.DBAppName)
 	if err != nil {
 		return err
 	}

@@ -84,7 +84,14 @@ type Config struct {
 
 	// Database
 	DatabaseURL string `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/wikigraph?sslmode=disable"`
-	DBMaxConns  int    `env:"DB_MAX_CONNS" envDefault:"8"`
+	// DatabaseDirectURL reaches the primary without a transaction pooler, for what needs a
+	// session of its own: LISTEN, and migrations under their advisory lock. Load sets it to
+	// DatabaseURL when empty.
+	DatabaseDirectURL string `env:"DATABASE_DIRECT_URL"`
+	// DBPreparedStatements off: no server-side prepared statements, and the session settings
+	// sent with each statement, for a pool behind a transaction-mode pooler (pgbouncer).
+	DBPreparedStatements OnOff `env:"DB_PREPARED_STATEMENTS" envDefault:"on"`
+	DBMaxConns           int   `env:"DB_MAX_CONNS" envDefault:"8"`
 	// DBLookupSlots is how many coalesced lookup statements (users by id, a page of users) may
 	// run at once; requests arriving meanwhile share the next one.
 	DBLookupSlots      int           `env:"DB_LOOKUP_SLOTS" envDefault:"2"`
@@ -105,6 +112,9 @@ func Load() (Config, error) {
 	cfg, err := env.ParseAs[Config]()
 	if err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if cfg.DatabaseDirectURL == "" {
+		cfg.DatabaseDirectURL = cfg.DatabaseURL
 	}
 	return cfg, cfg.check()
 }
@@ -187,6 +197,22 @@ func (c Config) check() error {
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("config: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// OnOff is a switch written on/off or true/false (also 1/0).
+type OnOff bool
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (o *OnOff) UnmarshalText(b []byte) error {
+	switch strings.ToLower(strings.TrimSpace(string(b))) {
+	case "on", "true", "1":
+		*o = true
+	case "off", "false", "0":
+		*o = false
+	default:
+		return fmt.Errorf("want on or off, got %q", b)
 	}
 	return nil
 }

@@ -43,3 +43,25 @@ func TestJWKSRefreshMustBePositive(t *testing.T) {
 	_, err = Load()
 	require.ErrorContains(t, err, "AUTH_JWKS_REFRESH")
 }
+
+// A transaction pooler: prepared statements off, LISTEN and migrations on a direct URL that
+// defaults to DATABASE_URL.
+func TestPoolerSettings(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://pooler/db")
+	cfg, err := Load()
+	require.NoError(t, err)
+	assert.True(t, bool(cfg.DBPreparedStatements), "prepared statements by default")
+	assert.Equal(t, "postgres://pooler/db", cfg.DatabaseDirectURL)
+
+	t.Setenv("DATABASE_DIRECT_URL", "postgres://primary/db")
+	for value, want := range map[string]bool{"off": false, "false": false, "OFF": false, "0": false, "on": true, "true": true} {
+		t.Setenv("DB_PREPARED_STATEMENTS", value)
+		cfg, err = Load()
+		require.NoError(t, err, value)
+		assert.Equal(t, want, bool(cfg.DBPreparedStatements), value)
+		assert.Equal(t, "postgres://primary/db", cfg.DatabaseDirectURL)
+	}
+	t.Setenv("DB_PREPARED_STATEMENTS", "sometimes")
+	_, err = Load()
+	require.ErrorContains(t, err, `want on or off, got "sometimes"`)
+}

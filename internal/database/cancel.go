@@ -18,19 +18,38 @@ import (
 // is closed: the caller gets the context's error at once, database/sql drops the connection, and
 // PostgreSQL, which checks for a vanished client every client_connection_check_interval, aborts
 // the statement and rolls back its transaction.
-type cancelConnector struct{ *pgdriver.Connector }
+//
+// It also carries what a pool behind a transaction-mode pooler needs (Options.Unprepared): the
+// settings sent ahead of every statement, and statements prepared as text only.
+type cancelConnector struct {
+	*pgdriver.Connector
+	perStatement string // "SET LOCAL ...; " ahead of every statement, or empty
+	unprepared   bool
+}
 
 func (c cancelConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	cn, err := c.Connector.Connect(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &cancelConn{Conn: cn.(*pgdriver.Conn)}, nil
+	return &cancelConn{Conn: cn.(*pgdriver.Conn), perStatement: c.perStatement, unprepared: c.unprepared}, nil
 }
 
 type cancelConn struct {
 	*pgdriver.Conn
-	killed atomic.Bool
+	killed       atomic.Bool
+	perStatement string
+	unprepared   bool
+}
+
+// text is query as sent: with the per-statement settings ahead of it, if any. pgdriver sends a
+// statement with its arguments inlined in one simple-protocol message, so they run together,
+// and reads the rows (or the result) of the last one.
+func (c *cancelConn) text(query string) string {
+	if c.perStatement == "" {
+		return query
+	}
+	return c.perStatement + query
 }
 
 // watch closes the socket if ctx, or its stopper (WithStopper), ends before stop is called. Call
@@ -90,7 +109,7 @@ func (c *cancelConn) ExecContext(ctx context.Context, query string, args []drive
 	}
 	stop := c.watch(ctx)
 	defer stop()
-	res, err := c.Conn.ExecContext(ctx, query, args)
+	res, err := c.Conn.ExecContext(ctx, c.text(query), args)
 	return res, c.err(ctx, err)
 }
 
@@ -99,7 +118,7 @@ func (c *cancelConn) QueryContext(ctx context.Context, query string, args []driv
 		return nil, err
 	}
 	stop := c.watch(ctx)
-	rows, err := c.Conn.QueryContext(ctx, query, args)
+	rows, err := c.Conn.QueryContext(ctx, c.text(query), args)
 	if err != nil {
 		stop()
 		return nil, c.err(ctx, err)
@@ -140,7 +159,12 @@ func inSync(err error) bool {
 }
 
 // PrepareContext prepares a statement whose runs a cancelled context stops, like the others.
+// Unprepared, it prepares nothing on the server: the statement runs as text each time, as
+// any other statement does.
 func (c *cancelConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	if c.unprepared {
+		return textStmt{c: c, query: query}, nil
+	}
 	stop := c.watch(ctx)
 	defer stop()
 	st, err := c.Conn.PrepareContext(ctx, query)
@@ -179,6 +203,31 @@ func (s *cancelStmt) ExecContext(ctx context.Context, args []driver.NamedValue) 
 		return nil, s.c.failed(ctx, err)
 	}
 	return res, nil
+}
+
+// textStmt is a statement that is not prepared on the server: database/sql's Stmt over a pool
+// behind a transaction-mode pooler, where the next run may reach a server connection that never
+// saw it prepared.
+type textStmt struct {
+	c     *cancelConn
+	query string
+}
+
+func (s textStmt) Close() error  { return nil }
+func (s textStmt) NumInput() int { return -1 } // not known: database/sql leaves the count to the driver
+
+// Exec and Query are never called: database/sql uses ExecContext and QueryContext.
+func (s textStmt) Exec([]driver.Value) (driver.Result, error) { return nil, errContextOnly }
+func (s textStmt) Query([]driver.Value) (driver.Rows, error)  { return nil, errContextOnly }
+
+var errContextOnly = errors.New("database: use ExecContext or QueryContext")
+
+func (s textStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
+	return s.c.QueryContext(ctx, s.query, args)
+}
+
+func (s textStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
+	return s.c.ExecContext(ctx, s.query, args)
 }
 
 // IsValid tells database/sql not to reuse a connection whose socket was closed.

@@ -28,8 +28,13 @@ type Options struct {
 	MaxConns int
 	// StatementTimeout bounds every statement on the server; 0 means no bound (for migrations).
 	StatementTimeout time.Duration
-	LogSQL           bool
-	Logger           *slog.Logger
+	// Unprepared is for a pool behind a transaction-mode pooler (DB_PREPARED_STATEMENTS=off),
+	// where consecutive statements of one connection may run on different server connections:
+	// no statement is prepared on the server (Prepared statements run as text), and the session
+	// settings the server relies on travel with every statement (see Open).
+	Unprepared bool
+	LogSQL     bool
+	Logger     *slog.Logger
 }
 
 // Open builds the pool. It does not connect: the first query (or Ping) does.
@@ -38,13 +43,41 @@ func Open(opts Options) (*bun.DB, error) {
 		// Migrations hold the advisory lock on one connection and migrate on another.
 		return nil, fmt.Errorf("database: pool size must be at least 2, got %d", opts.MaxConns)
 	}
-	params := map[string]any{
-		// The server ends a statement that runs too long, whatever the client does (0: never).
-		"statement_timeout": strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10),
-		// The server notices a client that went away mid-query and stops working for it.
+	// The server ends a statement that runs too long, whatever the client does (0: never), and
+	// notices a client that went away mid-query and stops working for it.
+	settings := map[string]string{
+		"statement_timeout":                strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10),
 		"client_connection_check_interval": "1000",
+	}
+	params := map[string]any{
 		// Times leave the server in UTC, as the schema promises.
 		"TimeZone": "UTC",
+	}
+	// pgdriver sets these with SET once a connection is made (only application_name goes in
+	// the startup packet). Behind a transaction-mode pooler such a SET lands on whichever server
+	// connection runs it, and the next statement may run on another, so there:
+	//   - statement_timeout and client_connection_check_interval go with every statement, as
+	//     SET LOCAL ahead of it in the same simple-protocol message (see cancelConn.text). Such a
+	//     message runs as one implicit transaction, which a pooler never splits across server
+	//     connections, and SET LOCAL ends with it: nothing leaks to the pooler's other clients,
+	//     and what they SET on a shared server connection is overridden. PostgreSQL starts each
+	//     statement's timer anew, with the value just set.
+	//   - TimeZone and application_name stay session settings: pgbouncer tracks them per client
+	//     (with client_encoding, DateStyle and standard_conforming_strings: the parameters
+	//     PostgreSQL reports) and sets them on every server connection it hands the client,
+	//     when they differ. A SET LOCAL of a reported parameter would fight that tracking (each
+	//     SET LOCAL and its end at commit are reported back).
+	// pgbouncer's connect_query or role settings (ALTER ROLE ... SET) would hold too, but are
+	// kept outside this process, for every client of the pooler or role, and a client's SET
+	// on a shared server connection outlives them.
+	var perStatement string
+	if opts.Unprepared {
+		perStatement = "SET LOCAL statement_timeout = " + settings["statement_timeout"] +
+			"; SET LOCAL client_connection_check_interval = " + settings["client_connection_check_interval"] + "; "
+	} else {
+		for k, v := range settings {
+			params[k] = v
+		}
 	}
 	readTimeout := time.Duration(0) // none: a migration may wait long for its lock
 	if opts.StatementTimeout > 0 {
@@ -57,7 +90,7 @@ func Open(opts Options) (*bun.DB, error) {
 		pgdriver.WithTimeout(readTimeout),
 		pgdriver.WithDialTimeout(5*time.Second),
 	)
-	sqldb := sql.OpenDB(cancelConnector{connector})
+	sqldb := sql.OpenDB(cancelConnector{Connector: connector, perStatement: perStatement, unprepared: opts.Unprepared})
 	sqldb.SetMaxOpenConns(opts.MaxConns)
 	// database/sql keeps only 2 idle connections by default: every burst would open backends.
 	sqldb.SetMaxIdleConns(opts.MaxConns)

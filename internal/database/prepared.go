@@ -19,6 +19,9 @@ import (
 // for a primary-key lookup that is half of its CPU time (pgbench on this 2-core machine: 13,900
 // transactions/s in simple mode, 28,300 prepared). So the hottest reads use Prepared.
 //
+// On a pool opened Unprepared (DB_PREPARED_STATEMENTS=off, for a transaction-mode pooler) nothing
+// is prepared on the server: the statement's text runs with its arguments each time, as bun's do.
+//
 // Statements run through Prepared are shown to the query hooks added with AddQueryHook (SQL
 // logging, metrics, traces), like bun's own.
 type Prepared struct {
@@ -112,7 +115,11 @@ func hooksOf(db *bun.DB) []bun.QueryHook {
 	return hooks[db]
 }
 
-var _ driver.StmtQueryContext = (*cancelStmt)(nil)
+var (
+	_ driver.StmtQueryContext = (*cancelStmt)(nil)
+	_ driver.StmtQueryContext = textStmt{}
+	_ driver.StmtExecContext  = textStmt{}
+)
 
 // Int64Array is ids as a PostgreSQL array literal, for a bigint[] parameter of a Prepared
 // statement.

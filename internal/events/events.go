@@ -93,7 +93,13 @@ type Options struct {
 	// RegistrationTTL is how long this instance's event_listeners row counts without renewal
 	// (default a minute); it is renewed every quarter of that while there are subscribers.
 	RegistrationTTL time.Duration
-	Logger          *slog.Logger
+	// Direct is a pool of direct connections to the primary (DATABASE_DIRECT_URL), whose
+	// settings the LISTEN connection is made with: LISTEN lives in its session, which a
+	// transaction-mode pooler would hand to other clients between transactions. Its own
+	// connections stay unused. Default: the broker's pool. Everything else (the hello and
+	// ping notifications, loading changed rows, registrations) goes through the broker's pool.
+	Direct *bun.DB
+	Logger *slog.Logger
 }
 
 // ErrDropped matches the error a subscription ends with when events it should have had were
@@ -173,6 +179,9 @@ func New(db *bun.DB, opts Options) *Broker {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Direct == nil {
+		opts.Direct = db
 	}
 	var id [8]byte
 	_, _ = rand.Read(id[:])
@@ -292,7 +301,7 @@ func (b *Broker) receive(ctx context.Context, out chan<- note) {
 
 // listen receives on a new LISTEN connection until it fails, and reports whether it was live.
 func (b *Broker) listen(ctx context.Context, conn uint64, out chan<- note) (wasLive bool) {
-	ln := pgdriver.NewListener(b.db)
+	ln := pgdriver.NewListener(b.opts.Direct)
 	stop := context.AfterFunc(ctx, func() { _ = ln.Close() }) // ends a Receive at shutdown
 	defer func() {
 		stop()

@@ -350,6 +350,8 @@ type opCache struct {
 	args map[*ast.Field]map[string]any
 	// The pages of User.items fields read ahead with their users (usersPage).
 	items []itemsPreload
+	// Answers shared by the places of the response that write the same object (sharedValue).
+	shared map[sharedKey]graphql.Marshaler
 	// The first byte of the answer data marshalData wrote last (ReleaseData).
 	data atomic.Pointer[byte]
 
@@ -562,6 +564,72 @@ func (c *opCache) userItems(ctx context.Context, field *ast.Field, user int64) *
 		}
 	}
 	return nil
+}
+
+// sharedValue is the answer of field (a preloaded Item.owner) for the object v, resolved once per
+// field of the document and object when its selection is of plain fields only (no resolver, no
+// directive: its answer cannot differ, err or be deferred), and then shared: the five items of a
+// page's user have one owner, which each wrote anew. Otherwise, and without caches, resolve().
+func (c *opCache) sharedValue(field graphql.CollectedField, v any, resolve func() graphql.Marshaler) graphql.Marshaler {
+	if c == nil || field.Field == nil || len(field.Selections) == 0 || !plainUser(field.Selections) {
+		return resolve()
+	}
+	// The field's collected selections too: one field of the document merged with others (from
+	// other fragments) under one parent asks for more than under another.
+	key := sharedKey{field.Field, &field.Selections[0], len(field.Selections), v}
+	c.mu.Lock()
+	m, ok := c.shared[key]
+	c.mu.Unlock()
+	if ok {
+		return m
+	}
+	m = resolve()
+	if m == graphql.Null { // (a panic, reported at this path: not shared)
+		return m
+	}
+	c.mu.Lock()
+	if c.shared == nil {
+		c.shared = make(map[sharedKey]graphql.Marshaler)
+	}
+	c.shared[key] = m
+	c.mu.Unlock()
+	return m
+}
+
+type sharedKey struct {
+	field *ast.Field
+	sel   *ast.Selection
+	n     int
+	v     any
+}
+
+// plainUser reports whether a selection on a User asks only for its plain fields, without
+// directives, through fragments.
+func plainUser(set ast.SelectionSet) bool {
+	for _, sel := range set {
+		switch s := sel.(type) {
+		case *ast.Field:
+			if len(s.Directives) > 0 || len(s.SelectionSet) > 0 {
+				return false
+			}
+			switch s.Name {
+			case "id", "username", "email", "createdAt", "updatedAt", "__typename":
+			default:
+				return false
+			}
+		case *ast.InlineFragment:
+			if len(s.Directives) > 0 || !plainUser(s.SelectionSet) {
+				return false
+			}
+		case *ast.FragmentSpread:
+			if len(s.Directives) > 0 || s.Definition == nil || !plainUser(s.Definition.SelectionSet) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // fieldArgs is a field's arguments, parsed once per field of the document in an operation (c

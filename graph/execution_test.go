@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -559,4 +560,41 @@ func TestFieldCtxChunks(t *testing.T) {
 	assert.NotSame(t, first, second)
 	assert.Equal(t, []any{"UserEdge", 1}, []any{first.Object, first.Result})
 	assert.Equal(t, []any{"ItemEdge", 2}, []any{second.Object, second.Result})
+}
+
+// An owner written once is shared by the places that write the same owner for the same
+// collected selection of plain fields; other selections, another owner or a selection that
+// resolves something write their own.
+func TestSharedValueOnlyForPlainSelections(t *testing.T) {
+	op := &graphql.OperationContext{}
+	PrepareOperation(op)
+	c := cacheOf(op)
+	doc, err := parser.ParseQuery(&ast.Source{Input: `{ a { owner { id username } } b { owner { username items { id } } } c { owner { ...O } } } fragment O on User { email }`})
+	require.NoError(t, err)
+	collected := func(i int) graphql.CollectedField {
+		owner := doc.Operations[0].SelectionSet[i].(*ast.Field).SelectionSet[0].(*ast.Field)
+		return graphql.CollectedField{Field: owner, Selections: slices.Clone(owner.SelectionSet)}
+	}
+	calls := 0
+	resolve := func() graphql.Marshaler { calls++; return graphql.MarshalInt(calls) }
+	u1, u2 := &users.User{ID: 1}, &users.User{ID: 2}
+	plain, other := collected(0), collected(0) // the same field, collected twice (merged otherwise)
+	c.sharedValue(plain, u1, resolve)
+	c.sharedValue(plain, u1, resolve)
+	assert.Equal(t, 1, calls, "the same owner, field and selection: shared")
+	c.sharedValue(plain, u2, resolve)
+	c.sharedValue(other, u1, resolve)
+	assert.Equal(t, 3, calls, "another owner; another collection of the field")
+	withItems := collected(1)
+	c.sharedValue(withItems, u1, resolve)
+	c.sharedValue(withItems, u1, resolve)
+	assert.Equal(t, 5, calls, "a selection with a resolver field is not shared")
+	doc.Operations[0].SelectionSet[2].(*ast.Field).SelectionSet[0].(*ast.Field).SelectionSet[0].(*ast.FragmentSpread).Definition = doc.Fragments[0]
+	viaFragment := collected(2)
+	c.sharedValue(viaFragment, u1, resolve)
+	c.sharedValue(viaFragment, u1, resolve)
+	assert.Equal(t, 6, calls, "through a fragment of plain fields: shared")
+	var none *opCache
+	none.sharedValue(plain, u1, resolve)
+	assert.Equal(t, 7, calls)
 }

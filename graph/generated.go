@@ -4359,8 +4359,10 @@ func (ec *executionContext) _Item(ctx context.Context, sel ast.SelectionSet, obj
 			}
 		case "owner":
 			if v := itemOwner(field, obj); v != nil && !field.IsDeferred() {
-				out.Values[i] = resolvePlain(ec.caches, ctx, field, "Item", true, v, func(ctx context.Context, selections ast.SelectionSet, v *users.User) graphql.Marshaler {
-					return ec.marshalNUser2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋusersᚐUser(ctx, selections, v)
+				out.Values[i] = ec.caches.sharedValue(field, v, func() graphql.Marshaler {
+					return resolvePlain(ec.caches, ctx, field, "Item", true, v, func(ctx context.Context, selections ast.SelectionSet, v *users.User) graphql.Marshaler {
+						return ec.marshalNUser2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋusersᚐUser(ctx, selections, v)
+					})
 				})
 				if out.Values[i] == graphql.Null {
 					atomic.AddUint32(&out.Invalids, 1)

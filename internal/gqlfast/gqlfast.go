@@ -392,10 +392,10 @@ func preload(fn *ast.FuncDecl, marshals map[string]*ast.FuncLit) int {
 					Y:  &ast.UnaryExpr{Op: token.NOT, X: &ast.CallExpr{Fun: &ast.SelectorExpr{X: ast.NewIdent("field"), Sel: ast.NewIdent("IsDeferred")}}},
 				},
 				Body: &ast.BlockStmt{List: []ast.Stmt{
-					&ast.AssignStmt{Lhs: []ast.Expr{slot}, Tok: token.ASSIGN, Rhs: []ast.Expr{&ast.CallExpr{
+					&ast.AssignStmt{Lhs: []ast.Expr{slot}, Tok: token.ASSIGN, Rhs: []ast.Expr{sharedResolve(typ+"."+name, &ast.CallExpr{
 						Fun:  ast.NewIdent("resolvePlain"),
 						Args: []ast.Expr{cachesExpr(), ast.NewIdent("ctx"), ast.NewIdent("field"), stringLit(typ), ast.NewIdent("true"), value, marshal},
-					}}},
+					})}},
 					&ast.IfStmt{
 						Cond: &ast.BinaryExpr{X: slot, Op: token.EQL, Y: &ast.SelectorExpr{X: ast.NewIdent("graphql"), Sel: ast.NewIdent("Null")}},
 						Body: &ast.BlockStmt{List: []ast.Stmt{&ast.ExprStmt{X: &ast.CallExpr{
@@ -468,6 +468,27 @@ func cachesExpr() ast.Expr {
 // cachesMethod is ec.caches.<name>.
 func cachesMethod(name string) ast.Expr {
 	return &ast.SelectorExpr{X: &ast.SelectorExpr{X: ast.NewIdent("ec"), Sel: ast.NewIdent("caches")}, Sel: ast.NewIdent(name)}
+}
+
+// shared are the preloaded fields whose value one object shares across the response: the same
+// owner of five items of a page is written once, then shared (graph's opCache.sharedValue, for
+// selections of plain fields only).
+var shared = map[string]bool{"Item.owner": true}
+
+// sharedResolve is resolve, or for a shared field ec.caches.sharedValue(field, v, func()
+// graphql.Marshaler { return resolve }).
+func sharedResolve(name string, resolve ast.Expr) ast.Expr {
+	if !shared[name] {
+		return resolve
+	}
+	marshaler := &ast.SelectorExpr{X: ast.NewIdent("graphql"), Sel: ast.NewIdent("Marshaler")}
+	return &ast.CallExpr{
+		Fun: &ast.SelectorExpr{X: cachesExpr(), Sel: ast.NewIdent("sharedValue")},
+		Args: []ast.Expr{ast.NewIdent("field"), ast.NewIdent("v"), &ast.FuncLit{
+			Type: &ast.FuncType{Params: &ast.FieldList{}, Results: &ast.FieldList{List: []*ast.Field{{Type: marshaler}}}},
+			Body: &ast.BlockStmt{List: []ast.Stmt{&ast.ReturnStmt{Results: []ast.Expr{resolve}}}},
+		}},
+	}
 }
 
 // objectOf is the type of a generated field function: "Item" of _Item_title, "__Type" of

@@ -207,7 +207,7 @@ func TestRewrite(t *testing.T) {
 		"marshalData(opCtx, &buf, data)",
 		"caches *opCache",
 		"caches: cacheOf(opCtx)",
-		"if v := itemOwner(field, obj); v != nil && !field.IsDeferred() {\n\t\t\t\tout.Values[i] = resolvePlain(ec.caches, ctx, field, \"Item\", true, v, func(",
+		"if v := itemOwner(field, obj); v != nil && !field.IsDeferred() {\n\t\t\t\tout.Values[i] = ec.caches.sharedValue(field, v, func() graphql.Marshaler {\n\t\t\t\t\treturn resolvePlain(ec.caches, ctx, field, \"Item\", true, v, func(",
 		"if v := ec.caches.userItems(ctx, field.Field, obj.ID); v != nil && !field.IsDeferred() {\n\t\t\t\tout.Values[i] = resolvePlain(ec.caches, ctx, field, \"User\", true, v, func(",
 	} {
 		assert.Contains(t, src, want)

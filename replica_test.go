@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/wikigraph/wikigraph/internal/dbtest"
+)
+
+// replicated is a private primary with a database, and a streaming replica of it that applies
+// each commit delay after the primary.
+func replicated(t *testing.T, delay time.Duration) (primary, replica *dbtest.Server, dbName string) {
+	t.Helper()
+	primary = dbtest.NewServer(t)
+	admin, err := dbtest.Open(primary.URL)
+	require.NoError(t, err)
+	defer admin.Close()
+	dbName = "wikigraph"
+	_, err = admin.ExecContext(context.Background(), "CREATE DATABASE "+dbName)
+	require.NoError(t, err)
+	return primary, dbtest.NewReplica(t, primary, delay), dbName
+}
+
+// gqlCall posts query to srv with extra headers; it returns the answer's data and errors, and
+// the response's headers.
+func gqlCall(t *testing.T, srv *running, query string, vars map[string]any, headers map[string]string) (map[string]any, []pooledError, http.Header) {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
+	require.NoError(t, err)
+	req, err := http.NewRequest(http.MethodPost, srv.base+"/query", strings.NewReader(string(body)))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var out struct {
+		Data   map[string]any
+		Errors []pooledError
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	return out.Data, out.Errors, resp.Header
+}
+
+// TestReadYourWritesOnALaggingReplica writes on one instance and reads on another whose queries
+// go to a replica 300 ms behind: with the write's Consistency-Token (header or cookie) every
+// read sees its write; the same reads without it are served by the replica, and some are stale
+// (so the routing is real, and the test would catch a server that ignored the token).
+func TestReadYourWritesOnALaggingReplica(t *testing.T) {
+	primary, replica, name := replicated(t, 300*time.Millisecond)
+	env := []string{
+		"DATABASE_URL=" + primary.Database(name), "DATABASE_REPLICA_URLS=" + replica.Database(name),
+		"LOG_LEVEL=warn", "LOG_FLUSH_INTERVAL=0",
+	}
+	a := startServer(t, env...)
+	b := startServer(t, env...)
+	u, err := url.Parse(replica.URL)
+	require.NoError(t, err)
+	inRotation := fmt.Sprintf(`wikigraph_db_replica_in_rotation{replica=%q}`, u.Host)
+	require.Eventually(t, func() bool { return gauge(t, b.base, inRotation) == 1 }, 10*time.Second, 50*time.Millisecond)
+
+	const writes = 200
+	var stale, staleWithToken int
+	var id string
+	for i := range writes {
+		var data map[string]any
+		var errs []pooledError
+		var hdr http.Header
+		want := fmt.Sprintf("ryw%d@replica.example", i)
+		if i%2 == 0 {
+			data, errs, hdr = gqlCall(t, a, `mutation($u: String!, $e: String!) { createUser(input: {username: $u, email: $e}) { id } }`,
+				map[string]any{"u": fmt.Sprintf("ryw%d", i), "e": want}, nil)
+			require.Empty(t, errs)
+			id = data["createUser"].(map[string]any)["id"].(string)
+		} else {
+			_, errs, hdr = gqlCall(t, a, `mutation($id: ID!, $e: String!) { updateUser(id: $id, input: {email: $e}) { id } }`,
+				map[string]any{"id": id, "e": want}, nil)
+			require.Empty(t, errs)
+		}
+		token := hdr.Get("Consistency-Token")
+		require.NotEmpty(t, token, "a mutation's answer carries its token")
+		require.Contains(t, strings.Join(hdr.Values("Set-Cookie"), "\n"), "Consistency-Token="+token)
+
+		read := func(headers map[string]string) string {
+			t.Helper()
+			data, errs, _ := gqlCall(t, b, `query($id: ID!) { user(id: $id) { email } }`, map[string]any{"id": id}, headers)
+			if len(errs) > 0 {
+				t.Fatalf("read %d %v: %v; logs of b:\n%s", i, headers, errs, stopped(b))
+			}
+			u, _ := data["user"].(map[string]any)
+			email, _ := u["email"].(string)
+			return email
+		}
+		if read(nil) != want {
+			stale++
+		}
+		carrier := map[string]string{"Consistency-Token": token}
+		if i%4 >= 2 {
+			carrier = map[string]string{"Cookie": "Consistency-Token=" + token}
+		}
+		if read(carrier) != want {
+			staleWithToken++
+		}
+	}
+	require.Zero(t, staleWithToken, "reads with the token that missed their write")
+	require.Positive(t, stale, "reads without a token all saw their write: did they go to the replica?")
+	replicaReads := gauge(t, b.base, strings.Replace(strings.Replace(inRotation, "replica_in_rotation", "reads_total", 1), "replica=", "target=", 1))
+	require.GreaterOrEqual(t, replicaReads, float64(writes), "the reads without a token went to the replica")
+	t.Logf("of %d reads without a token, %d were stale; the replica served %.0f reads, the primary %.0f",
+		writes, stale, replicaReads, gauge(t, b.base, `wikigraph_db_reads_total{target="primary"}`))
+}

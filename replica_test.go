@@ -119,3 +119,85 @@ func TestReadYourWritesOnALaggingReplica(t *testing.T) {
 	t.Logf("of %d reads without a token, %d were stale; the replica served %.0f reads, the primary %.0f",
 		writes, stale, replicaReads, gauge(t, b.base, `wikigraph_db_reads_total{target="primary"}`))
 }
+
+// TestReplicaStoppedUnderSteadyReads stops the replica while clients read steadily (reads by
+// id, pages, the nested page), then starts it again: no read fails (reads on it when it went
+// down run on the primary, and it leaves the rotation), and reads return to it once it is back.
+func TestReplicaStoppedUnderSteadyReads(t *testing.T) {
+	primary, replica, name := replicated(t, 0)
+	srv := startServer(t, "DATABASE_URL="+primary.Database(name), "DATABASE_REPLICA_URLS="+replica.Database(name),
+		"LOG_LEVEL=warn", "LOG_FLUSH_INTERVAL=0")
+	u, err := url.Parse(replica.URL)
+	require.NoError(t, err)
+	inRotation := fmt.Sprintf(`wikigraph_db_replica_in_rotation{replica=%q}`, u.Host)
+	replicaReads := fmt.Sprintf(`wikigraph_db_reads_total{target=%q}`, u.Host)
+	var id string
+	for i := range 5 {
+		data, errs, _ := gqlCall(t, srv, `mutation($u: String!, $e: String!) { createUser(input: {username: $u, email: $e}) { id } }`,
+			map[string]any{"u": fmt.Sprintf("fault%d", i), "e": fmt.Sprintf("fault%d@replica.example", i)}, nil)
+		require.Empty(t, errs)
+		id = data["createUser"].(map[string]any)["id"].(string)
+		_, errs, _ = gqlCall(t, srv, `mutation($o: ID!) { createItem(input: {ownerId: $o, title: "lamp"}) { id } }`,
+			map[string]any{"o": id}, nil)
+		require.Empty(t, errs)
+	}
+	require.Eventually(t, func() bool { return gauge(t, srv.base, inRotation) == 1 }, 10*time.Second, 50*time.Millisecond)
+
+	queries := []string{
+		`query($id: ID!) { user(id: $id) { id username } }`,
+		`query($id: ID!) { users(limit: 10) { id } user(id: $id) { email } }`,
+		`query { usersConnection(first: 5) { edges { node { username items(first: 3) { edges { node { title owner { id } } } } } } } }`,
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	type result struct {
+		reads  int
+		failed []string
+	}
+	results := make(chan result)
+	for c := range 4 {
+		go func() {
+			var r result
+			for i := c; ctx.Err() == nil; i++ {
+				body, _ := json.Marshal(map[string]any{"query": queries[i%len(queries)], "variables": map[string]any{"id": id}})
+				resp, err := http.Post(srv.base+"/query", "application/json", strings.NewReader(string(body)))
+				r.reads++
+				if err != nil {
+					r.failed = append(r.failed, err.Error())
+					continue
+				}
+				var out struct{ Errors []pooledError }
+				err = json.NewDecoder(resp.Body).Decode(&out)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK || len(out.Errors) > 0 {
+					r.failed = append(r.failed, fmt.Sprintf("%d %v %v", resp.StatusCode, err, out.Errors))
+				}
+			}
+			results <- r
+		}()
+	}
+	time.Sleep(time.Second)
+	before := gauge(t, srv.base, replicaReads)
+	require.Positive(t, before, "reads went to the replica")
+	replica.Stop(t)
+	require.Eventually(t, func() bool { return gauge(t, srv.base, inRotation) == 0 }, 5*time.Second, 20*time.Millisecond)
+	time.Sleep(time.Second)
+	replica.Start(t)
+	require.Eventually(t, func() bool { return gauge(t, srv.base, inRotation) == 1 }, 10*time.Second, 50*time.Millisecond)
+	back := gauge(t, srv.base, replicaReads)
+	time.Sleep(time.Second)
+	after := gauge(t, srv.base, replicaReads)
+	stop()
+	var reads int
+	var failed []string
+	for range 4 {
+		r := <-results
+		reads += r.reads
+		failed = append(failed, r.failed...)
+	}
+	if len(failed) > 0 {
+		t.Fatalf("%d of %d reads failed, first: %s\nlogs:\n%s", len(failed), reads, failed[0], stopped(srv))
+	}
+	require.Greater(t, after, back, "reads returned to the replica")
+	t.Logf("%d reads, none failed; the replica served %.0f before it stopped, %.0f in the second after it came back",
+		reads, before, after-back)
+}

@@ -206,11 +206,16 @@ func replicas(cfg config.Config, primary *bun.DB, resolver *graph.Resolver, stat
 		return nil, nil
 	}
 	var list []*database.Replica
+	var router *database.Router // set before any read
 	for _, u := range cfg.DatabaseReplicaURLs {
+		replica := &database.Replica{Name: database.ReplicaName(u)}
+		// A read on a replica that went down runs on the primary, and takes the replica out
+		// of the rotation at once: no client sees the fault.
 		db, err := database.Open(database.Options{
 			URL: u, AppName: cfg.DBAppName, MaxConns: cfg.DBMaxConns,
 			StatementTimeout: cfg.DBStatementTimeout, Unprepared: !bool(cfg.DBPreparedStatements),
 			LogSQL: cfg.LogSQL, Logger: logger,
+			Fallback: cfg.DatabaseURL, Lost: func(err error) { router.Down(replica, err) },
 		})
 		if err != nil {
 			for _, r := range resolver.Replicas {
@@ -220,14 +225,15 @@ func replicas(cfg config.Config, primary *bun.DB, resolver *graph.Resolver, stat
 			return nil, fmt.Errorf("replica: %w", err)
 		}
 		database.AddQueryHook(db, stats)
-		list = append(list, &database.Replica{Name: database.ReplicaName(u), DB: db})
+		replica.DB = db
+		list = append(list, replica)
 		resolver.Replicas = append(resolver.Replicas, graph.Reads{
 			DB:          db,
 			UserLookups: users.NewLookups(db, coalesce.Options{Slots: cfg.DBLookupSlots, Timeout: cfg.OperationTimeout, Observe: stats.Lookup}),
 			ItemPages:   items.NewPages(db, coalesce.Options{Timeout: cfg.OperationTimeout, Observe: stats.Lookup}),
 		})
 	}
-	router := database.NewRouter(primary, list, database.RouterOptions{
+	router = database.NewRouter(primary, list, database.RouterOptions{
 		MaxLag: cfg.ReplicaMaxLag, Wait: cfg.ReplicaTokenWait, Logger: logger,
 	})
 	resolver.Router = router

@@ -25,14 +25,28 @@ type cancelConnector struct {
 	*pgdriver.Connector
 	perStatement string // "SET LOCAL ...; " ahead of every statement, or empty
 	unprepared   bool
+	// A replica's reads (Options.Fallback): connected to fallback while the server cannot be
+	// reached, and told database/sql to run again (driver.ErrBadConn) when their connection is
+	// lost before an answer; lost hears of both.
+	fallback *cancelConnector
+	lost     func(error)
 }
 
 func (c cancelConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	cn, err := c.Connector.Connect(ctx)
 	if err != nil {
-		return nil, err
+		if c.fallback == nil || ctx.Err() != nil || !Unavailable(err) {
+			return nil, err
+		}
+		c.lost(err)
+		fb, ferr := c.fallback.Connect(ctx)
+		if ferr != nil {
+			return nil, ferr
+		}
+		fb.(*cancelConn).once = true
+		return fb, nil
 	}
-	return &cancelConn{Conn: cn.(*pgdriver.Conn), perStatement: c.perStatement, unprepared: c.unprepared}, nil
+	return &cancelConn{Conn: cn.(*pgdriver.Conn), perStatement: c.perStatement, unprepared: c.unprepared, lost: c.lost}, nil
 }
 
 type cancelConn struct {
@@ -40,6 +54,21 @@ type cancelConn struct {
 	killed       atomic.Bool
 	perStatement string
 	unprepared   bool
+	lost         func(error) // a replica's: see cancelConnector.fallback
+	once         bool        // a replica's connection to its fallback: one statement
+}
+
+// retry turns the error of a replica's read whose server went away (before an answer, as
+// the ctx is not done) into driver.ErrBadConn, which makes database/sql run it again on
+// another connection, and so on the fallback while the replica is down. Reads only: a replica's
+// pool serves no writes, so running a statement twice changes nothing.
+func (c *cancelConn) retry(ctx context.Context, err error) error {
+	if c.lost == nil || ctx.Err() != nil || stopped(ctx) != nil || !Unavailable(err) {
+		return err
+	}
+	c.kill()
+	c.lost(err)
+	return driver.ErrBadConn
 }
 
 // text is query as sent: with the per-statement settings ahead of it, if any. pgdriver sends a
@@ -121,7 +150,7 @@ func (c *cancelConn) QueryContext(ctx context.Context, query string, args []driv
 	rows, err := c.Conn.QueryContext(ctx, c.text(query), args)
 	if err != nil {
 		stop()
-		return nil, c.err(ctx, err)
+		return nil, c.retry(ctx, c.err(ctx, err))
 	}
 	return &cancelRows{Rows: rows, stop: stop}, nil // rows still stream from the socket
 }
@@ -169,7 +198,7 @@ func (c *cancelConn) PrepareContext(ctx context.Context, query string) (driver.S
 	defer stop()
 	st, err := c.Conn.PrepareContext(ctx, query)
 	if err != nil {
-		return nil, c.failed(ctx, err)
+		return nil, c.retry(ctx, c.failed(ctx, err))
 	}
 	return &cancelStmt{Stmt: st, c: c}, nil
 }
@@ -187,7 +216,7 @@ func (s *cancelStmt) QueryContext(ctx context.Context, args []driver.NamedValue)
 	rows, err := s.Stmt.(driver.StmtQueryContext).QueryContext(ctx, args)
 	if err != nil {
 		stop()
-		return nil, s.c.failed(ctx, err)
+		return nil, s.c.retry(ctx, s.c.failed(ctx, err))
 	}
 	return &cancelRows{Rows: rows, stop: stop, c: s.c}, nil
 }
@@ -231,10 +260,10 @@ func (s textStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (dr
 }
 
 // IsValid tells database/sql not to reuse a connection whose socket was closed.
-func (c *cancelConn) IsValid() bool { return !c.killed.Load() && c.Conn.IsValid() }
+func (c *cancelConn) IsValid() bool { return !c.once && !c.killed.Load() && c.Conn.IsValid() }
 
 func (c *cancelConn) ResetSession(ctx context.Context) error {
-	if c.killed.Load() {
+	if c.once || c.killed.Load() {
 		return driver.ErrBadConn
 	}
 	return c.Conn.ResetSession(ctx)

@@ -233,16 +233,34 @@ func (rt *Router) replayLSN(ctx context.Context, r *Replica) (LSN, error) {
 	return lsn, err
 }
 
-// WrittenLSN returns the primary's WAL insert position: every transaction committed before the
-// call ends at or before it. It is the token of a client's writes.
+// WrittenLSN returns the end of the last record the primary inserted in its WAL: every
+// transaction committed before the call ends at or before it. It is the token of a client's
+// writes. (pg_current_wal_lsn, the position written out, may be short of a commit made with
+// synchronous_commit off.) The insert position at the start of a WAL page is after the page's
+// header, which no replica reports having replayed until another record comes: the header is
+// taken off, so the position is where the last record ended.
 func (rt *Router) WrittenLSN(ctx context.Context) (LSN, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	var s string
-	if err := rt.primary.DB.QueryRowContext(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&s); err != nil {
+	var block, segment uint64
+	if err := rt.primary.DB.QueryRowContext(ctx, "SELECT pg_current_wal_insert_lsn()::text, "+
+		"current_setting('wal_block_size')::int8, pg_size_bytes(current_setting('wal_segment_size'))").Scan(&s, &block, &segment); err != nil {
 		return 0, err
 	}
-	return ParseLSN(s)
+	lsn, err := ParseLSN(s)
+	if err != nil {
+		return 0, err
+	}
+	// The headers of PostgreSQL's WAL pages: long at a segment's start, short on other pages.
+	const longHeader, shortHeader = 40, 24
+	switch {
+	case segment > 0 && uint64(lsn)%segment == longHeader:
+		lsn -= longHeader
+	case block > 0 && uint64(lsn)%block == shortHeader:
+		lsn -= shortHeader
+	}
+	return lsn, nil
 }
 
 // Run checks the replicas' health every Interval until ctx ends.
@@ -285,14 +303,19 @@ func (rt *Router) Check(ctx context.Context) {
 	wg.Wait()
 }
 
-// record adds a sample of the primary, keeping enough to measure lags up to past MaxLag.
+// record adds a sample of the primary, keeping those of the last MaxLag and two intervals:
+// enough to tell a lag over MaxLag.
 func (rt *Router) record(s sample) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	rt.samples = append(rt.samples, s)
-	keep := int(rt.opts.MaxLag/rt.opts.Interval) + 3
-	if len(rt.samples) > keep {
-		rt.samples = append(rt.samples[:0], rt.samples[len(rt.samples)-keep:]...)
+	old := s.at.Add(-rt.opts.MaxLag - 2*rt.opts.Interval)
+	i := 0
+	for i < len(rt.samples)-1 && rt.samples[i].at.Before(old) {
+		i++
+	}
+	if i > 0 {
+		rt.samples = append(rt.samples[:0], rt.samples[i:]...)
 	}
 }
 

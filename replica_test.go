@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wikigraph/wikigraph/internal/dbtest"
@@ -112,6 +114,16 @@ func TestReadYourWritesOnALaggingReplica(t *testing.T) {
 			staleWithToken++
 		}
 	}
+	// Over a websocket, the token comes in connection_init and holds for its operations.
+	for i := range 10 {
+		want := fmt.Sprintf("ws%d@replica.example", i)
+		_, errs, hdr := gqlCall(t, a, `mutation($id: ID!, $e: String!) { updateUser(id: $id, input: {email: $e}) { id } }`,
+			map[string]any{"id": id, "e": want}, nil)
+		require.Empty(t, errs)
+		if wsRead(t, b, map[string]any{"Consistency-Token": hdr.Get("Consistency-Token")}, id) != want {
+			staleWithToken++
+		}
+	}
 	require.Zero(t, staleWithToken, "reads with the token that missed their write")
 	require.Positive(t, stale, "reads without a token all saw their write: did they go to the replica?")
 	replicaReads := gauge(t, b.base, strings.Replace(strings.Replace(inRotation, "replica_in_rotation", "reads_total", 1), "replica=", "target=", 1))
@@ -200,4 +212,33 @@ func TestReplicaStoppedUnderSteadyReads(t *testing.T) {
 	require.Greater(t, after, back, "reads returned to the replica")
 	t.Logf("%d reads, none failed; the replica served %.0f before it stopped, %.0f in the second after it came back",
 		reads, before, after-back)
+}
+
+// wsRead reads user id's email on srv over a graphql-transport-ws websocket opened with init
+// as its connection_init payload.
+func wsRead(t *testing.T, srv *running, init map[string]any, id string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.base, "http")+"/query",
+		&websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+	require.NoError(t, err)
+	defer ws.CloseNow()
+	require.NoError(t, wsjson.Write(ctx, ws, map[string]any{"type": "connection_init", "payload": init}))
+	var msg map[string]any
+	require.NoError(t, wsjson.Read(ctx, ws, &msg))
+	require.Equal(t, "connection_ack", msg["type"])
+	require.NoError(t, wsjson.Write(ctx, ws, map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
+		"query": `query($id: ID!) { user(id: $id) { email } }`, "variables": map[string]any{"id": id}}}))
+	for {
+		require.NoError(t, wsjson.Read(ctx, ws, &msg))
+		if msg["type"] == "next" {
+			break
+		}
+		require.Contains(t, []any{"ping", "pong", "ka"}, msg["type"], "%v", msg)
+	}
+	require.Empty(t, msg["payload"].(map[string]any)["errors"])
+	u, _ := msg["payload"].(map[string]any)["data"].(map[string]any)["user"].(map[string]any)
+	email, _ := u["email"].(string)
+	return email
 }

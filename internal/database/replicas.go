@@ -349,7 +349,8 @@ func (rt *Router) check(ctx context.Context, r *Replica) {
 	case err != nil:
 		why = err.Error()
 	case !recovering || !replay.Valid:
-		why = "not a standby"
+		// Or unreachable: a replica's pool opened with a Fallback reaches the primary then.
+		why = "not a standby, or unreachable"
 	}
 	if why == "" {
 		lsn, perr := ParseLSN(replay.String)

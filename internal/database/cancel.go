@@ -46,7 +46,7 @@ func (c cancelConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		fb.(*cancelConn).once = true
 		return fb, nil
 	}
-	return &cancelConn{Conn: cn.(*pgdriver.Conn), perStatement: c.perStatement, unprepared: c.unprepared, lost: c.lost}, nil
+	return &cancelConn{Conn: cn.(*pgdriver.Conn), perStatement: c.perStatement, unprepared: c.unprepared, lost: c.lost, fallback: c.fallback}, nil
 }
 
 type cancelConn struct {
@@ -54,8 +54,35 @@ type cancelConn struct {
 	killed       atomic.Bool
 	perStatement string
 	unprepared   bool
-	lost         func(error) // a replica's: see cancelConnector.fallback
-	once         bool        // a replica's connection to its fallback: one statement
+	lost         func(error)      // a replica's: see cancelConnector.fallback
+	fallback     *cancelConnector // a replica's: where a read lost before its first row runs again
+	once         bool             // a replica's connection to its fallback: one statement
+}
+
+// again returns, for a replica's read, the function that runs it on a connection of its own to
+// the fallback (see cancelRows.Next); nil for other connections.
+func (c *cancelConn) again(ctx context.Context, query string, args []driver.NamedValue) func(error) (driver.Rows, func(), error) {
+	if c.fallback == nil {
+		return nil
+	}
+	return func(lostErr error) (driver.Rows, func(), error) {
+		if ctx.Err() != nil || stopped(ctx) != nil || !Unavailable(lostErr) {
+			return nil, nil, lostErr
+		}
+		c.kill()
+		c.lost(lostErr)
+		cn, err := c.fallback.Connect(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		fc := cn.(*cancelConn)
+		rows, err := fc.QueryContext(ctx, query, args)
+		if err != nil {
+			_ = fc.Close()
+			return nil, nil, err
+		}
+		return rows, func() { _ = fc.Close() }, nil
+	}
 }
 
 // retry turns the error of a replica's read whose server went away (before an answer, as
@@ -152,7 +179,7 @@ func (c *cancelConn) QueryContext(ctx context.Context, query string, args []driv
 		stop()
 		return nil, c.retry(ctx, c.err(ctx, err))
 	}
-	return &cancelRows{Rows: rows, stop: stop}, nil // rows still stream from the socket
+	return &cancelRows{Rows: rows, stop: stop, again: c.again(ctx, query, args)}, nil // rows still stream from the socket
 }
 
 // kill closes the connection for good: its protocol state is no longer known.
@@ -200,12 +227,13 @@ func (c *cancelConn) PrepareContext(ctx context.Context, query string) (driver.S
 	if err != nil {
 		return nil, c.retry(ctx, c.failed(ctx, err))
 	}
-	return &cancelStmt{Stmt: st, c: c}, nil
+	return &cancelStmt{Stmt: st, c: c, query: query}, nil
 }
 
 type cancelStmt struct {
 	driver.Stmt
-	c *cancelConn
+	c     *cancelConn
+	query string
 }
 
 func (s *cancelStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
@@ -218,7 +246,7 @@ func (s *cancelStmt) QueryContext(ctx context.Context, args []driver.NamedValue)
 		stop()
 		return nil, s.c.retry(ctx, s.c.failed(ctx, err))
 	}
-	return &cancelRows{Rows: rows, stop: stop, c: s.c}, nil
+	return &cancelRows{Rows: rows, stop: stop, c: s.c, again: s.c.again(ctx, s.query, args)}, nil
 }
 
 func (s *cancelStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
@@ -273,10 +301,29 @@ type cancelRows struct {
 	driver.Rows
 	stop func() bool
 	c    *cancelConn // set for a prepared statement's rows: a read that fails mid-way kills it
+	// A replica's read: when its connection is lost before the first row (the server shut
+	// down between the reply's start and its rows), the read runs again on the fallback, and
+	// its rows are these rows' from then on; done closes that connection.
+	again   func(error) (driver.Rows, func(), error)
+	done    func()
+	started bool
 }
 
 func (r *cancelRows) Next(dest []driver.Value) error {
 	err := r.Rows.Next(dest)
+	if err != nil && err != io.EOF && !r.started && r.again != nil {
+		again := r.again
+		r.again = nil
+		if rows, done, aerr := again(err); aerr == nil {
+			r.stop()
+			_ = r.Rows.Close() // its connection is closed: nothing to read
+			r.Rows, r.stop, r.c, r.done = rows, func() bool { return true }, nil, done
+			err = r.Rows.Next(dest)
+		}
+	}
+	if err == nil {
+		r.started = true
+	}
 	if err != nil && err != io.EOF && r.c != nil && !inSync(err) {
 		r.c.kill()
 	}
@@ -284,6 +331,9 @@ func (r *cancelRows) Next(dest []driver.Value) error {
 }
 
 func (r *cancelRows) Close() error {
+	if r.done != nil {
+		defer r.done()
+	}
 	r.stop()
 	err := r.Rows.Close() // reads what is left of the reply
 	if err != nil && r.c != nil && !inSync(err) {

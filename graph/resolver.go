@@ -3,8 +3,11 @@
 package graph
 
 import (
+	"context"
+
 	"github.com/uptrace/bun"
 
+	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/events"
 	"github.com/wikigraph/wikigraph/internal/items"
 	"github.com/wikigraph/wikigraph/internal/users"
@@ -18,6 +21,41 @@ type Resolver struct {
 	UserLookups *users.Lookups
 	// ItemPages reads owners' pages of items (api.New makes one when nil).
 	ItemPages *items.Pages
+	// Router chooses where queries read (nil: every read on DB); Replicas are what reads on
+	// each of its replicas go through, in its order.
+	Router   *database.Router
+	Replicas []Reads
+}
+
+// Reads are the stores an operation reads through: the primary's (DB and the lookups and pages
+// on it) or a replica's. Mutations, their payloads and subscriptions read the primary's.
+type Reads struct {
+	DB          *bun.DB
+	UserLookups *users.Lookups
+	ItemPages   *items.Pages
+}
+
+type readsKey struct{}
+
+// WithReads returns ctx whose queries read through reads.
+func WithReads(ctx context.Context, reads Reads) context.Context {
+	return context.WithValue(ctx, readsKey{}, reads)
+}
+
+// Primary are the primary's stores.
+func (r *Resolver) Primary() Reads {
+	return Reads{DB: r.DB, UserLookups: r.UserLookups, ItemPages: r.ItemPages}
+}
+
+// reads are the stores the operation of ctx reads through: without replicas, the primary's
+// (ctx is not looked at: that walks it, on every resolver).
+func (r *Resolver) reads(ctx context.Context) Reads {
+	if len(r.Replicas) > 0 {
+		if reads, ok := ctx.Value(readsKey{}).(Reads); ok {
+			return reads
+		}
+	}
+	return r.Primary()
 }
 
 // Root returns r as the executor's resolver root, with each type's resolver made once: the

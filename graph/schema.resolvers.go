@@ -47,19 +47,19 @@ func (r *mutationResolver) DeleteItem(ctx context.Context, id int64) (*items.Ite
 }
 
 func (r *queryResolver) Me(ctx context.Context) (*users.User, error) {
-	return users.Me(ctx, r.DB)
+	return users.Me(ctx, r.reads(ctx).DB)
 }
 
 func (r *queryResolver) User(ctx context.Context, id int64) (*users.User, error) {
-	return r.UserLookups.Find(ctx, id)
+	return r.reads(ctx).UserLookups.Find(ctx, id)
 }
 
 func (r *queryResolver) UserByUsername(ctx context.Context, username string) (*users.User, error) {
-	return users.FindByUsername(ctx, r.DB, username)
+	return users.FindByUsername(ctx, r.reads(ctx).DB, username)
 }
 
 func (r *queryResolver) Users(ctx context.Context, offset int, limit int) ([]*users.User, error) {
-	return r.UserLookups.List(ctx, offset, limit)
+	return r.reads(ctx).UserLookups.List(ctx, offset, limit)
 }
 
 func (r *queryResolver) UsersConnection(ctx context.Context, first *int, after *string, last *int, before *string, filter *users.Filter, orderBy *users.Order) (*users.Connection, error) {
@@ -67,15 +67,15 @@ func (r *queryResolver) UsersConnection(ctx context.Context, first *int, after *
 }
 
 func (r *queryResolver) Item(ctx context.Context, id int64) (*items.Item, error) {
-	return items.Find(ctx, r.DB, id, readOptions(ctx)...)
+	return items.Find(ctx, r.reads(ctx).DB, id, readOptions(ctx)...)
 }
 
 func (r *queryResolver) Items(ctx context.Context, offset int, limit int, ownerID *int64) ([]*items.Item, error) {
-	return items.List(ctx, r.DB, offset, limit, ownerID, readOptions(ctx)...)
+	return items.List(ctx, r.reads(ctx).DB, offset, limit, ownerID, readOptions(ctx)...)
 }
 
 func (r *queryResolver) ItemsConnection(ctx context.Context, first *int, after *string, last *int, before *string, filter *items.Filter, orderBy *items.Order) (*items.Connection, error) {
-	return items.Page(ctx, r.DB, paging.Args{First: first, After: after, Last: last, Before: before}, filter, orderBy, readOptions(ctx)...)
+	return items.Page(ctx, r.reads(ctx).DB, paging.Args{First: first, After: after, Last: last, Before: before}, filter, orderBy, readOptions(ctx)...)
 }
 
 func (r *subscriptionResolver) UserCreated(ctx context.Context) (<-chan *users.User, error) {

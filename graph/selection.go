@@ -86,7 +86,7 @@ func usersPage(ctx context.Context, r *Resolver, args paging.Args, filter *users
 			}
 		}
 	}
-	return r.UserLookups.Page(ctx, uq)
+	return r.reads(ctx).UserLookups.Page(ctx, uq)
 }
 
 // itemsAhead looks ahead in the selection of the usersConnection being resolved: the items query

@@ -234,7 +234,11 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	// Each response (a query's, a mutation's, or one subscription event's) batches its own
 	// lookups and caches nothing beyond itself.
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
-		ctx = loaders.With(ctx, loaders.New(r.DB, r.UserLookups, r.ItemPages, afterCommit))
+		reads := r.Primary()
+		if r.Router != nil {
+			ctx, next, reads = routeReads(r, ctx, next)
+		}
+		ctx = loaders.With(ctx, loaders.New(reads.DB, reads.UserLookups, reads.ItemPages, afterCommit))
 		if ctx.Value(scheduledKey{}) != nil {
 			return next(ctx) // a query or mutation: the scheduler records it
 		}

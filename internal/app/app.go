@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/extra/bunotel"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
@@ -82,7 +83,18 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	stats.Clients(budgets.Len)
 	lookups := users.NewLookups(db, coalesce.Options{Slots: cfg.DBLookupSlots, Timeout: cfg.OperationTimeout, Observe: stats.Lookup})
 	pages := items.NewPages(db, coalesce.Options{Timeout: cfg.OperationTimeout, Observe: stats.Lookup})
-	gql := api.New(&graph.Resolver{DB: db, Events: broker, UserLookups: lookups, ItemPages: pages}, api.Options{
+	resolver := &graph.Resolver{DB: db, Events: broker, UserLookups: lookups, ItemPages: pages}
+	router, err := replicas(cfg, db, resolver, stats, logger)
+	if err != nil {
+		return err
+	}
+	for _, r := range resolver.Replicas {
+		defer r.DB.Close()
+	}
+	if router != nil {
+		wsInit = api.ConsistencyInit(wsInit)
+	}
+	gql := api.New(resolver, api.Options{
 		QueryCacheSize: cfg.QueryCacheSize, QueryCacheBytes: cfg.QueryCacheBytes, Logger: logger,
 		WebsocketOrigins: cfg.WebsocketOrigins, KeepAlive: cfg.WebsocketKeepAlive, WebsocketInit: wsInit,
 		Observer: stats, Tracing: traced, Clients: budgets,
@@ -101,8 +113,12 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	keys := idempotency.New(db, idempotency.Options{
 		Retention: cfg.IdempotencyRetention, Lease: cfg.IdempotencyLease, Wait: cfg.OperationTimeout, Logger: logger,
 	})
+	var graphQL http.Handler = gql
+	if router != nil {
+		graphQL = api.Consistency(gql)
+	}
 	routes := httpserver.Routes{
-		GraphQL:      gql,
+		GraphQL:      graphQL,
 		Ready:        func(ctx context.Context) error { return database.Ready(ctx, db) },
 		Logger:       logger,
 		Auth:         authMiddleware,
@@ -137,10 +153,19 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	go func() { brokerDone <- broker.Run(serveCtx) }()
 	purgeDone := make(chan error, 1)
 	go func() { purgeDone <- keys.Run(serveCtx) }()
-	defer func() { // subscriptions and purges end before the pool closes
+	checksDone := make(chan error, 1)
+	go func() {
+		if router == nil {
+			checksDone <- nil
+			return
+		}
+		checksDone <- router.Run(serveCtx)
+	}()
+	defer func() { // subscriptions, purges and replica checks end before the pools close
 		stopServing()
 		<-brokerDone
 		<-purgeDone
+		<-checksDone
 	}()
 	served := make(chan error, 1)
 	go func() {
@@ -159,11 +184,61 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			return errors.Join(fmt.Errorf("migrate on start: %w", err), <-served)
 		}
 	}
+	if router != nil {
+		// Replicas serve once they have the schema the migrations made (or found).
+		if err := router.Ready(ctx); err != nil {
+			logger.Error("replicas stay out of the rotation", "error", err.Error())
+		}
+	}
 	if err := <-served; err != nil {
 		return err
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// replicas opens the pools of DATABASE_REPLICA_URLS, with the user lookups and item pages on
+// each, into resolver, and returns their router (nil without replicas). Each replica's pool has
+// the primary's settings; its prepared statements and coalesced lookups are its own, so a
+// request only shares a statement with requests that chose the same server.
+func replicas(cfg config.Config, primary *bun.DB, resolver *graph.Resolver, stats *metrics.Metrics, logger *slog.Logger) (*database.Router, error) {
+	if len(cfg.DatabaseReplicaURLs) == 0 {
+		return nil, nil
+	}
+	var list []*database.Replica
+	var router *database.Router // set before any read
+	for _, u := range cfg.DatabaseReplicaURLs {
+		replica := &database.Replica{Name: database.ReplicaName(u)}
+		// A read on a replica that went down runs on the primary, and takes the replica out
+		// of the rotation at once: no client sees the fault.
+		db, err := database.Open(database.Options{
+			URL: u, AppName: cfg.DBAppName, MaxConns: cfg.DBMaxConns,
+			StatementTimeout: cfg.DBStatementTimeout, Unprepared: !bool(cfg.DBPreparedStatements),
+			LogSQL: cfg.LogSQL, Logger: logger,
+			Fallback: cfg.DatabaseURL, Lost: func(err error) { router.Down(replica, err) },
+		})
+		if err != nil {
+			for _, r := range resolver.Replicas {
+				_ = r.DB.Close()
+			}
+			resolver.Replicas = nil
+			return nil, fmt.Errorf("replica: %w", err)
+		}
+		database.AddQueryHook(db, stats)
+		replica.DB = db
+		list = append(list, replica)
+		resolver.Replicas = append(resolver.Replicas, graph.Reads{
+			DB:          db,
+			UserLookups: users.NewLookups(db, coalesce.Options{Slots: cfg.DBLookupSlots, Timeout: cfg.OperationTimeout, Observe: stats.Lookup}),
+			ItemPages:   items.NewPages(db, coalesce.Options{Timeout: cfg.OperationTimeout, Observe: stats.Lookup}),
+		})
+	}
+	router = database.NewRouter(primary, list, database.RouterOptions{
+		MaxLag: cfg.ReplicaMaxLag, Wait: cfg.ReplicaTokenWait, Logger: logger,
+	})
+	resolver.Router = router
+	stats.Replicas(router)
+	return router, nil
 }
 
 // TuneGC sets the garbage collector for a server, unless the standard GOGC and GOMEMLIMIT

@@ -98,6 +98,13 @@ type Config struct {
 	DBStatementTimeout time.Duration `env:"DB_STATEMENT_TIMEOUT" envDefault:"5s"`
 	DBAppName          string        `env:"DB_APP_NAME" envDefault:"wikigraph"`
 	MigrateOnStart     bool          `env:"MIGRATE_ON_START" envDefault:"true"`
+	// DatabaseReplicaURLs are streaming replicas of the primary: queries read from them (see
+	// database.Router). ReplicaMaxLag takes a replica out of the rotation while it lags more;
+	// ReplicaTokenWait is how long a read with a Consistency-Token waits for a replica to
+	// replay it before reading the primary.
+	DatabaseReplicaURLs []string      `env:"DATABASE_REPLICA_URLS" envSeparator:","`
+	ReplicaMaxLag       time.Duration `env:"REPLICA_MAX_LAG" envDefault:"5s"`
+	ReplicaTokenWait    time.Duration `env:"REPLICA_TOKEN_WAIT" envDefault:"0s"`
 
 	// Logs
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
@@ -116,6 +123,13 @@ func Load() (Config, error) {
 	if cfg.DatabaseDirectURL == "" {
 		cfg.DatabaseDirectURL = cfg.DatabaseURL
 	}
+	var replicas []string
+	for _, u := range cfg.DatabaseReplicaURLs {
+		if u = strings.TrimSpace(u); u != "" {
+			replicas = append(replicas, u)
+		}
+	}
+	cfg.DatabaseReplicaURLs = replicas
 	return cfg, cfg.check()
 }
 
@@ -126,6 +140,9 @@ func (c Config) check() error {
 	}
 	if c.DBMaxConns < 2 {
 		problems = append(problems, "DB_MAX_CONNS must be at least 2")
+	}
+	if c.ReplicaMaxLag <= 0 || c.ReplicaTokenWait < 0 {
+		problems = append(problems, "REPLICA_MAX_LAG must be positive and REPLICA_TOKEN_WAIT not negative")
 	}
 	if c.DBStatementTimeout <= 0 {
 		problems = append(problems, "DB_STATEMENT_TIMEOUT must be positive")

@@ -65,3 +65,26 @@ func TestPoolerSettings(t *testing.T) {
 	_, err = Load()
 	require.ErrorContains(t, err, `want on or off, got "sometimes"`)
 }
+
+// Replicas: none by default; a list with blanks and spaces tidied; lag and wait checked.
+func TestReplicaSettings(t *testing.T) {
+	cfg, err := Load()
+	require.NoError(t, err)
+	assert.Empty(t, cfg.DatabaseReplicaURLs)
+	assert.Equal(t, 5*time.Second, cfg.ReplicaMaxLag)
+	assert.Zero(t, cfg.ReplicaTokenWait)
+
+	t.Setenv("DATABASE_REPLICA_URLS", "")
+	cfg, err = Load()
+	require.NoError(t, err)
+	assert.Empty(t, cfg.DatabaseReplicaURLs)
+
+	t.Setenv("DATABASE_REPLICA_URLS", " postgres://r1/db, ,postgres://r2/db ")
+	cfg, err = Load()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"postgres://r1/db", "postgres://r2/db"}, cfg.DatabaseReplicaURLs)
+
+	t.Setenv("REPLICA_MAX_LAG", "0s")
+	_, err = Load()
+	require.ErrorContains(t, err, "REPLICA_MAX_LAG")
+}

@@ -25,14 +25,28 @@ type cancelConnector struct {
 	*pgdriver.Connector
 	perStatement string // "SET LOCAL ...; " ahead of every statement, or empty
 	unprepared   bool
+	// A replica's reads (Options.Fallback): connected to fallback while the server cannot be
+	// reached, and told database/sql to run again (driver.ErrBadConn) when their connection is
+	// lost before an answer; lost hears of both.
+	fallback *cancelConnector
+	lost     func(error)
 }
 
 func (c cancelConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	cn, err := c.Connector.Connect(ctx)
 	if err != nil {
-		return nil, err
+		if c.fallback == nil || ctx.Err() != nil || !Unavailable(err) {
+			return nil, err
+		}
+		c.lost(err)
+		fb, ferr := c.fallback.Connect(ctx)
+		if ferr != nil {
+			return nil, ferr
+		}
+		fb.(*cancelConn).once = true
+		return fb, nil
 	}
-	return &cancelConn{Conn: cn.(*pgdriver.Conn), perStatement: c.perStatement, unprepared: c.unprepared}, nil
+	return &cancelConn{Conn: cn.(*pgdriver.Conn), perStatement: c.perStatement, unprepared: c.unprepared, lost: c.lost, fallback: c.fallback}, nil
 }
 
 type cancelConn struct {
@@ -40,6 +54,48 @@ type cancelConn struct {
 	killed       atomic.Bool
 	perStatement string
 	unprepared   bool
+	lost         func(error)      // a replica's: see cancelConnector.fallback
+	fallback     *cancelConnector // a replica's: where a read lost before its first row runs again
+	once         bool             // a replica's connection to its fallback: one statement
+}
+
+// again returns, for a replica's read, the function that runs it on a connection of its own to
+// the fallback (see cancelRows.Next); nil for other connections.
+func (c *cancelConn) again(ctx context.Context, query string, args []driver.NamedValue) func(error) (driver.Rows, func(), error) {
+	if c.fallback == nil {
+		return nil
+	}
+	return func(lostErr error) (driver.Rows, func(), error) {
+		if ctx.Err() != nil || stopped(ctx) != nil || !Unavailable(lostErr) {
+			return nil, nil, lostErr
+		}
+		c.kill()
+		c.lost(lostErr)
+		cn, err := c.fallback.Connect(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		fc := cn.(*cancelConn)
+		rows, err := fc.QueryContext(ctx, query, args)
+		if err != nil {
+			_ = fc.Close()
+			return nil, nil, err
+		}
+		return rows, func() { _ = fc.Close() }, nil
+	}
+}
+
+// retry turns the error of a replica's read whose server went away (before an answer, as
+// the ctx is not done) into driver.ErrBadConn, which makes database/sql run it again on
+// another connection, and so on the fallback while the replica is down. Reads only: a replica's
+// pool serves no writes, so running a statement twice changes nothing.
+func (c *cancelConn) retry(ctx context.Context, err error) error {
+	if c.lost == nil || ctx.Err() != nil || stopped(ctx) != nil || !Unavailable(err) {
+		return err
+	}
+	c.kill()
+	c.lost(err)
+	return driver.ErrBadConn
 }
 
 // text is query as sent: with the per-statement settings ahead of it, if any. pgdriver sends a
@@ -121,9 +177,9 @@ func (c *cancelConn) QueryContext(ctx context.Context, query string, args []driv
 	rows, err := c.Conn.QueryContext(ctx, c.text(query), args)
 	if err != nil {
 		stop()
-		return nil, c.err(ctx, err)
+		return nil, c.retry(ctx, c.err(ctx, err))
 	}
-	return &cancelRows{Rows: rows, stop: stop}, nil // rows still stream from the socket
+	return &cancelRows{Rows: rows, stop: stop, again: c.again(ctx, query, args)}, nil // rows still stream from the socket
 }
 
 // kill closes the connection for good: its protocol state is no longer known.
@@ -169,14 +225,15 @@ func (c *cancelConn) PrepareContext(ctx context.Context, query string) (driver.S
 	defer stop()
 	st, err := c.Conn.PrepareContext(ctx, query)
 	if err != nil {
-		return nil, c.failed(ctx, err)
+		return nil, c.retry(ctx, c.failed(ctx, err))
 	}
-	return &cancelStmt{Stmt: st, c: c}, nil
+	return &cancelStmt{Stmt: st, c: c, query: query}, nil
 }
 
 type cancelStmt struct {
 	driver.Stmt
-	c *cancelConn
+	c     *cancelConn
+	query string
 }
 
 func (s *cancelStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
@@ -187,9 +244,9 @@ func (s *cancelStmt) QueryContext(ctx context.Context, args []driver.NamedValue)
 	rows, err := s.Stmt.(driver.StmtQueryContext).QueryContext(ctx, args)
 	if err != nil {
 		stop()
-		return nil, s.c.failed(ctx, err)
+		return nil, s.c.retry(ctx, s.c.failed(ctx, err))
 	}
-	return &cancelRows{Rows: rows, stop: stop, c: s.c}, nil
+	return &cancelRows{Rows: rows, stop: stop, c: s.c, again: s.c.again(ctx, s.query, args)}, nil
 }
 
 func (s *cancelStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
@@ -231,10 +288,10 @@ func (s textStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (dr
 }
 
 // IsValid tells database/sql not to reuse a connection whose socket was closed.
-func (c *cancelConn) IsValid() bool { return !c.killed.Load() && c.Conn.IsValid() }
+func (c *cancelConn) IsValid() bool { return !c.once && !c.killed.Load() && c.Conn.IsValid() }
 
 func (c *cancelConn) ResetSession(ctx context.Context) error {
-	if c.killed.Load() {
+	if c.once || c.killed.Load() {
 		return driver.ErrBadConn
 	}
 	return c.Conn.ResetSession(ctx)
@@ -244,10 +301,29 @@ type cancelRows struct {
 	driver.Rows
 	stop func() bool
 	c    *cancelConn // set for a prepared statement's rows: a read that fails mid-way kills it
+	// A replica's read: when its connection is lost before the first row (the server shut
+	// down between the reply's start and its rows), the read runs again on the fallback, and
+	// its rows are these rows' from then on; done closes that connection.
+	again   func(error) (driver.Rows, func(), error)
+	done    func()
+	started bool
 }
 
 func (r *cancelRows) Next(dest []driver.Value) error {
 	err := r.Rows.Next(dest)
+	if err != nil && err != io.EOF && !r.started && r.again != nil {
+		again := r.again
+		r.again = nil
+		if rows, done, aerr := again(err); aerr == nil {
+			r.stop()
+			_ = r.Rows.Close() // its connection is closed: nothing to read
+			r.Rows, r.stop, r.c, r.done = rows, func() bool { return true }, nil, done
+			err = r.Rows.Next(dest)
+		}
+	}
+	if err == nil {
+		r.started = true
+	}
 	if err != nil && err != io.EOF && r.c != nil && !inSync(err) {
 		r.c.kill()
 	}
@@ -255,6 +331,9 @@ func (r *cancelRows) Next(dest []driver.Value) error {
 }
 
 func (r *cancelRows) Close() error {
+	if r.done != nil {
+		defer r.done()
+	}
 	r.stop()
 	err := r.Rows.Close() // reads what is left of the reply
 	if err != nil && r.c != nil && !inSync(err) {

@@ -35,6 +35,12 @@ type Options struct {
 	Unprepared bool
 	LogSQL     bool
 	Logger     *slog.Logger
+	// Fallback is for a pool of reads on a replica: the primary's URL, where a read goes when
+	// the replica cannot be reached (its connection refused, or lost before an answer), so a
+	// replica going down fails no read; Lost is told each time. Connections made to the
+	// fallback serve one statement: once the replica is back, reads go to it again.
+	Fallback string
+	Lost     func(error)
 }
 
 // Open builds the pool. It does not connect: the first query (or Ping) does.
@@ -83,14 +89,24 @@ func Open(opts Options) (*bun.DB, error) {
 	if opts.StatementTimeout > 0 {
 		readTimeout = opts.StatementTimeout + 5*time.Second
 	}
-	connector := pgdriver.NewConnector(
-		pgdriver.WithDSN(opts.URL),
-		pgdriver.WithApplicationName(opts.AppName),
-		withDefaultParams(params),
-		pgdriver.WithTimeout(readTimeout),
-		pgdriver.WithDialTimeout(5*time.Second),
-	)
-	sqldb := sql.OpenDB(cancelConnector{Connector: connector, perStatement: perStatement, unprepared: opts.Unprepared})
+	connector := func(url string) *pgdriver.Connector {
+		return pgdriver.NewConnector(
+			pgdriver.WithDSN(url),
+			pgdriver.WithApplicationName(opts.AppName),
+			withDefaultParams(params),
+			pgdriver.WithTimeout(readTimeout),
+			pgdriver.WithDialTimeout(5*time.Second),
+		)
+	}
+	c := cancelConnector{Connector: connector(opts.URL), perStatement: perStatement, unprepared: opts.Unprepared}
+	if opts.Fallback != "" {
+		c.fallback = &cancelConnector{Connector: connector(opts.Fallback), perStatement: perStatement, unprepared: opts.Unprepared}
+		c.lost = opts.Lost
+		if c.lost == nil {
+			c.lost = func(error) {}
+		}
+	}
+	sqldb := sql.OpenDB(c)
 	sqldb.SetMaxOpenConns(opts.MaxConns)
 	// database/sql keeps only 2 idle connections by default: every burst would open backends.
 	sqldb.SetMaxIdleConns(opts.MaxConns)

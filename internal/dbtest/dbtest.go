@@ -140,6 +140,7 @@ type Server struct {
 	dir    string
 	port   int
 	script string
+	opts   string // more server settings (PG_OPTS), e.g. a replica's apply delay
 }
 
 // NewServer starts a private cluster (scripts/pg) under /tmp on a free port; it is stopped and
@@ -196,7 +197,7 @@ func (s *Server) Start(t testing.TB) {
 
 func (s *Server) run(args ...string) ([]byte, error) {
 	cmd := exec.Command(s.script, args...)
-	cmd.Env = append(os.Environ(), "PG_OPTS=-c fsync=off -c synchronous_commit=off")
+	cmd.Env = append(os.Environ(), "PG_OPTS=-c fsync=off -c synchronous_commit=off "+s.opts)
 	return cmd.CombinedOutput()
 }
 

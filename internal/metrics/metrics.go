@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/uptrace/bun"
+
+	"github.com/wikigraph/wikigraph/internal/database"
 )
 
 // maxNames bounds the operation-name label: names are chosen by clients.
@@ -145,4 +147,40 @@ func (m *Metrics) label(name string) string {
 		m.names[name] = true
 	}
 	return name
+}
+
+// Replicas shows each replica's health and the reads routed to each target: the primary
+// (target="primary") and every replica (by host:port).
+func (m *Metrics) Replicas(rt *database.Router) {
+	m.registry.MustRegister(replicaCollector{rt})
+}
+
+var (
+	replicaLag = prometheus.NewDesc("wikigraph_db_replica_lag_seconds",
+		"A replica's lag behind the primary at its last health check.", []string{"replica"}, nil)
+	replicaUp = prometheus.NewDesc("wikigraph_db_replica_in_rotation",
+		"1 while queries read from the replica; 0 while it is down, not a standby, or lags over REPLICA_MAX_LAG.", []string{"replica"}, nil)
+	targetReads = prometheus.NewDesc("wikigraph_db_reads_total",
+		"Queries by the server they read from.", []string{"target"}, nil)
+)
+
+type replicaCollector struct{ rt *database.Router }
+
+func (c replicaCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- replicaLag
+	ch <- replicaUp
+	ch <- targetReads
+}
+
+func (c replicaCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(targetReads, prometheus.CounterValue, float64(c.rt.PrimaryReads()), "primary")
+	for _, r := range c.rt.Replicas() {
+		up := 0.0
+		if r.InRotation() {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(replicaLag, prometheus.GaugeValue, r.Lag().Seconds(), r.Name)
+		ch <- prometheus.MustNewConstMetric(replicaUp, prometheus.GaugeValue, up, r.Name)
+		ch <- prometheus.MustNewConstMetric(targetReads, prometheus.CounterValue, float64(r.Reads()), r.Name)
+	}
 }

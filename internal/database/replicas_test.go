@@ -1,0 +1,79 @@
+package database_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/dbtest"
+)
+
+func TestConsistencyTokens(t *testing.T) {
+	lsn, err := database.ParseLSN("16/B374D848")
+	require.NoError(t, err)
+	assert.Equal(t, database.LSN(0x16B374D848), lsn)
+	assert.Equal(t, "v1.00000016b374d848", lsn.Token())
+	back, ok := database.ParseToken(lsn.Token())
+	assert.True(t, ok)
+	assert.Equal(t, lsn, back)
+	for _, bad := range []string{"", "v1.", "16/B374D848", "v2.00000016b374d848", "v1.00000016b374d84", "v1.zz000016b374d848"} {
+		_, ok := database.ParseToken(bad)
+		assert.False(t, ok, bad)
+	}
+	for _, bad := range []string{"", "16", "x/1", "1/x", "1/100000000"} {
+		_, err := database.ParseLSN(bad)
+		assert.Error(t, err, bad)
+	}
+}
+
+// TestRouterRotation runs a router over a real replica: in rotation once Ready and caught up;
+// out while its replay is paused and it falls behind by more than MaxLag, in again once it
+// replays; out while it is stopped. A token it has not replayed reads the primary.
+func TestRouterRotation(t *testing.T) {
+	ctx := context.Background()
+	primary := dbtest.NewServer(t)
+	replica := dbtest.NewReplica(t, primary, 0)
+	pdb, err := dbtest.Open(primary.URL)
+	require.NoError(t, err)
+	defer pdb.Close()
+	rdb, err := dbtest.Open(replica.URL)
+	require.NoError(t, err)
+	defer rdb.Close()
+	r := &database.Replica{Name: "replica", DB: rdb}
+	rt := database.NewRouter(pdb, []*database.Replica{r}, database.RouterOptions{MaxLag: 300 * time.Millisecond, Interval: 50 * time.Millisecond})
+
+	rt.Check(ctx)
+	assert.False(t, r.InRotation(), "out until Ready")
+	assert.Equal(t, -1, rt.Pick(ctx, 0))
+	require.NoError(t, rt.Ready(ctx))
+	require.Eventually(t, func() bool { rt.Check(ctx); return r.InRotation() }, 5*time.Second, 20*time.Millisecond)
+	assert.Equal(t, 0, rt.Pick(ctx, 0))
+
+	_, err = rdb.ExecContext(ctx, "SELECT pg_wal_replay_pause()")
+	require.NoError(t, err)
+	_, err = pdb.ExecContext(ctx, "CREATE TABLE lag_probe (id int)")
+	require.NoError(t, err)
+	written, err := rt.WrittenLSN(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, -1, rt.Pick(ctx, written), "a token the replica has not replayed reads the primary")
+	assert.Equal(t, 0, rt.Pick(ctx, 0), "without a token, a replica within MaxLag serves")
+	require.Eventually(t, func() bool { rt.Check(ctx); return !r.InRotation() }, 5*time.Second, 20*time.Millisecond)
+	assert.Greater(t, r.Lag(), 300*time.Millisecond)
+	assert.Equal(t, -1, rt.Pick(ctx, 0))
+
+	_, err = rdb.ExecContext(ctx, "SELECT pg_wal_replay_resume()")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { rt.Check(ctx); return r.InRotation() }, 5*time.Second, 20*time.Millisecond)
+	assert.Equal(t, 0, rt.Pick(ctx, written), "the token once replayed")
+
+	replica.Stop(t)
+	rt.Check(ctx)
+	assert.False(t, r.InRotation(), "out while down")
+	assert.Equal(t, -1, rt.Pick(ctx, 0))
+	replica.Start(t)
+	require.Eventually(t, func() bool { rt.Check(ctx); return r.InRotation() }, 10*time.Second, 50*time.Millisecond)
+}

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wikigraph/wikigraph/internal/dbtest"
+)
+
+// replicated is a private primary with a database, and a streaming replica of it that applies
+// each commit delay after the primary.
+func replicated(t *testing.T, delay time.Duration) (primary, replica *dbtest.Server, dbName string) {
+	t.Helper()
+	primary = dbtest.NewServer(t)
+	admin, err := dbtest.Open(primary.URL)
+	require.NoError(t, err)
+	defer admin.Close()
+	dbName = "wikigraph"
+	_, err = admin.ExecContext(context.Background(), "CREATE DATABASE "+dbName)
+	require.NoError(t, err)
+	return primary, dbtest.NewReplica(t, primary, delay), dbName
+}
+
+// gqlCall posts query to srv with extra headers; it returns the answer's data and errors, and
+// the response's headers.
+func gqlCall(t *testing.T, srv *running, query string, vars map[string]any, headers map[string]string) (map[string]any, []pooledError, http.Header) {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
+	require.NoError(t, err)
+	req, err := http.NewRequest(http.MethodPost, srv.base+"/query", strings.NewReader(string(body)))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var out struct {
+		Data   map[string]any
+		Errors []pooledError
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	return out.Data, out.Errors, resp.Header
+}
+
+// TestReadYourWritesOnALaggingReplica writes on one instance and reads on another whose queries
+// go to a replica 300 ms behind: with the write's Consistency-Token (header or cookie) every
+// read sees its write; the same reads without it are served by the replica, and some are stale
+// (so the routing is real, and the test would catch a server that ignored the token).
+func TestReadYourWritesOnALaggingReplica(t *testing.T) {
+	primary, replica, name := replicated(t, 300*time.Millisecond)
+	env := []string{
+		"DATABASE_URL=" + primary.Database(name), "DATABASE_REPLICA_URLS=" + replica.Database(name),
+		"LOG_LEVEL=warn", "LOG_FLUSH_INTERVAL=0",
+	}
+	a := startServer(t, env...)
+	b := startServer(t, env...)
+	u, err := url.Parse(replica.URL)
+	require.NoError(t, err)
+	inRotation := fmt.Sprintf(`wikigraph_db_replica_in_rotation{replica=%q}`, u.Host)
+	require.Eventually(t, func() bool { return gauge(t, b.base, inRotation) == 1 }, 10*time.Second, 50*time.Millisecond)
+
+	const writes = 200
+	var stale, staleWithToken int
+	var id string
+	for i := range writes {
+		var data map[string]any
+		var errs []pooledError
+		var hdr http.Header
+		want := fmt.Sprintf("ryw%d@replica.example", i)
+		if i%2 == 0 {
+			data, errs, hdr = gqlCall(t, a, `mutation($u: String!, $e: String!) { createUser(input: {username: $u, email: $e}) { id } }`,
+				map[string]any{"u": fmt.Sprintf("ryw%d", i), "e": want}, nil)
+			require.Empty(t, errs)
+			id = data["createUser"].(map[string]any)["id"].(string)
+		} else {
+			_, errs, hdr = gqlCall(t, a, `mutation($id: ID!, $e: String!) { updateUser(id: $id, input: {email: $e}) { id } }`,
+				map[string]any{"id": id, "e": want}, nil)
+			require.Empty(t, errs)
+		}
+		token := hdr.Get("Consistency-Token")
+		require.NotEmpty(t, token, "a mutation's answer carries its token")
+		require.Contains(t, strings.Join(hdr.Values("Set-Cookie"), "\n"), "Consistency-Token="+token)
+
+		read := func(headers map[string]string) string {
+			t.Helper()
+			data, errs, _ := gqlCall(t, b, `query($id: ID!) { user(id: $id) { email } }`, map[string]any{"id": id}, headers)
+			if len(errs) > 0 {
+				t.Fatalf("read %d %v: %v; logs of b:\n%s", i, headers, errs, stopped(b))
+			}
+			u, _ := data["user"].(map[string]any)
+			email, _ := u["email"].(string)
+			return email
+		}
+		if read(nil) != want {
+			stale++
+		}
+		carrier := map[string]string{"Consistency-Token": token}
+		if i%4 >= 2 {
+			carrier = map[string]string{"Cookie": "Consistency-Token=" + token}
+		}
+		if read(carrier) != want {
+			staleWithToken++
+		}
+	}
+	// Over a websocket, the token comes in connection_init and holds for its operations.
+	for i := range 10 {
+		want := fmt.Sprintf("ws%d@replica.example", i)
+		_, errs, hdr := gqlCall(t, a, `mutation($id: ID!, $e: String!) { updateUser(id: $id, input: {email: $e}) { id } }`,
+			map[string]any{"id": id, "e": want}, nil)
+		require.Empty(t, errs)
+		if wsRead(t, b, map[string]any{"Consistency-Token": hdr.Get("Consistency-Token")}, id) != want {
+			staleWithToken++
+		}
+	}
+	require.Zero(t, staleWithToken, "reads with the token that missed their write")
+	require.Positive(t, stale, "reads without a token all saw their write: did they go to the replica?")
+	replicaReads := gauge(t, b.base, strings.Replace(strings.Replace(inRotation, "replica_in_rotation", "reads_total", 1), "replica=", "target=", 1))
+	require.GreaterOrEqual(t, replicaReads, float64(writes), "the reads without a token went to the replica")
+	t.Logf("of %d reads without a token, %d were stale; the replica served %.0f reads, the primary %.0f",
+		writes, stale, replicaReads, gauge(t, b.base, `wikigraph_db_reads_total{target="primary"}`))
+}
+
+// TestReplicaStoppedUnderSteadyReads stops the replica while clients read steadily (reads by
+// id, pages, the nested page), then starts it again: no read fails (reads on it when it went
+// down run on the primary, and it leaves the rotation), and reads return to it once it is back.
+func TestReplicaStoppedUnderSteadyReads(t *testing.T) {
+	primary, replica, name := replicated(t, 0)
+	srv := startServer(t, "DATABASE_URL="+primary.Database(name), "DATABASE_REPLICA_URLS="+replica.Database(name),
+		"LOG_LEVEL=warn", "LOG_FLUSH_INTERVAL=0")
+	u, err := url.Parse(replica.URL)
+	require.NoError(t, err)
+	inRotation := fmt.Sprintf(`wikigraph_db_replica_in_rotation{replica=%q}`, u.Host)
+	replicaReads := fmt.Sprintf(`wikigraph_db_reads_total{target=%q}`, u.Host)
+	var id string
+	for i := range 5 {
+		data, errs, _ := gqlCall(t, srv, `mutation($u: String!, $e: String!) { createUser(input: {username: $u, email: $e}) { id } }`,
+			map[string]any{"u": fmt.Sprintf("fault%d", i), "e": fmt.Sprintf("fault%d@replica.example", i)}, nil)
+		require.Empty(t, errs)
+		id = data["createUser"].(map[string]any)["id"].(string)
+		_, errs, _ = gqlCall(t, srv, `mutation($o: ID!) { createItem(input: {ownerId: $o, title: "lamp"}) { id } }`,
+			map[string]any{"o": id}, nil)
+		require.Empty(t, errs)
+	}
+	require.Eventually(t, func() bool { return gauge(t, srv.base, inRotation) == 1 }, 10*time.Second, 50*time.Millisecond)
+
+	queries := []string{
+		`query($id: ID!) { user(id: $id) { id username } }`,
+		`query($id: ID!) { users(limit: 10) { id } user(id: $id) { email } }`,
+		`query { usersConnection(first: 5) { edges { node { username items(first: 3) { edges { node { title owner { id } } } } } } } }`,
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	type result struct {
+		reads  int
+		failed []string
+	}
+	results := make(chan result)
+	for c := range 4 {
+		go func() {
+			var r result
+			for i := c; ctx.Err() == nil; i++ {
+				body, _ := json.Marshal(map[string]any{"query": queries[i%len(queries)], "variables": map[string]any{"id": id}})
+				resp, err := http.Post(srv.base+"/query", "application/json", strings.NewReader(string(body)))
+				r.reads++
+				if err != nil {
+					r.failed = append(r.failed, err.Error())
+					continue
+				}
+				var out struct{ Errors []pooledError }
+				err = json.NewDecoder(resp.Body).Decode(&out)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK || len(out.Errors) > 0 {
+					r.failed = append(r.failed, fmt.Sprintf("%d %v %v", resp.StatusCode, err, out.Errors))
+				}
+			}
+			results <- r
+		}()
+	}
+	time.Sleep(time.Second)
+	before := gauge(t, srv.base, replicaReads)
+	require.Positive(t, before, "reads went to the replica")
+	replica.Stop(t)
+	require.Eventually(t, func() bool { return gauge(t, srv.base, inRotation) == 0 }, 5*time.Second, 20*time.Millisecond)
+	time.Sleep(time.Second)
+	replica.Start(t)
+	require.Eventually(t, func() bool { return gauge(t, srv.base, inRotation) == 1 }, 10*time.Second, 50*time.Millisecond)
+	back := gauge(t, srv.base, replicaReads)
+	time.Sleep(time.Second)
+	after := gauge(t, srv.base, replicaReads)
+	stop()
+	var reads int
+	var failed []string
+	for range 4 {
+		r := <-results
+		reads += r.reads
+		failed = append(failed, r.failed...)
+	}
+	if len(failed) > 0 {
+		t.Fatalf("%d of %d reads failed, first: %s\nlogs:\n%s", len(failed), reads, failed[0], stopped(srv))
+	}
+	require.Greater(t, after, back, "reads returned to the replica")
+	t.Logf("%d reads, none failed; the replica served %.0f before it stopped, %.0f in the second after it came back",
+		reads, before, after-back)
+}
+
+// wsRead reads user id's email on srv over a graphql-transport-ws websocket opened with init
+// as its connection_init payload.
+func wsRead(t *testing.T, srv *running, init map[string]any, id string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.base, "http")+"/query",
+		&websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+	require.NoError(t, err)
+	defer ws.CloseNow()
+	require.NoError(t, wsjson.Write(ctx, ws, map[string]any{"type": "connection_init", "payload": init}))
+	var msg map[string]any
+	require.NoError(t, wsjson.Read(ctx, ws, &msg))
+	require.Equal(t, "connection_ack", msg["type"])
+	require.NoError(t, wsjson.Write(ctx, ws, map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
+		"query": `query($id: ID!) { user(id: $id) { email } }`, "variables": map[string]any{"id": id}}}))
+	for {
+		require.NoError(t, wsjson.Read(ctx, ws, &msg))
+		if msg["type"] == "next" {
+			break
+		}
+		require.Contains(t, []any{"ping", "pong", "ka"}, msg["type"], "%v", msg)
+	}
+	require.Empty(t, msg["payload"].(map[string]any)["errors"])
+	u, _ := msg["payload"].(map[string]any)["data"].(map[string]any)["user"].(map[string]any)
+	email, _ := u["email"].(string)
+	return email
+}

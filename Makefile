@@ -9,7 +9,7 @@ PG_DB      ?= wikigraph
 BIN        := bin/wikigraph
 GO_TEST_FLAGS ?= -race -count=1 -timeout 10m
 
-.PHONY: help run build test test-deps frontend-check playground bench bench-peer attack gobench soak generate check-generate vet db db-stop migrate-status clean
+.PHONY: help run build test test-deps frontend-check playground bench bench-peer attack gobench soak generate check-generate vet db db-stop cluster cluster-stop cluster-deps migrate-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -59,6 +59,24 @@ test-deps:
 	    echo "installing pgbouncer for the pooler tests"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer) >/dev/null; \
 	  else echo "the pooler tests need pgbouncer: sudo apt-get install pgbouncer"; exit 1; fi; }
+
+# The local cluster (scripts/cluster): primary, streaming replica, pgbouncer, three instances and
+# HAProxy on loopback, in .cluster/ (git-ignored). Debian's haproxy and pgbouncer are installed
+# when missing (as root, as make test does); each is started on its own, not as a service.
+cluster: build cluster-deps ## primary, replica, pgbouncer, 3 instances and HAProxy on loopback (http://127.0.0.1:8090/)
+	@scripts/cluster start
+
+cluster-stop: ## stop the local cluster
+	@scripts/cluster stop
+
+cluster-deps:
+	@for pkg in haproxy pgbouncer; do \
+	  command -v $$pkg >/dev/null 2>&1 || [ -x /usr/sbin/$$pkg ] || { \
+	    if [ "$$(id -u)" = 0 ]; then \
+	      echo "installing $$pkg for the local cluster"; \
+	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkg) >/dev/null; \
+	    else echo "the local cluster needs $$pkg: sudo apt-get install $$pkg"; exit 1; fi; }; \
+	done
 
 playground: ## rebuild the embedded GraphiQL from web/playground (needs Node.js and npm)
 	cd web/playground && npm ci --no-audit --no-fund && npx vite build

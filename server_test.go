@@ -75,6 +75,14 @@ type running struct {
 // waits until /readyz answers 200. It is stopped at the end of the test if still running.
 func startServer(t *testing.T, env ...string) *running {
 	t.Helper()
+	r := launchServer(t, env...)
+	r.waitReady(t)
+	return r
+}
+
+// launchServer runs the built binary as startServer does, without waiting for it.
+func launchServer(t *testing.T, env ...string) *running {
+	t.Helper()
 	port := freePort(t)
 	cmd := exec.Command(buildBinary(t))
 	cmd.Env = append(append(os.Environ(), env...), fmt.Sprintf("PORT=%d", port), "HOST=127.0.0.1")
@@ -83,6 +91,12 @@ func startServer(t *testing.T, env ...string) *running {
 	require.NoError(t, cmd.Start())
 	go func() { r.exited <- cmd.Wait() }()
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return r
+}
+
+// waitReady waits until r's /readyz answers 200.
+func (r *running) waitReady(t *testing.T) {
+	t.Helper()
 	require.Eventually(t, func() bool {
 		resp, err := http.Get(r.base + "/readyz")
 		if err != nil {
@@ -91,7 +105,6 @@ func startServer(t *testing.T, env ...string) *running {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, 30*time.Second, 50*time.Millisecond, "the server never became ready")
-	return r
 }
 
 // stop sends SIGTERM and returns how the process exited.

@@ -242,3 +242,89 @@ func wsRead(t *testing.T, srv *running, init map[string]any, id string) string {
 	email, _ := u["email"].(string)
 	return email
 }
+
+// TestReplayedMutationCarriesItsToken sends a keyed mutation on one instance and the same
+// request again: the replayed answer carries a Consistency-Token too, and a read with it on
+// another instance, whose queries go to a replica 2 s behind, sees the write.
+func TestReplayedMutationCarriesItsToken(t *testing.T) {
+	primary, replica, name := replicated(t, 2*time.Second)
+	env := []string{
+		"DATABASE_URL=" + primary.Database(name), "DATABASE_REPLICA_URLS=" + replica.Database(name),
+		"LOG_LEVEL=warn", "LOG_FLUSH_INTERVAL=0",
+	}
+	a := startServer(t, env...)
+	b := startServer(t, env...)
+	u, err := url.Parse(replica.URL)
+	require.NoError(t, err)
+	inRotation := fmt.Sprintf(`wikigraph_db_replica_in_rotation{replica=%q}`, u.Host)
+	require.Eventually(t, func() bool { return gauge(t, b.base, inRotation) == 1 }, 10*time.Second, 50*time.Millisecond)
+
+	create := `mutation($u: String!, $e: String!) { createUser(input: {username: $u, email: $e}) { id } }`
+	vars := map[string]any{"u": "replayed", "e": "replayed@replica.example"}
+	key := map[string]string{"Idempotency-Key": "replayed-token-1"}
+	data, errs, first := gqlCall(t, a, create, vars, key)
+	require.Empty(t, errs)
+	id := data["createUser"].(map[string]any)["id"].(string)
+	require.NotEmpty(t, first.Get("Consistency-Token"))
+	_, errs, again := gqlCall(t, a, create, vars, key)
+	require.Empty(t, errs)
+	require.Equal(t, "true", again.Get("Idempotent-Replayed"))
+	token := again.Get("Consistency-Token")
+	require.NotEmpty(t, token, "a replayed mutation's answer carries a token")
+	require.Contains(t, strings.Join(again.Values("Set-Cookie"), "\n"), "Consistency-Token="+token)
+
+	read := func(headers map[string]string) bool {
+		data, errs, _ := gqlCall(t, b, `query($id: ID!) { user(id: $id) { email } }`, map[string]any{"id": id}, headers)
+		require.Empty(t, errs)
+		return data["user"] != nil
+	}
+	require.True(t, read(map[string]string{"Consistency-Token": token}), "a read with the replayed token sees the write")
+	require.False(t, read(nil), "a read without a token went to the replica, 2 s behind")
+}
+
+// TestWebsocketMutationThenQuery runs, on one websocket opened without a token, a mutation and
+// then a query of what it wrote, through a replica 2 s behind: the query reads the write (the
+// connection's token moved to the mutation's position), and the mutation's result carries that
+// token in extensions.consistencyToken.
+func TestWebsocketMutationThenQuery(t *testing.T) {
+	primary, replica, name := replicated(t, 2*time.Second)
+	srv := startServer(t, "DATABASE_URL="+primary.Database(name), "DATABASE_REPLICA_URLS="+replica.Database(name),
+		"LOG_LEVEL=warn", "LOG_FLUSH_INTERVAL=0")
+	u, err := url.Parse(replica.URL)
+	require.NoError(t, err)
+	inRotation := fmt.Sprintf(`wikigraph_db_replica_in_rotation{replica=%q}`, u.Host)
+	require.Eventually(t, func() bool { return gauge(t, srv.base, inRotation) == 1 }, 10*time.Second, 50*time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.base, "http")+"/query",
+		&websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+	require.NoError(t, err)
+	defer ws.CloseNow()
+	require.NoError(t, wsjson.Write(ctx, ws, map[string]any{"type": "connection_init", "payload": map[string]any{}}))
+	var msg map[string]any
+	require.NoError(t, wsjson.Read(ctx, ws, &msg))
+	require.Equal(t, "connection_ack", msg["type"])
+	op := func(id, query string, vars map[string]any) map[string]any {
+		t.Helper()
+		require.NoError(t, wsjson.Write(ctx, ws, map[string]any{"id": id, "type": "subscribe",
+			"payload": map[string]any{"query": query, "variables": vars}}))
+		for {
+			var msg map[string]any
+			require.NoError(t, wsjson.Read(ctx, ws, &msg))
+			if msg["type"] == "next" && msg["id"] == id {
+				p := msg["payload"].(map[string]any)
+				require.Empty(t, p["errors"])
+				return p
+			}
+		}
+	}
+	p := op("1", `mutation { createUser(input: {username: "wsryw", email: "wsryw@replica.example"}) { id } }`, nil)
+	id := p["data"].(map[string]any)["createUser"].(map[string]any)["id"].(string)
+	ext, _ := p["extensions"].(map[string]any)
+	require.NotEmpty(t, ext["consistencyToken"], "the mutation's result carries its token")
+	p = op("2", `query($id: ID!) { user(id: $id) { email } }`, map[string]any{"id": id})
+	require.NotNil(t, p["data"].(map[string]any)["user"], "the query after the mutation on the connection reads its write")
+	// The same query on another connection without a token goes to the replica, still behind.
+	require.Empty(t, wsRead(t, srv, map[string]any{}, id), "a connection without a token reads the lagging replica")
+}

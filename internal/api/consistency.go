@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
@@ -20,7 +21,26 @@ const ConsistencyToken = "Consistency-Token"
 type (
 	tokenKey struct{}
 	sinkKey  struct{}
+	connKey  struct{}
 )
+
+// connToken is a websocket connection's token: the one its connection_init carried, moved on to
+// the primary's position after each mutation on the connection, so that the connection's later
+// queries read its writes (a websocket answer has no headers to carry a token back).
+type connToken struct{ lsn atomic.Uint64 }
+
+func (c *connToken) get() database.LSN { return database.LSN(c.lsn.Load()) }
+
+// advance moves the token to lsn unless it is already past it (operations on one connection
+// run concurrently: a slower mutation must not take it back).
+func (c *connToken) advance(lsn database.LSN) {
+	for {
+		old := c.lsn.Load()
+		if uint64(lsn) <= old || c.lsn.CompareAndSwap(old, uint64(lsn)) {
+			return
+		}
+	}
+}
 
 // tokenSink is where a mutation's answer gets its token: the HTTP response, before it is written.
 type tokenSink struct{ w http.ResponseWriter }
@@ -51,7 +71,8 @@ func requestToken(r *http.Request) (database.LSN, bool) {
 }
 
 // ConsistencyInit wraps a websocket's connection_init check: a token in its payload
-// ("Consistency-Token" or "consistencyToken") holds for the connection's operations.
+// ("Consistency-Token" or "consistencyToken") holds for the connection's operations, and each
+// mutation on the connection moves it on to the mutation's position (see routeReads).
 func ConsistencyInit(next transport.WebsocketInitFunc) transport.WebsocketInitFunc {
 	return func(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
 		var out *transport.InitPayload
@@ -61,22 +82,30 @@ func ConsistencyInit(next transport.WebsocketInitFunc) transport.WebsocketInitFu
 				return ctx, out, err
 			}
 		}
+		conn := &connToken{}
 		for _, key := range []string{ConsistencyToken, "consistencyToken"} {
 			if v, ok := payload[key].(string); ok {
 				if lsn, ok := database.ParseToken(v); ok {
-					ctx = context.WithValue(ctx, tokenKey{}, lsn)
+					conn.advance(lsn)
 					break
 				}
 			}
 		}
-		return ctx, out, nil
+		return context.WithValue(ctx, connKey{}, conn), out, nil
 	}
 }
 
 // routeReads is the response step of a server with replicas: a query reads where the router
 // says (a replica that has its client's last write, else the primary); a mutation runs on the
-// primary, and its HTTP answer carries the primary's position after it as the client's new
-// token. Subscriptions read the primary, where each change they hear of is certainly visible.
+// primary, and the primary's position after it becomes the client's new token: in the HTTP
+// answer's header and cookie, or over a websocket the connection's token, also sent in the
+// result's extensions.consistencyToken for the client to carry elsewhere. Subscriptions read
+// the primary, where each change they hear of is certainly visible.
+//
+// An HTTP answer replayed for an Idempotency-Key carries the token stored with it (package
+// idempotency replays the headers the first answer set, Set-Cookie included): the position
+// just after the write, which covers it. The primary's current position would too, being later,
+// but costs a query per replay and would make a client wait for writes not its own.
 func routeReads(r *graph.Resolver, ctx context.Context, next graphql.ResponseHandler) (context.Context, graphql.ResponseHandler, graph.Reads) {
 	reads := r.Primary()
 	if !graphql.HasOperationContext(ctx) {
@@ -89,11 +118,19 @@ func routeReads(r *graph.Resolver, ctx context.Context, next graphql.ResponseHan
 	switch op.Operation.Operation {
 	case ast.Query:
 		after, _ := ctx.Value(tokenKey{}).(database.LSN)
+		if conn, _ := ctx.Value(connKey{}).(*connToken); conn != nil {
+			after = max(after, conn.get())
+		}
 		if k := r.Router.Pick(ctx, after); k >= 0 {
 			reads = r.Replicas[k]
 			ctx = graph.WithReads(ctx, reads)
 		}
 	case ast.Mutation:
+		// A websocket's operations have the upgrade request's context, sink included: the
+		// connection's token goes first.
+		if conn, _ := ctx.Value(connKey{}).(*connToken); conn != nil {
+			return ctx, connMutation(r, conn, next), reads
+		}
 		sink, _ := ctx.Value(sinkKey{}).(*tokenSink)
 		if sink == nil {
 			return ctx, next, reads
@@ -112,4 +149,25 @@ func routeReads(r *graph.Resolver, ctx context.Context, next graphql.ResponseHan
 		}, reads
 	}
 	return ctx, next, reads
+}
+
+// connMutation is a mutation's response handler on a websocket: after it, the connection's
+// token moves to the primary's position, and the result carries it.
+func connMutation(r *graph.Resolver, conn *connToken, next graphql.ResponseHandler) graphql.ResponseHandler {
+	return func(ctx context.Context) *graphql.Response {
+		resp := next(ctx)
+		// Whatever its outcome, as over HTTP: a failed mutation may have written too.
+		lsn, err := r.Router.WrittenLSN(ctx)
+		if err != nil {
+			return resp
+		}
+		conn.advance(lsn)
+		if resp != nil {
+			if resp.Extensions == nil {
+				resp.Extensions = map[string]any{}
+			}
+			resp.Extensions["consistencyToken"] = lsn.Token()
+		}
+		return resp
+	}
 }

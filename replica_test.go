@@ -245,9 +245,9 @@ func wsRead(t *testing.T, srv *running, init map[string]any, id string) string {
 
 // TestReplayedMutationCarriesItsToken sends a keyed mutation on one instance and the same
 // request again: the replayed answer carries a Consistency-Token too, and a read with it on
-// another instance, whose queries go to a replica 2 s behind, sees the write.
+// another instance, whose queries go to a replica 1 s behind, sees the write.
 func TestReplayedMutationCarriesItsToken(t *testing.T) {
-	primary, replica, name := replicated(t, 2*time.Second)
+	primary, replica, name := replicated(t, time.Second)
 	env := []string{
 		"DATABASE_URL=" + primary.Database(name), "DATABASE_REPLICA_URLS=" + replica.Database(name),
 		"LOG_LEVEL=warn", "LOG_FLUSH_INTERVAL=0",
@@ -279,15 +279,15 @@ func TestReplayedMutationCarriesItsToken(t *testing.T) {
 		return data["user"] != nil
 	}
 	require.True(t, read(map[string]string{"Consistency-Token": token}), "a read with the replayed token sees the write")
-	require.False(t, read(nil), "a read without a token went to the replica, 2 s behind")
+	require.False(t, read(nil), "a read without a token went to the replica, 1 s behind")
 }
 
 // TestWebsocketMutationThenQuery runs, on one websocket opened without a token, a mutation and
-// then a query of what it wrote, through a replica 2 s behind: the query reads the write (the
+// then a query of what it wrote, through a replica 1 s behind: the query reads the write (the
 // connection's token moved to the mutation's position), and the mutation's result carries that
 // token in extensions.consistencyToken.
 func TestWebsocketMutationThenQuery(t *testing.T) {
-	primary, replica, name := replicated(t, 2*time.Second)
+	primary, replica, name := replicated(t, time.Second)
 	srv := startServer(t, "DATABASE_URL="+primary.Database(name), "DATABASE_REPLICA_URLS="+replica.Database(name),
 		"LOG_LEVEL=warn", "LOG_FLUSH_INTERVAL=0")
 	u, err := url.Parse(replica.URL)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"sync/atomic"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/wikigraph/wikigraph/graph"
 	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/logging"
 )
 
 // ConsistencyToken names the header and cookie that carry a client's last write position (and
@@ -58,16 +60,22 @@ func Consistency(next http.Handler) http.Handler {
 	})
 }
 
+// requestToken is the request's token: the later of the header's and the cookie's (a client
+// may send an older saved header beside the cookie of a newer write).
 func requestToken(r *http.Request) (database.LSN, bool) {
+	var lsn database.LSN
+	found := false
 	if v := r.Header.Get(ConsistencyToken); v != "" {
-		if lsn, ok := database.ParseToken(v); ok {
-			return lsn, true
+		if l, ok := database.ParseToken(v); ok {
+			lsn, found = l, true
 		}
 	}
 	if c, err := r.Cookie(ConsistencyToken); err == nil {
-		return database.ParseToken(c.Value)
+		if l, ok := database.ParseToken(c.Value); ok {
+			lsn, found = max(lsn, l), true
+		}
 	}
-	return 0, false
+	return lsn, found
 }
 
 // ConsistencyInit wraps a websocket's connection_init check: a token in its payload
@@ -138,12 +146,23 @@ func routeReads(r *graph.Resolver, ctx context.Context, next graphql.ResponseHan
 		return ctx, func(ctx context.Context) *graphql.Response {
 			resp := next(ctx)
 			// Whatever its outcome: a failed mutation may have written too (a later field).
-			if lsn, err := r.Router.WrittenLSN(ctx); err == nil {
-				tok := lsn.Token()
-				sink.w.Header().Set(ConsistencyToken, tok)
-				http.SetCookie(sink.w, &http.Cookie{
-					Name: ConsistencyToken, Value: tok, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode,
-				})
+			lsn, err := r.Router.WrittenLSN(ctx)
+			if err != nil {
+				logging.AddToLine(ctx, slog.String("consistency_token", "none: "+err.Error()))
+				return resp
+			}
+			tok := lsn.Token()
+			sink.w.Header().Set(ConsistencyToken, tok)
+			http.SetCookie(sink.w, &http.Cookie{
+				Name: ConsistencyToken, Value: tok, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode,
+			})
+			// And in the answer: a mutation sent over server-sent events has had its headers
+			// written before it ran, so only the body can carry the token there.
+			if resp != nil {
+				if resp.Extensions == nil {
+					resp.Extensions = map[string]any{}
+				}
+				resp.Extensions["consistencyToken"] = tok
 			}
 			return resp
 		}, reads

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"syscall"
 	"testing"
@@ -42,23 +40,12 @@ func TestThroughTransactionPooler(t *testing.T) {
 	admin := token(1<<40, auth.Admin)
 	call := func(srv *running, tok, query string, vars map[string]any) (map[string]any, []pooledError) {
 		t.Helper()
-		body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
-		require.NoError(t, err)
-		req, err := http.NewRequest(http.MethodPost, srv.base+"/query", strings.NewReader(string(body)))
-		require.NoError(t, err)
-		req.Header.Set("Content-Type", "application/json")
+		var headers map[string]string
 		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
+			headers = map[string]string{"Authorization": "Bearer " + tok}
 		}
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		var out struct {
-			Data   map[string]any
-			Errors []pooledError
-		}
-		require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
-		return out.Data, out.Errors
+		data, errs, _ := gqlCall(t, srv, query, vars, headers)
+		return data, errs
 	}
 	must := func(srv *running, tok, query string, vars map[string]any) map[string]any {
 		t.Helper()

@@ -31,6 +31,24 @@ func replicated(t *testing.T, delay time.Duration) (primary, replica *dbtest.Ser
 	return primary, dbtest.NewReplica(t, primary, delay), dbName
 }
 
+// replicaInstances starts n instances reading from a replica delay behind the primary, and waits
+// until the last one has the replica in rotation; it returns them and the replica's host (its
+// metrics label).
+func replicaInstances(t *testing.T, delay time.Duration, n int) ([]*running, string) {
+	t.Helper()
+	primary, replica, name := replicated(t, delay)
+	var out []*running
+	for range n {
+		out = append(out, startServer(t, "DATABASE_URL="+primary.Database(name), "DATABASE_REPLICA_URLS="+replica.Database(name),
+			"LOG_LEVEL=warn", "LOG_FLUSH_INTERVAL=0"))
+	}
+	u, err := url.Parse(replica.URL)
+	require.NoError(t, err)
+	inRotation := fmt.Sprintf(`wikigraph_db_replica_in_rotation{replica=%q}`, u.Host)
+	require.Eventually(t, func() bool { return gauge(t, out[n-1].base, inRotation) == 1 }, 10*time.Second, 50*time.Millisecond)
+	return out, u.Host
+}
+
 // gqlCall posts query to srv with extra headers; it returns the answer's data and errors, and
 // the response's headers.
 func gqlCall(t *testing.T, srv *running, query string, vars map[string]any, headers map[string]string) (map[string]any, []pooledError, http.Header) {
@@ -59,17 +77,9 @@ func gqlCall(t *testing.T, srv *running, query string, vars map[string]any, head
 // read sees its write; the same reads without it are served by the replica, and some are stale
 // (so the routing is real, and the test would catch a server that ignored the token).
 func TestReadYourWritesOnALaggingReplica(t *testing.T) {
-	primary, replica, name := replicated(t, 300*time.Millisecond)
-	env := []string{
-		"DATABASE_URL=" + primary.Database(name), "DATABASE_REPLICA_URLS=" + replica.Database(name),
-		"LOG_LEVEL=warn", "LOG_FLUSH_INTERVAL=0",
-	}
-	a := startServer(t, env...)
-	b := startServer(t, env...)
-	u, err := url.Parse(replica.URL)
-	require.NoError(t, err)
-	inRotation := fmt.Sprintf(`wikigraph_db_replica_in_rotation{replica=%q}`, u.Host)
-	require.Eventually(t, func() bool { return gauge(t, b.base, inRotation) == 1 }, 10*time.Second, 50*time.Millisecond)
+	servers, host := replicaInstances(t, 300*time.Millisecond, 2)
+	a, b := servers[0], servers[1]
+	inRotation := fmt.Sprintf(`wikigraph_db_replica_in_rotation{replica=%q}`, host)
 
 	const writes = 200
 	var stale, staleWithToken int
@@ -247,17 +257,8 @@ func wsRead(t *testing.T, srv *running, init map[string]any, id string) string {
 // request again: the replayed answer carries a Consistency-Token too, and a read with it on
 // another instance, whose queries go to a replica 1 s behind, sees the write.
 func TestReplayedMutationCarriesItsToken(t *testing.T) {
-	primary, replica, name := replicated(t, time.Second)
-	env := []string{
-		"DATABASE_URL=" + primary.Database(name), "DATABASE_REPLICA_URLS=" + replica.Database(name),
-		"LOG_LEVEL=warn", "LOG_FLUSH_INTERVAL=0",
-	}
-	a := startServer(t, env...)
-	b := startServer(t, env...)
-	u, err := url.Parse(replica.URL)
-	require.NoError(t, err)
-	inRotation := fmt.Sprintf(`wikigraph_db_replica_in_rotation{replica=%q}`, u.Host)
-	require.Eventually(t, func() bool { return gauge(t, b.base, inRotation) == 1 }, 10*time.Second, 50*time.Millisecond)
+	servers, _ := replicaInstances(t, time.Second, 2)
+	a, b := servers[0], servers[1]
 
 	create := `mutation($u: String!, $e: String!) { createUser(input: {username: $u, email: $e}) { id } }`
 	vars := map[string]any{"u": "replayed", "e": "replayed@replica.example"}
@@ -287,13 +288,8 @@ func TestReplayedMutationCarriesItsToken(t *testing.T) {
 // connection's token moved to the mutation's position), and the mutation's result carries that
 // token in extensions.consistencyToken.
 func TestWebsocketMutationThenQuery(t *testing.T) {
-	primary, replica, name := replicated(t, time.Second)
-	srv := startServer(t, "DATABASE_URL="+primary.Database(name), "DATABASE_REPLICA_URLS="+replica.Database(name),
-		"LOG_LEVEL=warn", "LOG_FLUSH_INTERVAL=0")
-	u, err := url.Parse(replica.URL)
-	require.NoError(t, err)
-	inRotation := fmt.Sprintf(`wikigraph_db_replica_in_rotation{replica=%q}`, u.Host)
-	require.Eventually(t, func() bool { return gauge(t, srv.base, inRotation) == 1 }, 10*time.Second, 50*time.Millisecond)
+	servers, _ := replicaInstances(t, time.Second, 1)
+	srv := servers[0]
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

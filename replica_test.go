@@ -146,9 +146,26 @@ func TestReadYourWritesOnALaggingReplica(t *testing.T) {
 // id, pages, the nested page), then starts it again: no read fails (reads on it when it went
 // down run on the primary, and it leaves the rotation), and reads return to it once it is back.
 func TestReplicaStoppedUnderSteadyReads(t *testing.T) {
+	replicaFaultUnderSteadyReads(t, (*dbtest.Server).Stop, (*dbtest.Server).Start, time.Second)
+}
+
+// TestReplicaHungUnderSteadyReads freezes every process of the replica (SIGSTOP: its port still
+// accepts connections and their data, nothing answers, nothing is refused) for longer than an
+// operation may last (OPERATION_TIMEOUT=3s), while clients read steadily, then resumes it: no
+// read fails (a read on it runs again on the primary once the replica has not begun to answer
+// within REPLICA_ANSWER_TIMEOUT, and it leaves the rotation; a new connection to it is not
+// waited for longer), and reads return to it once it answers again.
+func TestReplicaHungUnderSteadyReads(t *testing.T) {
+	replicaFaultUnderSteadyReads(t, (*dbtest.Server).Freeze, (*dbtest.Server).Thaw, 4*time.Second, "OPERATION_TIMEOUT=3s")
+}
+
+// replicaFaultUnderSteadyReads runs reads from four clients on an instance over a replica (env:
+// more of its settings), does fault to the replica a second in, heals it hold after it left the
+// rotation, and fails on any read that failed; it logs the slowest read.
+func replicaFaultUnderSteadyReads(t *testing.T, fault, heal func(*dbtest.Server, testing.TB), hold time.Duration, env ...string) {
 	primary, replica, name := replicated(t, 0)
-	srv := startServer(t, "DATABASE_URL="+primary.Database(name), "DATABASE_REPLICA_URLS="+replica.Database(name),
-		"LOG_LEVEL=warn", "LOG_FLUSH_INTERVAL=0")
+	srv := startServer(t, append([]string{"DATABASE_URL=" + primary.Database(name), "DATABASE_REPLICA_URLS=" + replica.Database(name),
+		"LOG_LEVEL=warn", "LOG_FLUSH_INTERVAL=0"}, env...)...)
 	u, err := url.Parse(replica.URL)
 	require.NoError(t, err)
 	inRotation := fmt.Sprintf(`wikigraph_db_replica_in_rotation{replica=%q}`, u.Host)
@@ -172,8 +189,9 @@ func TestReplicaStoppedUnderSteadyReads(t *testing.T) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	type result struct {
-		reads  int
-		failed []string
+		reads   int
+		failed  []string
+		slowest time.Duration
 	}
 	results := make(chan result)
 	for c := range 4 {
@@ -181,6 +199,7 @@ func TestReplicaStoppedUnderSteadyReads(t *testing.T) {
 			var r result
 			for i := c; ctx.Err() == nil; i++ {
 				body, _ := json.Marshal(map[string]any{"query": queries[i%len(queries)], "variables": map[string]any{"id": id}})
+				began := time.Now()
 				resp, err := http.Post(srv.base+"/query", "application/json", strings.NewReader(string(body)))
 				r.reads++
 				if err != nil {
@@ -190,6 +209,7 @@ func TestReplicaStoppedUnderSteadyReads(t *testing.T) {
 				var out struct{ Errors []pooledError }
 				err = json.NewDecoder(resp.Body).Decode(&out)
 				resp.Body.Close()
+				r.slowest = max(r.slowest, time.Since(began))
 				if err != nil || resp.StatusCode != http.StatusOK || len(out.Errors) > 0 {
 					r.failed = append(r.failed, fmt.Sprintf("%d %v %v", resp.StatusCode, err, out.Errors))
 				}
@@ -200,10 +220,10 @@ func TestReplicaStoppedUnderSteadyReads(t *testing.T) {
 	time.Sleep(time.Second)
 	before := gauge(t, srv.base, replicaReads)
 	require.Positive(t, before, "reads went to the replica")
-	replica.Stop(t)
+	fault(replica, t)
 	require.Eventually(t, func() bool { return gauge(t, srv.base, inRotation) == 0 }, 5*time.Second, 20*time.Millisecond)
-	time.Sleep(time.Second)
-	replica.Start(t)
+	time.Sleep(hold)
+	heal(replica, t)
 	require.Eventually(t, func() bool { return gauge(t, srv.base, inRotation) == 1 }, 10*time.Second, 50*time.Millisecond)
 	back := gauge(t, srv.base, replicaReads)
 	time.Sleep(time.Second)
@@ -211,17 +231,19 @@ func TestReplicaStoppedUnderSteadyReads(t *testing.T) {
 	stop()
 	var reads int
 	var failed []string
+	var slowest time.Duration
 	for range 4 {
 		r := <-results
 		reads += r.reads
 		failed = append(failed, r.failed...)
+		slowest = max(slowest, r.slowest)
 	}
 	if len(failed) > 0 {
 		t.Fatalf("%d of %d reads failed, first: %s\nlogs:\n%s", len(failed), reads, failed[0], stopped(srv))
 	}
 	require.Greater(t, after, back, "reads returned to the replica")
-	t.Logf("%d reads, none failed; the replica served %.0f before it stopped, %.0f in the second after it came back",
-		reads, before, after-back)
+	t.Logf("%d reads, none failed, the slowest took %s; the replica served %.0f before the fault, %.0f in the second after it came back",
+		reads, slowest.Round(time.Millisecond), before, after-back)
 }
 
 // wsRead reads user id's email on srv over a graphql-transport-ws websocket opened with init

@@ -92,6 +92,9 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		defer r.DB.Close()
 	}
 	if router != nil {
+		for _, r := range router.Replicas() {
+			defer r.Probe.Close()
+		}
 		wsInit = api.ConsistencyInit(wsInit)
 	}
 	gql := api.New(resolver, api.Options{
@@ -209,23 +212,37 @@ func replicas(cfg config.Config, primary *bun.DB, resolver *graph.Resolver, stat
 	var router *database.Router // set before any read
 	for _, u := range cfg.DatabaseReplicaURLs {
 		replica := &database.Replica{Name: database.ReplicaName(u)}
-		// A read on a replica that went down runs on the primary, and takes the replica out
-		// of the rotation at once: no client sees the fault.
+		// A read on a replica that went down, or hangs (has not begun to answer within
+		// REPLICA_ANSWER_TIMEOUT), runs on the primary, and takes the replica out of the
+		// rotation at once: no client sees the fault. While it is out, its pool's connections
+		// go to the primary; the health checks reach it through a small pool of their own.
 		db, err := database.Open(database.Options{
 			URL: u, AppName: cfg.DBAppName, MaxConns: cfg.DBMaxConns,
 			StatementTimeout: cfg.DBStatementTimeout, Unprepared: !bool(cfg.DBPreparedStatements),
 			LogSQL: cfg.LogSQL, Logger: logger,
 			Fallback: cfg.DatabaseURL, Lost: func(err error) { router.Down(replica, err) },
+			AnswerTimeout: cfg.ReplicaAnswerTimeout, Down: func() bool { return !replica.InRotation() },
 		})
+		var probe *bun.DB
+		if err == nil {
+			probe, err = database.Open(database.Options{
+				URL: u, AppName: cfg.DBAppName + "-probe", MaxConns: 2,
+				StatementTimeout: cfg.DBStatementTimeout, Unprepared: !bool(cfg.DBPreparedStatements),
+			})
+			if err != nil {
+				_ = db.Close()
+			}
+		}
 		if err != nil {
-			for _, r := range resolver.Replicas {
+			for _, r := range list {
 				_ = r.DB.Close()
+				_ = r.Probe.Close()
 			}
 			resolver.Replicas = nil
 			return nil, fmt.Errorf("replica: %w", err)
 		}
 		database.AddQueryHook(db, stats)
-		replica.DB = db
+		replica.DB, replica.Probe = db, probe
 		list = append(list, replica)
 		resolver.Replicas = append(resolver.Replicas, graph.Reads{
 			DB:          db,

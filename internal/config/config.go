@@ -101,10 +101,14 @@ type Config struct {
 	// DatabaseReplicaURLs are streaming replicas of the primary: queries read from them (see
 	// database.Router). ReplicaMaxLag takes a replica out of the rotation while it lags more;
 	// ReplicaTokenWait is how long a read with a Consistency-Token waits for a replica to
-	// replay it before reading the primary.
-	DatabaseReplicaURLs []string      `env:"DATABASE_REPLICA_URLS" envSeparator:","`
-	ReplicaMaxLag       time.Duration `env:"REPLICA_MAX_LAG" envDefault:"5s"`
-	ReplicaTokenWait    time.Duration `env:"REPLICA_TOKEN_WAIT" envDefault:"0s"`
+	// replay it before reading the primary. ReplicaAnswerTimeout is how long a replica may take
+	// to accept a connection, or to begin answering a read, before the read runs on the primary
+	// and the replica leaves the rotation (a hung replica refuses nothing: without it, reads
+	// would wait for their deadline).
+	DatabaseReplicaURLs  []string      `env:"DATABASE_REPLICA_URLS" envSeparator:","`
+	ReplicaMaxLag        time.Duration `env:"REPLICA_MAX_LAG" envDefault:"5s"`
+	ReplicaTokenWait     time.Duration `env:"REPLICA_TOKEN_WAIT" envDefault:"0s"`
+	ReplicaAnswerTimeout time.Duration `env:"REPLICA_ANSWER_TIMEOUT" envDefault:"1s"`
 
 	// Logs
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
@@ -141,8 +145,8 @@ func (c Config) check() error {
 	if c.DBMaxConns < 2 {
 		problems = append(problems, "DB_MAX_CONNS must be at least 2")
 	}
-	if c.ReplicaMaxLag <= 0 || c.ReplicaTokenWait < 0 {
-		problems = append(problems, "REPLICA_MAX_LAG must be positive and REPLICA_TOKEN_WAIT not negative")
+	if c.ReplicaMaxLag <= 0 || c.ReplicaTokenWait < 0 || c.ReplicaAnswerTimeout <= 0 {
+		problems = append(problems, "REPLICA_MAX_LAG and REPLICA_ANSWER_TIMEOUT must be positive and REPLICA_TOKEN_WAIT not negative")
 	}
 	if c.DBStatementTimeout <= 0 {
 		problems = append(problems, "DB_STATEMENT_TIMEOUT must be positive")

@@ -73,6 +73,7 @@ func TestReplicaSettings(t *testing.T) {
 	assert.Empty(t, cfg.DatabaseReplicaURLs)
 	assert.Equal(t, 5*time.Second, cfg.ReplicaMaxLag)
 	assert.Zero(t, cfg.ReplicaTokenWait)
+	assert.Equal(t, time.Second, cfg.ReplicaAnswerTimeout)
 
 	t.Setenv("DATABASE_REPLICA_URLS", "")
 	cfg, err = Load()
@@ -83,6 +84,11 @@ func TestReplicaSettings(t *testing.T) {
 	cfg, err = Load()
 	require.NoError(t, err)
 	assert.Equal(t, []string{"postgres://r1/db", "postgres://r2/db"}, cfg.DatabaseReplicaURLs)
+
+	t.Setenv("REPLICA_ANSWER_TIMEOUT", "0s")
+	_, err = Load()
+	require.ErrorContains(t, err, "REPLICA_ANSWER_TIMEOUT")
+	t.Setenv("REPLICA_ANSWER_TIMEOUT", "1s")
 
 	t.Setenv("REPLICA_MAX_LAG", "0s")
 	_, err = Load()

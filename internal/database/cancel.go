@@ -26,27 +26,51 @@ type cancelConnector struct {
 	perStatement string // "SET LOCAL ...; " ahead of every statement, or empty
 	unprepared   bool
 	// A replica's reads (Options.Fallback): connected to fallback while the server cannot be
-	// reached, and told database/sql to run again (driver.ErrBadConn) when their connection is
-	// lost before an answer; lost hears of both.
+	// reached or is out of the rotation (down), and told database/sql to run again
+	// (driver.ErrBadConn) when their connection is lost, or the server has not begun to answer
+	// within answer, before an answer; lost hears of both.
 	fallback *cancelConnector
 	lost     func(error)
+	answer   time.Duration
+	down     func() bool
 }
 
 func (c cancelConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	cn, err := c.Connector.Connect(ctx)
+	if c.fallback != nil && c.down != nil && c.down() {
+		return c.viaFallback(ctx)
+	}
+	cctx := ctx
+	if c.fallback != nil && c.answer > 0 {
+		// A hung server accepts the connection (the kernel queues it) and never answers.
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(ctx, c.answer)
+		defer cancel()
+	}
+	cn, err := c.Connector.Connect(cctx)
 	if err != nil {
-		if c.fallback == nil || ctx.Err() != nil || !Unavailable(err) {
+		if c.fallback == nil || ctx.Err() != nil {
+			return nil, err
+		}
+		if cctx.Err() != nil {
+			err = fmt.Errorf("no answer within %s: %w", c.answer, err)
+		} else if !Unavailable(err) {
 			return nil, err
 		}
 		c.lost(err)
-		fb, ferr := c.fallback.Connect(ctx)
-		if ferr != nil {
-			return nil, ferr
-		}
-		fb.(*cancelConn).once = true
-		return fb, nil
+		return c.viaFallback(ctx)
 	}
-	return &cancelConn{Conn: cn.(*pgdriver.Conn), perStatement: c.perStatement, unprepared: c.unprepared, lost: c.lost, fallback: c.fallback}, nil
+	return &cancelConn{Conn: cn.(*pgdriver.Conn), perStatement: c.perStatement, unprepared: c.unprepared,
+		lost: c.lost, fallback: c.fallback, answer: c.answer, down: c.down}, nil
+}
+
+// viaFallback connects a replica's read to the fallback, for one statement.
+func (c cancelConnector) viaFallback(ctx context.Context) (driver.Conn, error) {
+	fb, err := c.fallback.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fb.(*cancelConn).once = true
+	return fb, nil
 }
 
 type cancelConn struct {
@@ -57,6 +81,23 @@ type cancelConn struct {
 	lost         func(error)      // a replica's: see cancelConnector.fallback
 	fallback     *cancelConnector // a replica's: where a read lost before its first row runs again
 	once         bool             // a replica's connection to its fallback: one statement
+	answer       time.Duration    // a replica's: see cancelConnector.answer
+	down         func() bool      // a replica's: out of the rotation, its connections are not reused
+	hung         atomic.Bool      // closed as its server had not begun to answer within answer
+}
+
+// awaitAnswer closes a replica's connection if its server has not begun to answer within the
+// connection's answer timeout: call answered once the statement's first reply is read (or it
+// failed). Other connections wait as long as their context and read timeout allow.
+func (c *cancelConn) awaitAnswer() (answered func()) {
+	if c.answer <= 0 || c.lost == nil {
+		return func() {}
+	}
+	t := time.AfterFunc(c.answer, func() {
+		c.hung.Store(true)
+		c.kill()
+	})
+	return func() { t.Stop() }
 }
 
 // again returns, for a replica's read, the function that runs it on a connection of its own to
@@ -90,7 +131,12 @@ func (c *cancelConn) again(ctx context.Context, query string, args []driver.Name
 // another connection, and so on the fallback while the replica is down. Reads only: a replica's
 // pool serves no writes, so running a statement twice changes nothing.
 func (c *cancelConn) retry(ctx context.Context, err error) error {
-	if c.lost == nil || ctx.Err() != nil || stopped(ctx) != nil || !Unavailable(err) {
+	if c.lost == nil || ctx.Err() != nil || stopped(ctx) != nil {
+		return err
+	}
+	if c.hung.Load() {
+		err = fmt.Errorf("no answer within %s: %w", c.answer, err)
+	} else if !Unavailable(err) {
 		return err
 	}
 	c.kill()
@@ -174,7 +220,9 @@ func (c *cancelConn) QueryContext(ctx context.Context, query string, args []driv
 		return nil, err
 	}
 	stop := c.watch(ctx)
+	answered := c.awaitAnswer()
 	rows, err := c.Conn.QueryContext(ctx, c.text(query), args)
+	answered()
 	if err != nil {
 		stop()
 		return nil, c.retry(ctx, c.err(ctx, err))
@@ -223,7 +271,9 @@ func (c *cancelConn) PrepareContext(ctx context.Context, query string) (driver.S
 	}
 	stop := c.watch(ctx)
 	defer stop()
+	answered := c.awaitAnswer()
 	st, err := c.Conn.PrepareContext(ctx, query)
+	answered()
 	if err != nil {
 		return nil, c.retry(ctx, c.failed(ctx, err))
 	}
@@ -236,12 +286,23 @@ type cancelStmt struct {
 	query string
 }
 
+// Close closes the statement on the server, unless its connection's socket is closed: the server
+// dropped it then, and pgdriver would only fail to write (and log it).
+func (s *cancelStmt) Close() error {
+	if s.c.killed.Load() {
+		return nil
+	}
+	return s.Stmt.Close()
+}
+
 func (s *cancelStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
 	if err := stopped(ctx); err != nil {
 		return nil, err
 	}
 	stop := s.c.watch(ctx)
+	answered := s.c.awaitAnswer()
 	rows, err := s.Stmt.(driver.StmtQueryContext).QueryContext(ctx, args)
+	answered()
 	if err != nil {
 		stop()
 		return nil, s.c.retry(ctx, s.c.failed(ctx, err))
@@ -287,11 +348,26 @@ func (s textStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (dr
 	return s.c.ExecContext(ctx, s.query, args)
 }
 
-// IsValid tells database/sql not to reuse a connection whose socket was closed.
-func (c *cancelConn) IsValid() bool { return !c.once && !c.killed.Load() && c.Conn.IsValid() }
+// IsValid tells database/sql not to reuse a connection whose socket was closed, nor one to a
+// replica out of the rotation (a hung one would hold the next read until its answer timeout).
+func (c *cancelConn) IsValid() bool {
+	return !c.once && !c.killed.Load() && !c.replicaDown() && c.Conn.IsValid()
+}
+
+// replicaDown reports whether c is a replica's connection while the replica is out of the
+// rotation; if so it closes c's socket at once, since database/sql is about to drop it: it
+// would first close each statement prepared on it, and pgdriver waits for the server's reply
+// to each (up to the read timeout, from a server that may be hung).
+func (c *cancelConn) replicaDown() bool {
+	if c.down == nil || !c.down() {
+		return false
+	}
+	c.kill()
+	return true
+}
 
 func (c *cancelConn) ResetSession(ctx context.Context) error {
-	if c.once || c.killed.Load() {
+	if c.once || c.killed.Load() || c.replicaDown() {
 		return driver.ErrBadConn
 	}
 	return c.Conn.ResetSession(ctx)

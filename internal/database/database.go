@@ -41,6 +41,15 @@ type Options struct {
 	// fallback serve one statement: once the replica is back, reads go to it again.
 	Fallback string
 	Lost     func(error)
+	// AnswerTimeout (with Fallback) bounds how long the replica may take to accept a
+	// connection, and to begin answering a statement (the first bytes of its reply, which
+	// PostgreSQL sends once a small result is complete or a large one fills its buffer): a
+	// replica that hangs refuses nothing, so without it a read would wait for its deadline.
+	// Past it the connection is closed, Lost is told, and the read runs on the fallback.
+	AnswerTimeout time.Duration
+	// Down (with Fallback) reports that the replica is out of the rotation: its pool's
+	// connections are then dropped rather than reused, and new ones go to the fallback.
+	Down func() bool
 }
 
 // Open builds the pool. It does not connect: the first query (or Ping) does.
@@ -105,6 +114,7 @@ func Open(opts Options) (*bun.DB, error) {
 		if c.lost == nil {
 			c.lost = func(error) {}
 		}
+		c.answer, c.down = opts.AnswerTimeout, opts.Down
 	}
 	sqldb := sql.OpenDB(c)
 	sqldb.SetMaxOpenConns(opts.MaxConns)

@@ -104,6 +104,10 @@ type Replica struct {
 	// Name is its host:port, for metrics and logs (never its credentials).
 	Name string
 	DB   *bun.DB
+	// Probe is a pool of its own for the health checks, if DB's connections go elsewhere
+	// while the replica is out of the rotation (Options.Down): a check must reach the replica
+	// itself to put it back.
+	Probe *bun.DB
 
 	inRotation atomic.Bool
 	replayed   atomic.Uint64 // LSN replayed, as last seen
@@ -341,9 +345,13 @@ func (rt *Router) lagOf(lsn LSN, now time.Time) time.Duration {
 }
 
 func (rt *Router) check(ctx context.Context, r *Replica) {
+	db := r.DB
+	if r.Probe != nil {
+		db = r.Probe
+	}
 	var recovering bool
 	var replay sql.NullString
-	err := r.DB.DB.QueryRowContext(ctx, "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text").Scan(&recovering, &replay)
+	err := db.DB.QueryRowContext(ctx, "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text").Scan(&recovering, &replay)
 	var why string
 	switch {
 	case err != nil:

@@ -14,6 +14,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -216,5 +218,61 @@ func findScript() (string, error) {
 			return "", fmt.Errorf("dbtest: no go.mod above the working directory")
 		}
 		dir = parent
+	}
+}
+
+// Freeze stops every process of the server with SIGSTOP, as a hung host would look from outside:
+// its port still accepts connections (the kernel queues them) and their data, but nothing
+// answers, and no connection is refused or reset. Thaw (at the latest when the test ends)
+// resumes them.
+func (s *Server) Freeze(t testing.TB) {
+	t.Helper()
+	pids := s.processes(t)
+	t.Cleanup(func() { s.signal(pids, syscall.SIGCONT) })
+	s.signal(pids, syscall.SIGSTOP)
+}
+
+// Thaw resumes the processes Freeze stopped.
+func (s *Server) Thaw(t testing.TB) {
+	t.Helper()
+	s.signal(s.processes(t), syscall.SIGCONT)
+}
+
+// processes are the server's postmaster and its children, the postmaster first (stopped first,
+// it forks no child after the list is read).
+func (s *Server) processes(t testing.TB) []int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.dir, "postmaster.pid"))
+	if err != nil {
+		t.Fatalf("postmaster.pid: %v", err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	postmaster, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		t.Fatalf("postmaster.pid: %v", err)
+	}
+	pids := []int{postmaster}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses, so read after the last ')'.
+		i := strings.LastIndexByte(string(stat), ')')
+		if fields := strings.Fields(string(stat[i+1:])); i > 0 && len(fields) > 1 && fields[1] == strconv.Itoa(postmaster) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func (s *Server) signal(pids []int, sig syscall.Signal) {
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, sig)
 	}
 }

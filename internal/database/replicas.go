@@ -199,18 +199,21 @@ func (rt *Router) Pick(ctx context.Context, after LSN) int {
 	}
 	deadline := time.Now().Add(rt.opts.Wait)
 	for {
+		asked := 0
 		for i := range n {
 			k := (start + i) % n
 			r := rt.replicas[k]
 			if !r.InRotation() {
 				continue
 			}
+			asked++
 			if lsn, err := rt.replayLSN(ctx, r); err == nil && lsn >= after {
 				r.reads.Add(1)
 				return k
 			}
 		}
-		if rt.opts.Wait <= 0 || time.Now().Add(10*time.Millisecond).After(deadline) || ctx.Err() != nil {
+		// With no replica in the rotation, waiting would only delay the read.
+		if asked == 0 || rt.opts.Wait <= 0 || time.Now().Add(10*time.Millisecond).After(deadline) || ctx.Err() != nil {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -32,7 +32,8 @@ func TestConsistencyTokens(t *testing.T) {
 
 // TestRouterRotation runs a router over a real replica: in rotation once Ready and caught up;
 // out while its replay is paused and it falls behind by more than MaxLag, in again once it
-// replays; out while it is stopped. A token it has not replayed reads the primary.
+// replays; out while it is stopped. A token it has not replayed reads the primary, at once when
+// no replica is in rotation to wait for.
 func TestRouterRotation(t *testing.T) {
 	ctx := context.Background()
 	primary := dbtest.NewServer(t)
@@ -49,6 +50,16 @@ func TestRouterRotation(t *testing.T) {
 	rt.Check(ctx)
 	assert.False(t, r.InRotation(), "out until Ready")
 	assert.Equal(t, -1, rt.Pick(ctx, 0))
+	// A read with a token waits for a replica to replay it, but not while none is in rotation.
+	waiting := database.NewRouter(pdb, []*database.Replica{{Name: "replica", DB: rdb}}, database.RouterOptions{Wait: time.Hour})
+	picked := make(chan int)
+	go func() { picked <- waiting.Pick(ctx, 1) }()
+	select {
+	case k := <-picked:
+		assert.Equal(t, -1, k)
+	case <-time.After(30 * time.Second):
+		t.Fatal("a read with a token waited with no replica in rotation")
+	}
 	require.NoError(t, rt.Ready(ctx))
 	require.Eventually(t, func() bool { rt.Check(ctx); return r.InRotation() }, 5*time.Second, 20*time.Millisecond)
 	assert.Equal(t, 0, rt.Pick(ctx, 0))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -345,4 +346,41 @@ func TestWebsocketMutationThenQuery(t *testing.T) {
 	require.NotNil(t, p["data"].(map[string]any)["user"], "the query after the mutation on the connection reads its write")
 	// The same query on another connection without a token goes to the replica, still behind.
 	require.Empty(t, wsRead(t, srv, map[string]any{}, id), "a connection without a token reads the lagging replica")
+}
+
+// TestDeferredQueryIsOneRead sends a query whose fields arrive in three parts (@defer on each of
+// two users): its parts read where the first did, and the router counts one read for it, not
+// one per part.
+func TestDeferredQueryIsOneRead(t *testing.T) {
+	servers, host := replicaInstances(t, 0, 1)
+	srv := servers[0]
+	reads := func() float64 {
+		return gauge(t, srv.base, fmt.Sprintf(`wikigraph_db_reads_total{target=%q}`, host)) +
+			gauge(t, srv.base, `wikigraph_db_reads_total{target="primary"}`)
+	}
+	for i := range 2 {
+		_, errs, _ := gqlCall(t, srv, `mutation($u: String!, $e: String!) { createUser(input: {username: $u, email: $e}) { id } }`,
+			map[string]any{"u": fmt.Sprintf("deferred%d", i), "e": fmt.Sprintf("deferred%d@replica.example", i)}, nil)
+		require.Empty(t, errs)
+	}
+	// The instance's next read goes to the replica once it has the users (or to the primary).
+	require.Eventually(t, func() bool {
+		data, errs, _ := gqlCall(t, srv, `{ users(limit: 2) { id } }`, nil, nil)
+		return len(errs) == 0 && len(data["users"].([]any)) == 2
+	}, 10*time.Second, 20*time.Millisecond)
+	before := reads()
+	body, err := json.Marshal(map[string]any{"query": `query { users(limit: 2) { id ... @defer { items(first: 1) { edges { node { id } } } } } }`})
+	require.NoError(t, err)
+	req, err := http.NewRequest(http.MethodPost, srv.base+"/query", strings.NewReader(string(body)))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "multipart/mixed;deferSpec=20220824,application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	answer, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(answer))
+	require.Equal(t, 3, strings.Count(string(answer), `"data"`), "three parts: %s", answer)
+	require.Equal(t, before+1, reads(), "one operation, one read")
 }

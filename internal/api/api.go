@@ -231,6 +231,9 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		sched.costly = make(chan struct{}, limits.Concurrency-reserved)
 	}
 	srv.AroundOperations(sched.aroundOperations)
+	if r.Router != nil {
+		srv.AroundOperations(memoPick)
+	}
 	// Each response (a query's, a mutation's, or one subscription event's) batches its own
 	// lookups and caches nothing beyond itself.
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {

@@ -103,6 +103,20 @@ func ConsistencyInit(next transport.WebsocketInitFunc) transport.WebsocketInitFu
 	}
 }
 
+// pickKey holds an operation's *picked: where its first response read.
+type pickKey struct{}
+
+type picked struct {
+	done bool
+	k    int
+}
+
+// memoPick is the operation step of a server with replicas: room for routeReads to keep where
+// the operation's first response read (an operation's responses come one after another).
+func memoPick(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+	return next(context.WithValue(ctx, pickKey{}, &picked{}))
+}
+
 // routeReads is the response step of a server with replicas: a query reads where the router
 // says (a replica that has its client's last write, else the primary); a mutation runs on the
 // primary, and the primary's position after it becomes the client's new token: in the HTTP
@@ -125,11 +139,23 @@ func routeReads(r *graph.Resolver, ctx context.Context, next graphql.ResponseHan
 	}
 	switch op.Operation.Operation {
 	case ast.Query:
-		after, _ := ctx.Value(tokenKey{}).(database.LSN)
-		if conn, _ := ctx.Value(connKey{}).(*connToken); conn != nil {
-			after = max(after, conn.get())
+		// The parts of a @defer answer are responses of one operation: they resolve with the
+		// first's context, so they read where it did; only the first is routed (and counted).
+		memo, _ := ctx.Value(pickKey{}).(*picked)
+		k := -1
+		if memo != nil && memo.done {
+			k = memo.k
+		} else {
+			after, _ := ctx.Value(tokenKey{}).(database.LSN)
+			if conn, _ := ctx.Value(connKey{}).(*connToken); conn != nil {
+				after = max(after, conn.get())
+			}
+			k = r.Router.Pick(ctx, after)
+			if memo != nil {
+				memo.done, memo.k = true, k
+			}
 		}
-		if k := r.Router.Pick(ctx, after); k >= 0 {
+		if k >= 0 {
 			reads = r.Replicas[k]
 			ctx = graph.WithReads(ctx, reads)
 		}

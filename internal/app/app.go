@@ -251,7 +251,7 @@ func replicas(cfg config.Config, primary *bun.DB, resolver *graph.Resolver, stat
 		})
 	}
 	router = database.NewRouter(primary, list, database.RouterOptions{
-		MaxLag: cfg.ReplicaMaxLag, Wait: cfg.ReplicaTokenWait, Logger: logger,
+		MaxLag: cfg.ReplicaMaxLag, Wait: cfg.ReplicaTokenWait, Logger: logger, Waited: stats.TokenWait,
 	})
 	resolver.Router = router
 	stats.Replicas(router)

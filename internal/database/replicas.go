@@ -66,6 +66,10 @@ type RouterOptions struct {
 	// Interval is the period of the health checks (default 1s).
 	Interval time.Duration
 	Logger   *slog.Logger
+	// Waited, if set, hears of each read with a token that no replica was known to have
+	// replayed: how long it took to find where to read (asking the replicas, waiting up to
+	// Wait), and whether a replica serves it.
+	Waited func(d time.Duration, replica bool)
 }
 
 // Router spreads reads over streaming replicas of the primary, by round robin over the replicas
@@ -197,7 +201,8 @@ func (rt *Router) Pick(ctx context.Context, after LSN) int {
 			return k
 		}
 	}
-	deadline := time.Now().Add(rt.opts.Wait)
+	began := time.Now()
+	deadline := began.Add(rt.opts.Wait)
 	for {
 		asked := 0
 		for i := range n {
@@ -209,6 +214,7 @@ func (rt *Router) Pick(ctx context.Context, after LSN) int {
 			asked++
 			if lsn, err := rt.replayLSN(ctx, r); err == nil && lsn >= after {
 				r.reads.Add(1)
+				rt.waited(began, true)
 				return k
 			}
 		}
@@ -219,7 +225,14 @@ func (rt *Router) Pick(ctx context.Context, after LSN) int {
 		time.Sleep(10 * time.Millisecond)
 	}
 	rt.primaryReads.Add(1)
+	rt.waited(began, false)
 	return -1
+}
+
+func (rt *Router) waited(began time.Time, replica bool) {
+	if rt.opts.Waited != nil {
+		rt.opts.Waited(time.Since(began), replica)
+	}
 }
 
 // replayLSN asks r how far it has replayed, briefly.

@@ -31,6 +31,7 @@ type Metrics struct {
 	statements prometheus.Counter
 	lookups    *prometheus.CounterVec
 	lookupKeys *prometheus.CounterVec
+	tokenWait  *prometheus.HistogramVec
 
 	mu    sync.Mutex
 	names map[string]bool
@@ -54,6 +55,12 @@ func New(db *sql.DB, subscriptions func() int) *Metrics {
 			Name: "wikigraph_graphql_errors_total",
 			Help: "GraphQL errors sent to clients, by extensions.code.",
 		}, []string{"code"}),
+		tokenWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "wikigraph_db_token_wait_seconds",
+			Help: "Time a query with a Consistency-Token no replica was known to have replayed spent finding where to read " +
+				"(asking the replicas, waiting up to REPLICA_TOKEN_WAIT), by where it read.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}, []string{"served"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "wikigraph_http_requests_in_flight",
 			Help: "HTTP requests being served (open streams included).",
@@ -152,7 +159,16 @@ func (m *Metrics) label(name string) string {
 // Replicas shows each replica's health and the reads routed to each target: the primary
 // (target="primary") and every replica (by host:port).
 func (m *Metrics) Replicas(rt *database.Router) {
-	m.registry.MustRegister(replicaCollector{rt})
+	m.registry.MustRegister(replicaCollector{rt}, m.tokenWait)
+}
+
+// TokenWait records a read with a token that had to ask the replicas (database.RouterOptions.Waited).
+func (m *Metrics) TokenWait(d time.Duration, replica bool) {
+	served := "primary"
+	if replica {
+		served = "replica"
+	}
+	m.tokenWait.WithLabelValues(served).Observe(d.Seconds())
 }
 
 var (

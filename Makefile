@@ -9,7 +9,7 @@ PG_DB      ?= wikigraph
 BIN        := bin/wikigraph
 GO_TEST_FLAGS ?= -race -count=1 -timeout 10m
 
-.PHONY: help run build test test-deps frontend-check playground bench bench-peer attack gobench soak generate check-generate vet db db-stop cluster cluster-stop cluster-deps migrate-status clean
+.PHONY: help run build test test-deps frontend-check playground bench bench-peer attack gobench soak generate check-generate vet db db-stop cluster cluster-stop cluster-deps bench-cluster migrate-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -65,6 +65,15 @@ test-deps:
 # when missing (as root, as make test does); each is started on its own, not as a service.
 cluster: build cluster-deps ## primary, replica, pgbouncer, 3 instances and HAProxy on loopback (http://127.0.0.1:8090/)
 	@scripts/cluster start
+
+# The mixed load through the local cluster (issue 13): clients write (one operation in 10) and read
+# their writes back through HAProxy, with Consistency-Tokens and then without; prints the share of
+# reads the replica served, stale reads, read latency and the token searches (wikigraph_db_token_wait_seconds).
+# The cluster is started if needed and left running; REPLICA_TOKEN_WAIT=50ms make cluster-stop bench-cluster
+# measures with a wait.
+CLUSTER_METRICS := http://127.0.0.1:9191/metrics,http://127.0.0.1:9192/metrics,http://127.0.0.1:9193/metrics
+bench-cluster: cluster ## the mixed load with and without Consistency-Tokens through the local cluster (BENCH_FLAGS)
+	go run ./cmd/bench -mixed http://127.0.0.1:8090/query -mixed-metrics $(CLUSTER_METRICS) -c 16 -duration 10s $(BENCH_FLAGS)
 
 cluster-stop: ## stop the local cluster
 	@scripts/cluster stop

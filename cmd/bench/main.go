@@ -174,8 +174,29 @@ func main() {
 		attack   = flag.Bool("attack", false, "replay the hostile-client attacks instead (make attack): each against a fresh server, on a smaller seed")
 		atkLimit = flag.Duration("attack-timeout", 20*time.Second, "with -attack: give up on an attack's requests after this")
 		atkDocs  = flag.Int("attack-docs", 300, "with -attack: how many distinct 900 KB documents to send")
+		mixed    = flag.String("mixed", "", "drive a running cluster instead (make bench-cluster): clients writing and reading their writes "+
+			"through this /query URL, with Consistency-Tokens and without, one phase each of -duration at the first -c level")
+		mixedMet   = flag.String("mixed-metrics", "", "with -mixed: the instances' /metrics URLs, comma-separated")
+		mixedEvery = flag.Int("mixed-write-every", 10, "with -mixed: one operation in this many is a mutation")
 	)
 	flag.Parse()
+	if *mixed != "" {
+		c, err := strconv.Atoi(strings.Split(*levels, ",")[0])
+		if err != nil || c < 1 || *mixedEvery < 2 {
+			log.Fatal("bad -c or -mixed-write-every")
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if *out == "bin/bench.json" {
+			*out = "bin/bench-cluster.json"
+		}
+		opts := mixedOptions{url: *mixed, metrics: strings.Split(*mixedMet, ","), concurrency: c, window: *window, writeEvery: *mixedEvery}
+		if err := runMixed(ctx, opts, *out); err != nil {
+			stop()
+			log.Fatal(err)
+		}
+		return
+	}
 	if *dbURL == "" {
 		log.Fatal("no database: set -db or TEST_DATABASE_URL (make bench does)")
 	}

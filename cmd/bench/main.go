@@ -43,6 +43,8 @@ type benchEnv struct {
 	dbHost, dbPort, dbUser, dbName string
 	dbURL                          string
 	postmaster                     int
+	serverLog                      string   // the server's log file in workDir (default server.log)
+	serverEnv                      []string // more settings for the server
 }
 
 // Stats are the numbers of one side (server, peer, floor or pgbench) of one operation at one
@@ -83,6 +85,10 @@ type Result struct {
 	Floor         *Stats  `json:"floor,omitempty"`
 	FloorRatio    float64 `json:"ratio_floor_to_pgbench,omitempty"`
 	ServerToFloor float64 `json:"ratio_server_to_floor,omitempty"`
+	// The same server through pgbouncer (-pooler), in the same rounds; its rate over the
+	// direct one's.
+	Pooled      *Stats  `json:"pooled,omitempty"`
+	PooledRatio float64 `json:"ratio_pooled_to_direct,omitempty"`
 }
 
 // Report is the JSON the suite writes.
@@ -92,8 +98,9 @@ type Report struct {
 	WindowS     float64   `json:"window_s"`
 	WarmupS     float64   `json:"warmup_s"`
 	ServerEnv   []string  `json:"server_env,omitempty"`
-	Peer        string    `json:"peer,omitempty"`  // what ran as the peer, versions included
-	Floor       string    `json:"floor,omitempty"` // what ran as the floor
+	Peer        string    `json:"peer,omitempty"`   // what ran as the peer, versions included
+	Floor       string    `json:"floor,omitempty"`  // what ran as the floor
+	Pooler      string    `json:"pooler,omitempty"` // what ran as the pooled side
 	Results     []Result  `json:"results"`
 	PeakRSSMB   float64   `json:"server_peak_rss_mb"`
 	TotalS      float64   `json:"total_s"`
@@ -168,6 +175,7 @@ func main() {
 		peerWarm = flag.Duration("peer-warmup", 5*time.Second, "unmeasured load on each of the peer's operations once it has started, for node's JIT")
 		floorOn  = flag.Bool("floor", false, "also drive the floor on user(id) and users(limit:N): a net/http server with no GraphQL, one prepared statement "+
 			"through database/sql and pgdriver per request, JSON written by hand (cmd/bench/floor) — what any Go server over pgdriver costs on this machine")
+		poolerOn = flag.Bool("pooler", false, "also drive the same server through pgbouncer in transaction mode (prepared statements off), in the same rounds")
 		profile  = flag.String("profile", "", "write the server's CPU and heap profiles of each run into this folder")
 		workDirF = flag.String("work", "bin/bench", "folder for the server log and pgbench logs")
 		rounds   = flag.Int("rounds", 2, "the window is split into this many rounds, over the operations and their sides (server, peer, floor, pgbench) in turn")
@@ -265,9 +273,11 @@ func main() {
 		log.Fatal(err)
 	}
 	defer srv.stop()
-	var peer, floor *serverProc
+	var peer, floor, pooled *serverProc
+	stopPooled := func() {}
 	stopAll := func() {
 		srv.stop()
+		stopPooled()
 		if peer != nil {
 			peer.stop()
 		}
@@ -289,6 +299,13 @@ func main() {
 			fatal(err)
 		}
 	}
+	if *poolerOn {
+		if pooled, stopPooled, report.Pooler, err = startPooled(ctx, *server, env, false); err != nil {
+			fatal(err)
+		}
+		defer stopPooled()
+		log.Printf("pooled: %s", report.Pooler)
+	}
 	if floorBin != "" {
 		if floor, report.Floor, err = startFloor(ctx, floorBin, env); err != nil {
 			fatal(err)
@@ -309,8 +326,8 @@ func main() {
 	// hold up better than their rates.
 	slice := *window / time.Duration(*rounds)
 	type parts struct {
-		srv, peer, floor, pgb             []Stats
-		srvRes, peerRes, floorRes, pgbRes []loadResult
+		srv, peer, floor, pooled, pgb                []Stats
+		srvRes, peerRes, floorRes, pooledRes, pgbRes []loadResult
 	}
 	for _, c := range concurrencies {
 		acc := make([]parts, len(selected))
@@ -339,6 +356,13 @@ func main() {
 						fatal(err)
 					}
 					a.peer, a.peerRes = append(a.peer, st), append(a.peerRes, res)
+				}
+				if pooled != nil {
+					st, res, err := measureServer(ctx, env, pooled, op, c, *warmup, slice, tag+"b")
+					if err != nil {
+						fatal(err)
+					}
+					a.pooled, a.pooledRes = append(a.pooled, st), append(a.pooledRes, res)
 				}
 				if route, ok := floorOps[op.Name]; ok && floor != nil {
 					st, res, err := measureServer(ctx, env, floor.at(route), op, c, *warmup, slice, tag+"f")
@@ -374,6 +398,13 @@ func main() {
 				r.Pgbench = &s
 				if s.PerSecond > 0 {
 					r.Ratio = r.Server.PerSecond / s.PerSecond
+				}
+			}
+			if len(a.pooled) > 0 {
+				s := combine(a.pooled, a.pooledRes, *window)
+				r.Pooled = &s
+				if r.Server.PerSecond > 0 {
+					r.PooledRatio = s.PerSecond / r.Server.PerSecond
 				}
 			}
 			if len(a.floor) > 0 {
@@ -413,6 +444,9 @@ func main() {
 		}
 		if r.Floor != nil {
 			errs += r.Floor.Errors
+		}
+		if r.Pooled != nil {
+			errs += r.Pooled.Errors
 		}
 	}
 	if errs > 0 {
@@ -508,7 +542,7 @@ func startServer(ctx context.Context, binary string, env benchEnv, pprof, oneCli
 		return nil, err
 	}
 	s := &serverProc{addr: "127.0.0.1:" + strconv.Itoa(port), path: "/query", metrics: true}
-	extra := []string{"DATABASE_URL=" + env.dbURL, "HOST=127.0.0.1", "PORT=" + strconv.Itoa(port)}
+	extra := append([]string{"DATABASE_URL=" + env.dbURL, "HOST=127.0.0.1", "PORT=" + strconv.Itoa(port)}, env.serverEnv...)
 	// The load generator is one client at one address (oneClient): the per-client budget would
 	// cap the suite at one client's share. Unbounded unless set.
 	for _, kv := range []string{"CLIENT_MAX_CONCURRENT_OPERATIONS=0", "CLIENT_COST_PER_SECOND=0"} {
@@ -532,7 +566,11 @@ func startServer(ctx context.Context, binary string, env benchEnv, pprof, oneCli
 	}
 	cmd := exec.Command(binary)
 	cmd.Env = append(os.Environ(), extra...)
-	if err := s.launch(ctx, cmd, filepath.Join(env.workDir, "server.log"), s.ready, 30*time.Second); err != nil {
+	logName := env.serverLog
+	if logName == "" {
+		logName = "server.log"
+	}
+	if err := s.launch(ctx, cmd, filepath.Join(env.workDir, logName), s.ready, 30*time.Second); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	return s, nil
@@ -741,6 +779,9 @@ func printResult(r Result) {
 	if r.Peer != nil {
 		line += fmt.Sprintf(" | peer %8.0f/s p99 %6.2f ms errors %d | ratio %.2f", r.Peer.PerSecond, r.Peer.P99ms, r.Peer.Errors, r.PeerRatio)
 	}
+	if r.Pooled != nil {
+		line += fmt.Sprintf(" | pooled %8.0f/s p99 %6.2f ms errors %d | pooled/direct %.2f", r.Pooled.PerSecond, r.Pooled.P99ms, r.Pooled.Errors, r.PooledRatio)
+	}
 	if r.Floor != nil {
 		line += fmt.Sprintf(" | floor %8.0f/s p99 %6.2f ms errors %d | floor/pgbench %.2f", r.Floor.PerSecond, r.Floor.P99ms, r.Floor.Errors, r.FloorRatio)
 	}
@@ -753,6 +794,9 @@ func printResult(r Result) {
 	}
 	if r.Peer != nil && r.Peer.FirstError != "" {
 		log.Printf("  first peer error: %s", r.Peer.FirstError)
+	}
+	if r.Pooled != nil && r.Pooled.FirstError != "" {
+		log.Printf("  first pooled error: %s", r.Pooled.FirstError)
 	}
 	if r.Floor != nil && r.Floor.FirstError != "" {
 		log.Printf("  first floor error: %s", r.Floor.FirstError)
@@ -784,6 +828,27 @@ func printTable(w io.Writer, rep Report) {
 	}
 	printPeerTable(w, rep)
 	printFloorTable(w, rep)
+	printPooledTable(w, rep)
+}
+
+// printPooledTable prints the rows that have a pooled side: the direct server and the same
+// server through pgbouncer, and the pooled rate over the direct one.
+func printPooledTable(w io.Writer, rep Report) {
+	if rep.Pooler == "" {
+		return
+	}
+	fmt.Fprintf(w, "\npooled: %s\n", rep.Pooler)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "operation	c	direct req/s	p50 ms	p99 ms	| pooled req/s	p50 ms	p99 ms	| pooled/direct	")
+	for _, r := range rep.Results {
+		s, p := r.Server, r.Pooled
+		if p == nil {
+			continue
+		}
+		fmt.Fprintf(tw, "%s	%d	%.0f	%.2f	%.2f	| %.0f	%.2f	%.2f	| %.2f	\n", r.Operation, r.Concurrency,
+			s.PerSecond, s.P50ms, s.P99ms, p.PerSecond, p.P50ms, p.P99ms, r.PooledRatio)
+	}
+	tw.Flush()
 }
 
 // printPeerTable prints the rows that have a peer side: both rates, latencies and CPU per

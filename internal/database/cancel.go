@@ -48,10 +48,14 @@ func (c cancelConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	}
 	cn, err := c.Connector.Connect(cctx)
 	if err != nil {
+		// pgdriver's socket deadlines are the context's: they can fire before its timer.
+		if ended(ctx) {
+			return nil, fmt.Errorf("%w (connecting: %w)", context.DeadlineExceeded, err)
+		}
 		if c.fallback == nil || ctx.Err() != nil {
 			return nil, err
 		}
-		if cctx.Err() != nil {
+		if ended(cctx) {
 			err = fmt.Errorf("no answer within %s: %w", c.answer, err)
 		} else if !Unavailable(err) {
 			return nil, err
@@ -61,6 +65,15 @@ func (c cancelConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	}
 	return &cancelConn{Conn: cn.(*pgdriver.Conn), perStatement: c.perStatement, unprepared: c.unprepared,
 		lost: c.lost, fallback: c.fallback, answer: c.answer, down: c.down}, nil
+}
+
+// ended reports whether ctx's deadline has passed, whether or not its timer has fired yet.
+func ended(ctx context.Context) bool {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // viaFallback connects a replica's read to the fallback, for one statement.

@@ -2,6 +2,7 @@ package database_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,4 +88,28 @@ func TestRouterRotation(t *testing.T) {
 	assert.Equal(t, -1, rt.Pick(ctx, 0))
 	replica.Start(t)
 	require.Eventually(t, func() bool { rt.Check(ctx); return r.InRotation() }, 10*time.Second, 50*time.Millisecond)
+}
+
+// TestReplicaPoolFallsBackFromAHungServer reads through a replica's pool whose server is frozen
+// (SIGSTOP: it accepts connections and never answers) and which the router never takes out
+// (Down is false): each read connects to the frozen server, gives up after the answer timeout
+// and reads the primary, without an error, every time (the connection's deadline and its
+// context's timer end at the same instant, in either order).
+func TestReplicaPoolFallsBackFromAHungServer(t *testing.T) {
+	hung := dbtest.NewServer(t)
+	var lost atomic.Int64
+	db, err := database.Open(database.Options{
+		URL: hung.URL, AppName: "hung-replica", MaxConns: 2, StatementTimeout: 5 * time.Second,
+		Fallback: dbtest.URL(t), AnswerTimeout: 50 * time.Millisecond,
+		Lost: func(error) { lost.Add(1) }, Down: func() bool { return false },
+	})
+	require.NoError(t, err)
+	defer db.Close()
+	hung.Freeze(t)
+	for i := range 40 {
+		var n int
+		require.NoError(t, db.DB.QueryRowContext(context.Background(), "SELECT $1::int", i).Scan(&n), "read %d", i)
+		require.Equal(t, i, n)
+	}
+	assert.EqualValues(t, 40, lost.Load(), "each read found the replica hung")
 }

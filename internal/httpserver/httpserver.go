@@ -91,8 +91,8 @@ func (rt Routes) query() http.Handler {
 	if limit <= 0 {
 		limit = 1 << 20
 	}
-	tooLarge := func(w http.ResponseWriter) {
-		w.Header().Set("Content-Type", "application/json")
+	tooLarge := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", answerType(r))
 		w.WriteHeader(http.StatusRequestEntityTooLarge)
 		_, _ = fmt.Fprintf(w, `{"errors":[{"message":"request body over %d bytes","extensions":{"code":"REQUEST_TOO_LARGE"}}]}`, limit)
 	}
@@ -102,13 +102,13 @@ func (rt Routes) query() http.Handler {
 	}
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && !isJSON(r.Header.Get("Content-Type")) {
-			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Type", answerType(r))
 			w.WriteHeader(http.StatusUnsupportedMediaType)
 			_, _ = io.WriteString(w, `{"errors":[{"message":"POST a JSON body (Content-Type: application/json)","extensions":{"code":"UNSUPPORTED_MEDIA_TYPE"}}]}`)
 			return
 		}
 		if r.ContentLength > limit {
-			tooLarge(w)
+			tooLarge(w, r)
 			return
 		}
 		var body []byte
@@ -118,7 +118,7 @@ func (rt Routes) query() http.Handler {
 			var err error
 			body, err = io.ReadAll(io.LimitReader(r.Body, limit+1))
 			if int64(len(body)) > limit {
-				tooLarge(w)
+				tooLarge(w, r)
 				return
 			}
 			if err != nil {
@@ -131,7 +131,7 @@ func (rt Routes) query() http.Handler {
 			// Answered here, briefly: gqlgen would quote the whole body back (see checkBody).
 			streamed := isStream(r) || strings.Contains(r.Header.Get("Accept"), "multipart/mixed")
 			if code, msg, ok := checkBody(body, streamed); !ok {
-				writeError(w, http.StatusBadRequest, code, msg)
+				writeError(w, r, http.StatusBadRequest, code, msg)
 				return
 			}
 		}
@@ -215,7 +215,9 @@ type hintWriter struct {
 func (h *hintWriter) WriteHeader(code int) {
 	if !h.wrote {
 		h.wrote = true
-		if status, retry := h.hint.Get(); status != 0 && code == http.StatusOK {
+		// The hint's status replaces the 200 of an application/json answer and the one
+		// run chose under application/graphql-response+json.
+		if status, retry := h.hint.Get(); status != 0 && (code == http.StatusOK || code == status) {
 			h.Header().Set("Retry-After", strconv.Itoa(retry))
 			code = status
 		}

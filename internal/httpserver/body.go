@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/wikigraph/wikigraph/internal/media"
 )
@@ -68,6 +69,21 @@ func jsonKind(goKind string) string {
 		return "an object"
 	}
 	return goKind
+}
+
+// invalidUTF8 is the offset of the first byte of body that is not valid UTF-8, or -1.
+func invalidUTF8(body []byte) int {
+	if utf8.Valid(body) { // the common case, scanned fast
+		return -1
+	}
+	for i := 0; i < len(body); {
+		r, n := utf8.DecodeRune(body[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
 }
 
 // answerType is the Content-Type of an error answered here: the media type r accepts, and

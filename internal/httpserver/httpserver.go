@@ -134,6 +134,13 @@ func (rt Routes) query() http.Handler {
 				writeError(w, r, http.StatusBadRequest, code, msg)
 				return
 			}
+			// JSON is UTF-8 (RFC 8259); Go's decoder would make each stray byte U+FFFD and the
+			// server would store that in place of what the client meant.
+			if at := invalidUTF8(body); at >= 0 {
+				writeError(w, r, http.StatusBadRequest, "BAD_REQUEST",
+					fmt.Sprintf("the request body is not valid UTF-8 (byte 0x%02X at offset %d): send JSON in UTF-8", body[at], at))
+				return
+			}
 		}
 		// The client's address tells it apart (clients.Key); an operation over its budget asks
 		// for 429 and Retry-After through the hint.

@@ -1,4 +1,4 @@
-// Package httpserver wires the HTTP side: routes (/, /query, /healthz, /readyz), the request-id,
+// Package httpserver wires the HTTP side: routes (/, /query, /health, /healthz, /readyz), the request-id,
 // access-log and panic middleware, and a server that shuts down gracefully.
 package httpserver
 
@@ -62,6 +62,22 @@ func Handler(rt Routes) http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
+	})
+	// The old service's health check, kept for the probes and scripts written for it: JSON, 200
+	// {"status":"ok"} when the service can serve (what /readyz checks: the database answers
+	// within 2 s and its migrations are current), 503 {"status":"unavailable"} otherwise.
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		if err := rt.Ready(ctx); err != nil {
+			rt.Logger.WarnContext(ctx, "unhealthy", "error", err.Error())
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"status":"unavailable"}`+"\n")
+			return
+		}
+		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

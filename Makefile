@@ -8,6 +8,8 @@ PG_PORT    ?= 54329
 PG_DB      ?= wikigraph
 BIN        := bin/wikigraph
 GO_TEST_FLAGS ?= -race -count=1 -timeout 10m
+AUDIT_DIR  := test/http-audit
+AUDIT_DEPS := $(AUDIT_DIR)/node_modules/.package-lock.json
 
 .PHONY: help run build test test-deps frontend-check playground bench bench-peer attack gobench soak generate check-generate vet db db-stop cluster cluster-stop cluster-deps bench-cluster migrate-status clean
 
@@ -33,8 +35,15 @@ db: ## start the local PostgreSQL (initialised on first use) and print its URL
 db-stop: ## stop the local PostgreSQL
 	@scripts/pg stop "$(PGDATA_DIR)"
 
-test: check-generate frontend-check test-deps ## every check and test, against a throwaway PostgreSQL (or TEST_DATABASE_URL)
+test: check-generate frontend-check test-deps $(AUDIT_DEPS) ## every check and test, against a throwaway PostgreSQL (or TEST_DATABASE_URL)
 	scripts/pg with-test-db go test $(GO_TEST_FLAGS) ./...
+
+# The GraphQL over HTTP working group's conformance audit (npm graphql-http, pinned in its own
+# workspace), which TestGraphQLOverHTTPAudit runs against a test server; installed again whenever
+# its manifest or lockfile changes.
+$(AUDIT_DEPS): $(AUDIT_DIR)/package.json $(AUDIT_DIR)/package-lock.json
+	cd $(AUDIT_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 # The schema-first frontend workflow: TypeScript types generated from schema.graphqls for the
 # operations in examples/ must be current (committed) and must type-check.

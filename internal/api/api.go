@@ -180,8 +180,8 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	// would otherwise take its requests.
 	srv.AddTransport(streamed{transport.MultipartMixed{Boundary: "graphql"}})
 	srv.AddTransport(transport.Options{})
-	srv.AddTransport(transport.GET{})
-	srv.AddTransport(post{})                            // gqlgen's POST, writing its answer without a second pass over it
+	srv.AddTransport(get{})                             // queries only; answered as POST answers
+	srv.AddTransport(post{})                            // gqlgen's POST, to the GraphQL over HTTP spec, writing its answer without a second pass
 	srv.Use(newPreflight(limits.Fields, limits.Tokens)) // counted before validation; nothing for a client that left
 	srv.Use(streamEnds{})                               // a subscription that lost events ends with EVENTS_DROPPED
 	srv.Use(&subscriptionLimits{                        // TOO_MANY_SUBSCRIPTIONS past either

@@ -170,9 +170,9 @@ func gone(ctx context.Context) *gqlerror.Error {
 const clientGone = "CLIENT_CLOSED_REQUEST"
 
 // The codes of a document refused before it ran are protocol errors to gqlgen, as its own
-// GRAPHQL_VALIDATION_FAILED is: HTTP 422 under application/graphql-response+json, and over a
-// websocket an error message carrying the answer's errors as bounded (boundErrors) rather than
-// the whole list it would send for errors it takes for the client's.
+// GRAPHQL_VALIDATION_FAILED is: over a websocket an error message carrying the answer's errors as
+// bounded (boundErrors) rather than the whole list it would send for errors it takes for the
+// client's. (Over HTTP every refusal before execution is answered alike: see run.)
 func init() {
 	for _, code := range []string{"QUERY_TOO_DEEP", "TOO_MANY_ALIASES", "TOO_MANY_FIELDS",
 		"INTROSPECTION_LIMIT_EXCEEDED", "QUERY_TOO_LARGE", "COMPLEXITY_LIMIT_EXCEEDED", clientGone} {

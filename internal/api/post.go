@@ -8,20 +8,23 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/wikigraph/wikigraph/graph"
+	"github.com/wikigraph/wikigraph/internal/apperr"
+	"github.com/wikigraph/wikigraph/internal/media"
 )
 
-// post is gqlgen's POST transport (transport.POST of v0.17.98: the same requests, statuses,
-// headers and bodies) with one change: the response is written around its data rather than
-// through json.Marshal, which scans and compacts the data, already compact JSON, once more (6.5%
-// of the server's CPU on a nested page of 20 users and 100 items).
+// post is gqlgen's POST transport (transport.POST of v0.17.98: the same requests) with the
+// statuses, media types and bodies of the GraphQL over HTTP specification (see run), and its
+// response written around its data rather than through json.Marshal, which scans and compacts
+// the data, already compact JSON, once more (6.5% of the server's CPU on a nested page of 20
+// users and 100 items).
 type post struct{}
 
 var _ graphql.Transport = post{}
@@ -38,16 +41,15 @@ func (post) Supports(r *http.Request) bool {
 	return r.Method == http.MethodPost && mediaType == "application/json"
 }
 
-const (
-	mediaJSON            = "application/json"
-	mediaGraphQLResponse = "application/graphql-response+json"
-)
-
 // Do implements graphql.Transport.
 func (post) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	ctx := r.Context()
-	contentType := responseContentType(r)
-	w.Header().Add("Content-Type", contentType)
+	answer, ok := media.Negotiate(r.Header.Get("Accept"))
+	if !ok {
+		notAcceptable(w)
+		return
+	}
+	w.Header().Set("Content-Type", media.ContentType(answer))
 	start := graphql.Now()
 
 	body, err := io.ReadAll(r.Body)
@@ -66,47 +68,89 @@ func (post) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecuto
 	}
 	params.Headers = r.Header
 	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
+	run(w, r, exec, &params, answer)
+}
 
-	rc, opErr := exec.CreateOperationContext(ctx, &params)
+// run validates and executes one operation, as POST and GET carry it, and answers it in media
+// type answer. A request refused before it executed (it did not parse or validate, its variables
+// did not coerce, a limit refused it) is answered without "data", as the GraphQL specification
+// asks of a request error: with 200 under application/json, whose non-2xx answers a client
+// cannot tell from a proxy's, and with a 4xx (or 5xx) under application/graphql-response+json,
+// where a 2xx says the operation executed. Once it executed, the answer has "data" (null when a
+// non-null root field failed) and 200 under either.
+func run(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, params *graphql.RawParams, answer string) {
+	ctx := r.Context()
+	rc, opErr := exec.CreateOperationContext(ctx, params)
+	if opErr != nil && params.Query == "" && errcode.GetErrorKind(opErr) == errcode.KindProtocol &&
+		opErr[0].Message == noOperation {
+		// No document at all (nor one persisted under a hash): not a GraphQL request.
+		w.WriteHeader(http.StatusBadRequest)
+		writeResponse(w, exec.DispatchError(ctx, gqlerror.List{{
+			Message:    `the request has no "query": send the document's text in it`,
+			Extensions: map[string]any{"code": "BAD_REQUEST"},
+		}}))
+		return
+	}
 	if opErr != nil {
-		status := http.StatusOK
-		if errcode.GetErrorKind(opErr) == errcode.KindProtocol {
-			status = http.StatusUnprocessableEntity
-			if contentType == mediaGraphQLResponse {
-				status = http.StatusBadRequest
-			}
-		}
-		w.WriteHeader(status)
+		w.WriteHeader(refusedStatus(answer, opErr))
 		writeResponse(w, exec.DispatchError(graphql.WithOperationContext(ctx, rc), opErr))
+		return
+	}
+	if r.Method == http.MethodGet && rc.Operation.Operation == ast.Mutation {
+		// GET is safe: a link, a prefetch or a cross-site <img> must not write.
+		w.Header().Set("Allow", http.MethodPost)
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		writeResponse(w, exec.DispatchError(graphql.WithOperationContext(ctx, rc), gqlerror.List{{
+			Message:    "a mutation cannot be sent with GET: POST it",
+			Extensions: map[string]any{"code": methodNotAllowed},
+		}}))
 		return
 	}
 	responses, ctx := exec.DispatchOperation(ctx, rc)
 	resp := responses(ctx)
+	if resp != nil && len(resp.Data) == 0 && len(resp.Errors) > 0 {
+		// Refused before it executed, by an operation middleware (a subscription without a
+		// stream, a client over its budget, no turn within the deadline).
+		w.WriteHeader(refusedStatus(answer, resp.Errors))
+	}
 	writeResponse(w, resp)
 	if resp != nil {
 		graph.ReleaseData(rc, resp.Data) // written whole: its buffer serves the next answer
 	}
 }
 
-// responseContentType is the media type of the answer, as gqlgen's POST chooses it from Accept.
-func responseContentType(r *http.Request) string {
-	accept := r.Header.Get("Accept")
-	if accept == "" {
-		return mediaJSON
+// noOperation is gqlgen's message for a request without a document.
+const noOperation = "no operation provided"
+
+// methodNotAllowed is the code of a mutation sent with GET.
+const methodNotAllowed = "METHOD_NOT_ALLOWED"
+
+// refusedStatus is the status of an answer without data, by its first error's code: 200 under
+// application/json (a client over its budget gets 429 all the same, through clients.SetHint);
+// under application/graphql-response+json 400 for what the client must change, 429 for a client
+// over its budget, 503 for a server too busy or a database unavailable, 500 for a fault of its
+// own.
+func refusedStatus(answer string, errs gqlerror.List) int {
+	if answer != media.GraphQLResponse {
+		return http.StatusOK
 	}
-	for part := range strings.SplitSeq(accept, ",") {
-		mediaType, _, err := mime.ParseMediaType(strings.TrimSpace(part))
-		if err != nil {
-			continue
-		}
-		switch mediaType {
-		case "*/*", "application/*", mediaJSON:
-			return mediaJSON
-		case mediaGraphQLResponse:
-			return mediaGraphQLResponse
-		}
+	switch code, _ := errs[0].Extensions["code"].(string); code {
+	case rateLimited:
+		return http.StatusTooManyRequests
+	case string(apperr.Timeout), string(apperr.Unavailable):
+		return http.StatusServiceUnavailable
+	case string(apperr.Internal):
+		return http.StatusInternalServerError
 	}
-	return mediaGraphQLResponse
+	return http.StatusBadRequest
+}
+
+// notAcceptable answers a request whose Accept header names neither media type of an answer.
+func notAcceptable(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", media.ContentType(media.JSON))
+	w.WriteHeader(http.StatusNotAcceptable)
+	_, _ = io.WriteString(w, `{"errors":[{"message":"the Accept header names no media type this server answers in: accept `+
+		`application/graphql-response+json or application/json","extensions":{"code":"NOT_ACCEPTABLE"}}]}`)
 }
 
 // writeResponse writes resp as json.Marshal would, byte for byte: the members in the order of
@@ -130,13 +174,18 @@ func writeResponse(w io.Writer, resp *graphql.Response) {
 		member(buf, "errors", resp.Errors)
 		buf.WriteByte(',')
 	}
-	buf.WriteString(`"data":`)
 	switch {
+	case len(resp.Data) == 0 && len(resp.Errors) > 0:
+		// Not executed: no "data" at all (a request error, in the GraphQL specification's
+		// words). One that executed has data, "null" if a non-null root field failed.
+		buf.Truncate(buf.Len() - 1) // the comma after the errors
 	case len(resp.Data) == 0:
-		buf.WriteString("null")
+		buf.WriteString(`"data":null`)
 	case needsEscape(resp.Data):
+		buf.WriteString(`"data":`)
 		json.HTMLEscape(buf, resp.Data)
 	default:
+		buf.WriteString(`"data":`)
 		buf.Write(resp.Data)
 	}
 	if resp.Label != "" {

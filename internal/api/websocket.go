@@ -23,7 +23,8 @@ import (
 // websocketTransport is gqlgen's websocket transport with what graphql-transport-ws asks of a
 // server and gqlgen does not do: a subscribe with the id of an open operation closes the socket
 // with 4409, and a socket without connection_init within InitTimeout closes with 4408 (gqlgen
-// closes with 1002). It also gives each connection the count of its open operations, which
+// closes with 1002); and what RFC 6455 asks and coder/websocket leaves to its user: a message
+// that is not UTF-8 closes the socket with 1007. It also gives each connection the count of its open operations, which
 // subscriptionLimits bounds.
 type websocketTransport struct {
 	transport.Websocket
@@ -71,6 +72,10 @@ func (i strictImplementation) Accept(w http.ResponseWriter, r *http.Request, opt
 
 const transportWS = "graphql-transport-ws"
 
+// websocketInvalidPayload is RFC 6455's close code for a message whose data does not fit its
+// type (text that is not UTF-8).
+const websocketInvalidPayload = 1007
+
 // strictConn watches the messages gqlgen reads and writes for the ids of open operations.
 type strictConn struct {
 	transport.WebsocketConn
@@ -111,6 +116,12 @@ func (c *strictConn) NextReader() (int, io.Reader, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return typ, nil, err
+	}
+	if !utf8.Valid(data) {
+		// A message is JSON, which is UTF-8; decoded, each stray byte would become U+FFFD and
+		// be stored in place of what the client meant. RFC 6455 closes with 1007.
+		_ = c.WriteClose(websocketInvalidPayload, "a message is not valid UTF-8")
+		return typ, nil, transport.ErrWebsocketClosed
 	}
 	var msg struct {
 		Type string `json:"type"`

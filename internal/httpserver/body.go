@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/wikigraph/wikigraph/internal/media"
 )
 
 // checkBody tells why body, the POST body of a /query request, is not one GraphQL request in
@@ -68,12 +71,37 @@ func jsonKind(goKind string) string {
 	return goKind
 }
 
+// invalidUTF8 is the offset of the first byte of body that is not valid UTF-8, or -1.
+func invalidUTF8(body []byte) int {
+	if utf8.Valid(body) { // the common case, scanned fast
+		return -1
+	}
+	for i := 0; i < len(body); {
+		r, n := utf8.DecodeRune(body[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
+}
+
+// answerType is the Content-Type of an error answered here: the media type r accepts, and
+// application/json when it accepts neither (the 406 would hide what is wrong with the request).
+func answerType(r *http.Request) string {
+	m, ok := media.Negotiate(r.Header.Get("Accept"))
+	if !ok {
+		m = media.JSON
+	}
+	return media.ContentType(m)
+}
+
 // writeError answers one GraphQL error with its code and status.
-func writeError(w http.ResponseWriter, status int, code, message string) {
+func writeError(w http.ResponseWriter, r *http.Request, status int, code, message string) {
 	b, _ := json.Marshal(map[string]any{"errors": []any{map[string]any{
 		"message": message, "extensions": map[string]any{"code": code},
 	}}})
-	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Type", answerType(r))
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
 }

@@ -60,6 +60,16 @@ func TestClientCostBudget(t *testing.T) {
 	assert.Equal(t, resp.Header.Get("Retry-After"), fmt.Sprint(ext["retryAfter"]))
 	assert.GreaterOrEqual(t, ext["retryAfter"], float64(40), "the bucket refills at 1/s")
 
+	// Under application/graphql-response+json too: 429, Retry-After, no data.
+	req, _ := http.NewRequest(http.MethodPost, "http://"+in.base+"/query", strings.NewReader(`{"query":"`+costly+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	limited := doGraphQL(t, req, mediaResponse) // from 127.0.0.1, as a
+	assert.Equal(t, http.StatusTooManyRequests, limited.status, limited.body)
+	assert.Equal(t, mediaResponse, limited.contentType)
+	assert.NotEmpty(t, limited.header.Get("Retry-After"))
+	assert.Equal(t, []string{"RATE_LIMITED"}, limited.codes())
+	assert.NotContains(t, limited.members, "data")
+
 	// A cheap query still fits what is left; another address has its own budget.
 	resp, got, err = postAs(a, in, `{ __typename }`)
 	require.NoError(t, err)

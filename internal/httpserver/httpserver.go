@@ -1,4 +1,4 @@
-// Package httpserver wires the HTTP side: routes (/, /query, /healthz, /readyz), the request-id,
+// Package httpserver wires the HTTP side: routes (/, /query, /health, /healthz, /readyz), the request-id,
 // access-log and panic middleware, and a server that shuts down gracefully.
 package httpserver
 
@@ -63,6 +63,22 @@ func Handler(rt Routes) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	// The old service's health check, kept for the probes and scripts written for it: JSON, 200
+	// {"status":"ok"} when the service can serve (what /readyz checks: the database answers
+	// within 2 s and its migrations are current), 503 {"status":"unavailable"} otherwise.
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		if err := rt.Ready(ctx); err != nil {
+			rt.Logger.WarnContext(ctx, "unhealthy", "error", err.Error())
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"status":"unavailable"}`+"\n")
+			return
+		}
+		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
+	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -91,8 +107,8 @@ func (rt Routes) query() http.Handler {
 	if limit <= 0 {
 		limit = 1 << 20
 	}
-	tooLarge := func(w http.ResponseWriter) {
-		w.Header().Set("Content-Type", "application/json")
+	tooLarge := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", answerType(r))
 		w.WriteHeader(http.StatusRequestEntityTooLarge)
 		_, _ = fmt.Fprintf(w, `{"errors":[{"message":"request body over %d bytes","extensions":{"code":"REQUEST_TOO_LARGE"}}]}`, limit)
 	}
@@ -102,13 +118,13 @@ func (rt Routes) query() http.Handler {
 	}
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && !isJSON(r.Header.Get("Content-Type")) {
-			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Type", answerType(r))
 			w.WriteHeader(http.StatusUnsupportedMediaType)
 			_, _ = io.WriteString(w, `{"errors":[{"message":"POST a JSON body (Content-Type: application/json)","extensions":{"code":"UNSUPPORTED_MEDIA_TYPE"}}]}`)
 			return
 		}
 		if r.ContentLength > limit {
-			tooLarge(w)
+			tooLarge(w, r)
 			return
 		}
 		var body []byte
@@ -118,7 +134,7 @@ func (rt Routes) query() http.Handler {
 			var err error
 			body, err = io.ReadAll(io.LimitReader(r.Body, limit+1))
 			if int64(len(body)) > limit {
-				tooLarge(w)
+				tooLarge(w, r)
 				return
 			}
 			if err != nil {
@@ -131,7 +147,14 @@ func (rt Routes) query() http.Handler {
 			// Answered here, briefly: gqlgen would quote the whole body back (see checkBody).
 			streamed := isStream(r) || strings.Contains(r.Header.Get("Accept"), "multipart/mixed")
 			if code, msg, ok := checkBody(body, streamed); !ok {
-				writeError(w, http.StatusBadRequest, code, msg)
+				writeError(w, r, http.StatusBadRequest, code, msg)
+				return
+			}
+			// JSON is UTF-8 (RFC 8259); Go's decoder would make each stray byte U+FFFD and the
+			// server would store that in place of what the client meant.
+			if at := invalidUTF8(body); at >= 0 {
+				writeError(w, r, http.StatusBadRequest, "BAD_REQUEST",
+					fmt.Sprintf("the request body is not valid UTF-8 (byte 0x%02X at offset %d): send JSON in UTF-8", body[at], at))
 				return
 			}
 		}
@@ -215,7 +238,9 @@ type hintWriter struct {
 func (h *hintWriter) WriteHeader(code int) {
 	if !h.wrote {
 		h.wrote = true
-		if status, retry := h.hint.Get(); status != 0 && code == http.StatusOK {
+		// The hint's status replaces the 200 of an application/json answer and the one
+		// run chose under application/graphql-response+json.
+		if status, retry := h.hint.Get(); status != 0 && (code == http.StatusOK || code == status) {
 			h.Header().Set("Retry-After", strconv.Itoa(retry))
 			code = status
 		}

@@ -82,6 +82,15 @@ func TestHealthAndReadiness(t *testing.T) {
 	assert.Equal(t, "ok\n", body)
 	code, _, _ = get(t, base+"/readyz")
 	assert.Equal(t, http.StatusOK, code, "migrated database: ready")
+	// /health, as the old service answered it: JSON, ok while the database answers.
+	health := func(t *testing.T, base string, want int, status string) {
+		t.Helper()
+		code, hdr, body := get(t, base+"/health")
+		assert.Equal(t, want, code)
+		assert.Equal(t, "application/json", hdr.Get("Content-Type"))
+		assert.JSONEq(t, `{"status":"`+status+`"}`, body)
+	}
+	health(t, base, http.StatusOK, "ok")
 
 	t.Run("unmigrated database", func(t *testing.T) {
 		db, err := dbtest.Open(dbtest.Empty(t))
@@ -92,6 +101,7 @@ func TestHealthAndReadiness(t *testing.T) {
 		assert.Equal(t, http.StatusOK, code, "alive even when not ready")
 		code, _, _ = get(t, base+"/readyz")
 		assert.Equal(t, http.StatusServiceUnavailable, code)
+		health(t, base, http.StatusServiceUnavailable, "unavailable")
 	})
 	t.Run("unreachable database", func(t *testing.T) {
 		db, err := dbtest.Open("postgres://postgres@127.0.0.1:1/none?sslmode=disable")
@@ -102,6 +112,7 @@ func TestHealthAndReadiness(t *testing.T) {
 		assert.Equal(t, http.StatusServiceUnavailable, code)
 		code, _, _ = get(t, base+"/healthz")
 		assert.Equal(t, http.StatusOK, code)
+		health(t, base, http.StatusServiceUnavailable, "unavailable")
 	})
 }
 

@@ -17,7 +17,6 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
-	"github.com/go-viper/mapstructure/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"github.com/vektah/gqlparser/v2/parser"
@@ -250,21 +249,18 @@ func (t trustedOnly) MutateOperationParameters(ctx context.Context, params *grap
 		}
 	}
 	if pq := params.Extensions["persistedQuery"]; pq != nil {
-		var ext struct {
-			Sha256  string `mapstructure:"sha256Hash"`
-			Version int64  `mapstructure:"version"`
-		}
-		if err := mapstructure.Decode(pq, &ext); err != nil || ext.Version != 1 || ext.Sha256 == "" {
+		hash, ok := persistedQueryHash(pq)
+		if !ok {
 			return notTrusted(trustedDocumentNotFound, "extensions.persistedQuery must be {\"version\": 1, \"sha256Hash\": \"<hex>\"}")
 		}
-		d := t.docs.lookup(ext.Sha256)
+		d := t.docs.lookup(hash)
 		switch {
 		case d == nil && params.Query != "" && !hasID && t.bypass(ctx, params.Query):
 			return nil // its text runs; nothing is stored
 		case d == nil && params.Query != "":
 			return notTrusted(trustedDocumentRequired, "this server runs only its trusted documents: a persisted query cannot be registered")
 		case d == nil:
-			return notTrusted(trustedDocumentNotFound, fmt.Sprintf("no trusted document has the sha256Hash %q", shortKey(ext.Sha256)))
+			return notTrusted(trustedDocumentNotFound, fmt.Sprintf("no trusted document has the sha256Hash %q", shortKey(hash)))
 		case doc != nil && d != doc:
 			return notTrusted(trustedDocumentNotFound, "documentId and extensions.persistedQuery name different documents")
 		}
@@ -285,6 +281,25 @@ func (t trustedOnly) MutateOperationParameters(ctx context.Context, params *grap
 	}
 	return notTrusted(trustedDocumentRequired,
 		"this server runs only its trusted documents: send the document's id (documentId, or extensions.persistedQuery.sha256Hash), not its text")
+}
+
+// persistedQueryHash reads Apollo's {"version": 1, "sha256Hash": "<hex>"} (the version a
+// json.Number from a POST or GET, a float64 from a websocket).
+func persistedQueryHash(pq any) (string, bool) {
+	m, ok := pq.(map[string]any)
+	if !ok {
+		return "", false
+	}
+	hash, _ := m["sha256Hash"].(string)
+	switch v := m["version"].(type) {
+	case json.Number:
+		ok = v == "1"
+	case float64:
+		ok = v == 1
+	default:
+		ok = false
+	}
+	return hash, ok && hash != ""
 }
 
 // bypass reports whether a document that is not trusted may run all the same.

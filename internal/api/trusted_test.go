@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -80,7 +81,7 @@ func TestTrustedDocumentRunsAsParsedAtStart(t *testing.T) {
 	text := `query One { usersConnection(first: 1) { totalCount } }`
 	docs, err := LoadTrustedDocuments(writeManifest(t, map[string]string{sha256ID(text): text}), Limits{})
 	require.NoError(t, err)
-	srv := New(&graph.Resolver{DB: dbtest.DB(t)}, Options{Trusted: docs})
+	srv := New(&graph.Resolver{DB: dbtest.DB(t)}, Options{Trusted: docs, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
 	var ran []*ast.QueryDocument
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		ran = append(ran, graphql.GetOperationContext(ctx).Doc)
@@ -166,4 +167,47 @@ func TestRequestDocumentID(t *testing.T) {
 	var tooLarge *http.MaxBytesError
 	assert.True(t, errors.As(err, &tooLarge), "the transport sees the body was too large: %v", err)
 	assert.Equal(t, body[:50], string(again))
+}
+
+// BenchmarkTrustedDocument: user(id) by its text on a server without trusted documents (the
+// parsed document from the query cache), and by its id on one with them (documentId, and
+// Apollo's extension):
+//
+//	make gobench BENCH=TrustedDocument
+func BenchmarkTrustedDocument(b *testing.B) {
+	db := dbtest.Migrated(b)
+	_, err := db.ExecContext(context.Background(), `INSERT INTO users (username, email) VALUES ('bench', 'bench@example.com')`)
+	require.NoError(b, err)
+	text := `query User($id: ID!) { user(id: $id) { id username email } }`
+	dir := b.TempDir()
+	path := filepath.Join(dir, "manifest.json")
+	require.NoError(b, os.WriteFile(path, must(json.Marshal(map[string]string{sha256ID(text): text})), 0o644))
+	docs, err := LoadTrustedDocuments(path, Limits{})
+	require.NoError(b, err)
+	quiet := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	plain := New(&graph.Resolver{DB: db}, Options{QueryCacheSize: 100, Logger: quiet})
+	trusted := New(&graph.Resolver{DB: db}, Options{QueryCacheSize: 100, Logger: quiet, Trusted: docs})
+	hash := strings.TrimPrefix(sha256ID(text), "sha256:")
+	for _, bc := range []struct {
+		name string
+		h    http.Handler
+		body string
+	}{
+		{"text", plain, `{"query":` + string(must(json.Marshal(text))) + `,"variables":{"id":"1"}}`},
+		{"documentId", trusted, `{"documentId":"sha256:` + hash + `","variables":{"id":"1"}}`},
+		{"persistedQuery", trusted, `{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"` + hash + `"}},"variables":{"id":"1"}}`},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				req := httptest.NewRequest(http.MethodPost, "/query", strings.NewReader(bc.body))
+				req.Header.Set("Content-Type", "application/json")
+				rec := httptest.NewRecorder()
+				bc.h.ServeHTTP(rec, req)
+				if !strings.Contains(rec.Body.String(), `"username":"bench"`) {
+					b.Fatal(rec.Body.String())
+				}
+			}
+		})
+	}
 }

@@ -457,6 +457,15 @@ func TestTrustedDocuments(t *testing.T) {
 		assert.Contains(t, got, `"kind":"CREATED"`)
 		assert.NotContains(t, got, "errors")
 	})
+	t.Run("metrics", func(t *testing.T) {
+		resp, err := http.Get(srv.base + "/metrics")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		assert.Contains(t, string(b), `wikigraph_graphql_errors_total{code="TRUSTED_DOCUMENT_REQUIRED"}`)
+		assert.Contains(t, string(b), `wikigraph_graphql_errors_total{code="TRUSTED_DOCUMENT_NOT_FOUND"}`)
+	})
 	require.NoError(t, srv.stop(t))
 	assert.Contains(t, srv.logs.String(), `"msg":"only trusted documents run"`)
 }

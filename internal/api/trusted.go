@@ -284,7 +284,7 @@ func (t trustedOnly) MutateOperationParameters(ctx context.Context, params *grap
 }
 
 // persistedQueryHash reads Apollo's {"version": 1, "sha256Hash": "<hex>"} (the version a
-// json.Number from a POST or GET, a float64 from a websocket).
+// json.Number as gqlgen's transports and ours decode it, a float64 from a plain decoder).
 func persistedQueryHash(pq any) (string, bool) {
 	m, ok := pq.(map[string]any)
 	if !ok {

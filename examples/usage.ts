@@ -7,6 +7,8 @@ import type {
   UsersPageQuery,
   UsersPageQueryVariables,
 } from './generated/operations';
+import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
+import { UsersPageDocument } from './generated/client/graphql';
 
 export const firstPage: UsersPageQueryVariables = { first: 20, after: null, prefix: 'a' };
 
@@ -31,3 +33,24 @@ export function describe(event: ItemChangesSubscription): string {
   const kind: ChangeKind = event.itemChanged.kind;
   return `${kind} ${event.itemChanged.item.title} (${event.itemChanged.item.owner.username})`;
 }
+
+// A server started with TRUSTED_DOCUMENTS=generated/client/persisted-documents.json runs only
+// the documents of the manifest, named by their id: the client preset puts each document's id in
+// its __meta__.hash, so a request sends that id and the variables, never the text.
+
+type Persisted<R, V> = TypedDocumentNode<R, V> & { __meta__?: { hash?: string } };
+
+export async function runTrusted<R, V>(endpoint: string, doc: Persisted<R, V>, variables: V): Promise<R> {
+  const documentId = doc.__meta__?.hash;
+  if (!documentId) throw new Error('not a persisted document: generate it with persistedDocuments on');
+  const res = await fetch(endpoint, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Accept: 'application/graphql-response+json' },
+    body: JSON.stringify({ documentId, variables }),
+  });
+  const body = (await res.json()) as { data?: R; errors?: { message: string; extensions?: { code?: string } }[] };
+  if (body.errors?.length) throw new Error(`${body.errors[0].extensions?.code}: ${body.errors[0].message}`);
+  return body.data as R;
+}
+
+export const trustedFirstPage = (endpoint: string) => runTrusted(endpoint, UsersPageDocument, firstPage);

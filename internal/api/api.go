@@ -57,6 +57,9 @@ type Options struct {
 	// AfterCommit bounds each read of a mutation's payload once its write has committed, in
 	// place of the operation's deadline (default 30s).
 	AfterCommit time.Duration
+	// Trusted, when set, are the only documents the server runs (LoadTrustedDocuments, with
+	// the same Limits); automatic persisted queries are off then.
+	Trusted *TrustedDocuments
 }
 
 // Observer records operations and errors, for metrics.
@@ -163,6 +166,14 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	}
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: r.Root(), Complexity: complexity()}))
 	srv.AroundResponses(boundErrors) // first, so it cuts the whole answer: the first errors, then a count
+	// With trusted documents, the HTTP transports read documentId beside the query (a websocket
+	// reads it from its subscribe messages).
+	withIDs := func(t graphql.Transport) graphql.Transport {
+		if opts.Trusted != nil {
+			return documentIDs{t}
+		}
+		return t
+	}
 	// Subscriptions: websocket (graphql-transport-ws and the legacy graphql-ws, coder/websocket)
 	// and server-sent events; SSE goes before POST, which would otherwise take its requests.
 	// The transports that answer in parts (subscriptions, @defer) are marked as such.
@@ -175,13 +186,16 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		InitTimeout:           limits.WebsocketInitTimeout,
 		InitFunc:              opts.WebsocketInit,
 	}}})
-	srv.AddTransport(streamed{transport.SSE{KeepAlivePingInterval: keepAlive}})
+	srv.AddTransport(withIDs(streamed{transport.SSE{KeepAlivePingInterval: keepAlive}}))
 	// Incremental delivery (@defer) over POST, as Apollo Client asks for it; before POST, which
 	// would otherwise take its requests.
-	srv.AddTransport(streamed{transport.MultipartMixed{Boundary: "graphql"}})
+	srv.AddTransport(withIDs(streamed{transport.MultipartMixed{Boundary: "graphql"}}))
 	srv.AddTransport(transport.Options{})
-	srv.AddTransport(get{})                             // queries only; answered as POST answers
-	srv.AddTransport(post{})                            // gqlgen's POST, to the GraphQL over HTTP spec, writing its answer without a second pass
+	srv.AddTransport(withIDs(get{}))  // queries only; answered as POST answers
+	srv.AddTransport(withIDs(post{})) // gqlgen's POST, to the GraphQL over HTTP spec, writing its answer without a second pass
+	if opts.Trusted != nil {
+		srv.Use(trustedOnly{docs: opts.Trusted, tokens: limits.Tokens}) // first: other text is refused unread
+	}
 	srv.Use(newPreflight(limits.Fields, limits.Tokens)) // counted before validation; nothing for a client that left
 	srv.Use(streamEnds{})                               // a subscription that lost events ends with EVENTS_DROPPED
 	srv.Use(&subscriptionLimits{                        // TOO_MANY_SUBSCRIPTIONS past either
@@ -193,7 +207,11 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	if queryCacheBytes <= 0 {
 		queryCacheBytes = 32 << 20
 	}
-	srv.SetQueryCache(newSizedCache(queryCacheBytes, queryCacheBytes/32, opts.QueryCacheSize, documentSize))
+	var queryCache graphql.Cache[*ast.QueryDocument] = newSizedCache(queryCacheBytes, queryCacheBytes/32, opts.QueryCacheSize, documentSize)
+	if opts.Trusted != nil {
+		queryCache = pinnedCache{pinned: opts.Trusted.byText, Cache: queryCache} // parsed and validated at start
+	}
+	srv.SetQueryCache(queryCache)
 	if !limits.NoIntrospection {
 		srv.Use(extension.Introspection{})
 	}
@@ -201,23 +219,15 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	// too much introspection, too costly. The overlapping-fields rule is quadratic: it runs only
 	// on documents within the field limit.
 	srv.SetParserTokenLimit(limits.Tokens)
-	srv.SetValidationRulesFn(func() *rules.Rules {
-		rs := rules.NewDefaultRules()
-		rs.RemoveRule(rules.OverlappingFieldsCanBeMergedRule.Name)
-		for _, rule := range []core.Rule{
-			ruleset.Depth(limits.Depth), ruleset.Aliases(limits.Aliases),
-			ruleset.Fields(limits.Fields, rules.OverlappingFieldsCanBeMergedRule),
-			ruleset.Introspection(maxSchemaIntrospections, maxTypeIntrospections),
-		} {
-			rs.AddRule(rule.Name, rule.RuleFunc)
-		}
-		return rs
-	})
+	srv.SetValidationRulesFn(func() *rules.Rules { return validationRules(limits) })
 	srv.Use(&complexityLimit{limit: limits.Complexity})
 	srv.Use(executionCaches{}) // per operation: they end with it
-	srv.Use(extension.AutomaticPersistedQuery{
-		Cache: newSizedCache(limits.APQCacheBytes, maxPersistedQuery, limits.APQCacheSize, persistedSize),
-	})
+	// With trusted documents, the manifest is the one store of documents by hash.
+	if opts.Trusted == nil {
+		srv.Use(extension.AutomaticPersistedQuery{
+			Cache: newSizedCache(limits.APQCacheBytes, maxPersistedQuery, limits.APQCacheSize, persistedSize),
+		})
+	}
 	// At most limits.Concurrency queries, mutations and subscription events execute at once,
 	// each within its deadline.
 	sched := &scheduler{
@@ -412,6 +422,21 @@ func lastName(p ast.Path) string {
 		}
 	}
 	return ""
+}
+
+// validationRules are gqlparser's rules with the limits': what every document must pass before
+// it runs (and every trusted document at start).
+func validationRules(limits Limits) *rules.Rules {
+	rs := rules.NewDefaultRules()
+	rs.RemoveRule(rules.OverlappingFieldsCanBeMergedRule.Name)
+	for _, rule := range []core.Rule{
+		ruleset.Depth(limits.Depth), ruleset.Aliases(limits.Aliases),
+		ruleset.Fields(limits.Fields, rules.OverlappingFieldsCanBeMergedRule),
+		ruleset.Introspection(maxSchemaIntrospections, maxTypeIntrospections),
+	} {
+		rs.AddRule(rule.Name, rule.RuleFunc)
+	}
+	return rs
 }
 
 // executionCaches gives each operation the executor's caches (graph.PrepareOperation) before it

@@ -32,8 +32,13 @@ type websocketTransport struct {
 
 type socketKey struct{}
 
-// socket is one websocket connection's open operations.
-type socket struct{ open atomic.Int64 }
+// socket is one websocket connection's open operations, and the documentId of the subscribe
+// message read last, until its operation takes it (documentIDOf: gqlgen reads a message and
+// creates its operation in turn, on the connection's one reading goroutine).
+type socket struct {
+	open       atomic.Int64
+	documentID atomic.Pointer[string]
+}
 
 func socketOf(ctx context.Context) *socket {
 	s, _ := ctx.Value(socketKey{}).(*socket)
@@ -61,7 +66,7 @@ func (i strictImplementation) Accept(w http.ResponseWriter, r *http.Request, opt
 	if err != nil {
 		return nil, err
 	}
-	c := &strictConn{WebsocketConn: conn, modern: conn.Subprotocol() == transportWS, open: map[string]bool{}}
+	c := &strictConn{WebsocketConn: conn, modern: conn.Subprotocol() == transportWS, open: map[string]bool{}, socket: socketOf(r.Context())}
 	if i.initTimeout > 0 {
 		c.mu.Lock()
 		c.initTimer = time.AfterFunc(i.initTimeout, c.initTimedOut)
@@ -79,7 +84,8 @@ const websocketInvalidPayload = 1007
 // strictConn watches the messages gqlgen reads and writes for the ids of open operations.
 type strictConn struct {
 	transport.WebsocketConn
-	modern bool // graphql-transport-ws, not the legacy graphql-ws
+	modern bool    // graphql-transport-ws, not the legacy graphql-ws
+	socket *socket // nil: not made by websocketTransport
 
 	mu        sync.Mutex
 	initTimer *time.Timer
@@ -124,10 +130,20 @@ func (c *strictConn) NextReader() (int, io.Reader, error) {
 		return typ, nil, transport.ErrWebsocketClosed
 	}
 	var msg struct {
-		Type string `json:"type"`
-		ID   string `json:"id"`
+		Type    string `json:"type"`
+		ID      string `json:"id"`
+		Payload struct {
+			DocumentID json.RawMessage `json:"documentId"` // a trusted document's id, beside query
+		} `json:"payload"`
 	}
 	_ = json.Unmarshal(data, &msg) // gqlgen answers a malformed message itself
+	if c.socket != nil && (msg.Type == "subscribe" || msg.Type == "start") {
+		if id, ok := documentIDValue(msg.Payload.DocumentID); ok {
+			c.socket.documentID.Store(&id)
+		} else {
+			c.socket.documentID.Store(nil)
+		}
+	}
 
 	c.mu.Lock()
 	if !c.started {

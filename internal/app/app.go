@@ -42,6 +42,18 @@ import (
 
 // Serve runs the server until ctx ends, then shuts it down gracefully; nil after a clean stop.
 func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	limits := api.Limits{
+		Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, Tokens: cfg.MaxTokens, Aliases: cfg.MaxAliases,
+		Fields:  cfg.MaxFields,
+		Timeout: cfg.OperationTimeout, NoIntrospection: !cfg.Introspection, APQCacheSize: cfg.APQCacheSize,
+		Concurrency: cfg.MaxConcurrentOperations, CheapCost: cfg.CheapOperationCost, APQCacheBytes: cfg.APQCacheBytes,
+		SubscriptionsPerConnection: cfg.MaxSubscriptionsPerConnection, Subscriptions: cfg.MaxSubscriptions,
+		WebsocketInitTimeout: cfg.WebsocketInitTimeout,
+	}
+	trusted, err := trustedDocuments(cfg, limits, logger) // before anything opens: a bad manifest stops the start
+	if err != nil {
+		return err
+	}
 	db, err := database.Open(database.Options{
 		URL: cfg.DatabaseURL, AppName: cfg.DBAppName, MaxConns: cfg.DBMaxConns,
 		StatementTimeout: cfg.DBStatementTimeout, Unprepared: !bool(cfg.DBPreparedStatements),
@@ -104,14 +116,8 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		// A keyed mutation must answer within its lease: its payload's reads after the commit
 		// get what the operation's deadline leaves of it, at most 30s.
 		AfterCommit: min(30*time.Second, cfg.IdempotencyLease-cfg.OperationTimeout),
-		Limits: api.Limits{
-			Depth: cfg.MaxDepth, Complexity: cfg.MaxComplexity, Tokens: cfg.MaxTokens, Aliases: cfg.MaxAliases,
-			Fields:  cfg.MaxFields,
-			Timeout: cfg.OperationTimeout, NoIntrospection: !cfg.Introspection, APQCacheSize: cfg.APQCacheSize,
-			Concurrency: cfg.MaxConcurrentOperations, CheapCost: cfg.CheapOperationCost, APQCacheBytes: cfg.APQCacheBytes,
-			SubscriptionsPerConnection: cfg.MaxSubscriptionsPerConnection, Subscriptions: cfg.MaxSubscriptions,
-			WebsocketInitTimeout: cfg.WebsocketInitTimeout,
-		},
+		Limits:      limits,
+		Trusted:     trusted,
 	})
 	keys := idempotency.New(db, idempotency.Options{
 		Retention: cfg.IdempotencyRetention, Lease: cfg.IdempotencyLease, Wait: cfg.OperationTimeout, Logger: logger,
@@ -198,6 +204,22 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// trustedDocuments loads TRUSTED_DOCUMENTS, checked against the schema within the limits (nil
+// when unset).
+func trustedDocuments(cfg config.Config, limits api.Limits, logger *slog.Logger) (*api.TrustedDocuments, error) {
+	if cfg.TrustedDocuments == "" {
+		return nil, nil
+	}
+	docs, err := api.LoadTrustedDocuments(cfg.TrustedDocuments, limits)
+	if err != nil {
+		return nil, err
+	}
+	docs.AdminBypass, docs.Introspection = cfg.TrustedDocumentsAdminBypass, cfg.TrustedDocumentsIntrospection
+	logger.Info("only trusted documents run", "manifest", cfg.TrustedDocuments, "documents", docs.Len(),
+		"admin_bypass", docs.AdminBypass, "introspection_bypass", docs.Introspection)
+	return docs, nil
 }
 
 // replicas opens the pools of DATABASE_REPLICA_URLS, with the user lookups and item pages on

@@ -80,6 +80,13 @@ func Me(ctx context.Context) (int64, bool, error) {
 	return c.principal.UserID, true, nil
 }
 
+// IsAdmin reports whether the caller holds a valid admin token. In open mode (AUTH_MODE=none)
+// nobody does: everyone may do everything there, but nobody is an admin.
+func IsAdmin(ctx context.Context) bool {
+	c := from(ctx)
+	return c.principal != nil && c.principal.Role == Admin && c.refused() == nil
+}
+
 // errExpired: a websocket outlives the token it was opened with.
 var errExpired = apperr.NotAuthenticated("token is expired")
 

@@ -66,6 +66,17 @@ type Config struct {
 	APQCacheSize        int  `env:"APQ_CACHE_SIZE" envDefault:"1000"`
 	APQCacheBytes       int  `env:"APQ_CACHE_BYTES" envDefault:"16777216"`
 
+	// Trusted documents: TrustedDocuments is a persisted-documents manifest (GraphQL Code
+	// Generator's client preset with persistedDocuments: a JSON object from sha256:<hex> to the
+	// document). When set, the server runs only those documents, named by documentId or by
+	// extensions.persistedQuery.sha256Hash, and APQ is off; the manifest is checked against the
+	// schema at start. The bypasses, both off by default: a valid admin token may send any
+	// document (TrustedDocumentsAdminBypass, needs AUTH_MODE=jwt), anyone may send a query of
+	// introspection fields only (TrustedDocumentsIntrospection, needs INTROSPECTION=true).
+	TrustedDocuments              string `env:"TRUSTED_DOCUMENTS"`
+	TrustedDocumentsAdminBypass   bool   `env:"TRUSTED_DOCUMENTS_ADMIN_BYPASS" envDefault:"false"`
+	TrustedDocumentsIntrospection bool   `env:"TRUSTED_DOCUMENTS_INTROSPECTION" envDefault:"false"`
+
 	// Idempotency-Key: answers are replayed for IdempotencyRetention; a first attempt without
 	// an answer after IdempotencyLease is taken for dead (its outcome unknown).
 	IdempotencyRetention time.Duration `env:"IDEMPOTENCY_RETENTION" envDefault:"24h"`
@@ -161,6 +172,15 @@ func (c Config) check() error {
 	// server would take any of them with a numeric sub and a role.
 	if c.AuthMode == "jwt" && c.AuthAudience == "" && !c.AuthAnyAudience {
 		problems = append(problems, "AUTH_MODE=jwt needs AUTH_AUDIENCE (the aud of tokens meant for this server), or AUTH_ANY_AUDIENCE=true to accept tokens meant for any audience")
+	}
+	if c.TrustedDocuments == "" && (c.TrustedDocumentsAdminBypass || c.TrustedDocumentsIntrospection) {
+		problems = append(problems, "TRUSTED_DOCUMENTS_ADMIN_BYPASS and TRUSTED_DOCUMENTS_INTROSPECTION need TRUSTED_DOCUMENTS (a manifest)")
+	}
+	if c.TrustedDocumentsAdminBypass && c.AuthMode != "jwt" {
+		problems = append(problems, "TRUSTED_DOCUMENTS_ADMIN_BYPASS needs AUTH_MODE=jwt: there are no admin tokens without it")
+	}
+	if c.TrustedDocumentsIntrospection && !c.Introspection {
+		problems = append(problems, "TRUSTED_DOCUMENTS_INTROSPECTION=true lets introspection through, which INTROSPECTION=false turns off: set one")
 	}
 	if c.AuthJWKSRefresh <= 0 {
 		problems = append(problems, "AUTH_JWKS_REFRESH must be positive")

@@ -94,3 +94,35 @@ func TestReplicaSettings(t *testing.T) {
 	_, err = Load()
 	require.ErrorContains(t, err, "REPLICA_MAX_LAG")
 }
+
+// Trusted documents: off by default, both bypasses off; a bypass without a manifest, the admin
+// bypass without admin tokens, or the introspection bypass with introspection off is a mistake.
+func TestTrustedDocumentsSettings(t *testing.T) {
+	cfg, err := Load()
+	require.NoError(t, err)
+	assert.Empty(t, cfg.TrustedDocuments)
+	assert.False(t, cfg.TrustedDocumentsAdminBypass)
+	assert.False(t, cfg.TrustedDocumentsIntrospection)
+
+	t.Setenv("TRUSTED_DOCUMENTS_INTROSPECTION", "true")
+	_, err = Load()
+	require.ErrorContains(t, err, "need TRUSTED_DOCUMENTS")
+	t.Setenv("TRUSTED_DOCUMENTS", "manifest.json")
+	cfg, err = Load()
+	require.NoError(t, err)
+	assert.True(t, cfg.TrustedDocumentsIntrospection)
+	t.Setenv("INTROSPECTION", "false")
+	_, err = Load()
+	require.ErrorContains(t, err, "TRUSTED_DOCUMENTS_INTROSPECTION=true lets introspection through")
+	t.Setenv("INTROSPECTION", "true")
+
+	t.Setenv("TRUSTED_DOCUMENTS_ADMIN_BYPASS", "true")
+	_, err = Load()
+	require.ErrorContains(t, err, "TRUSTED_DOCUMENTS_ADMIN_BYPASS needs AUTH_MODE=jwt")
+	t.Setenv("AUTH_MODE", "jwt")
+	t.Setenv("AUTH_JWT_SECRET", "0123456789abcdef0123456789abcdef")
+	t.Setenv("AUTH_AUDIENCE", "wikigraph")
+	cfg, err = Load()
+	require.NoError(t, err)
+	assert.True(t, cfg.TrustedDocumentsAdminBypass)
+}

@@ -248,7 +248,7 @@ func replicas(cfg config.Config, primary *bun.DB, resolver *graph.Resolver, stat
 		var probe *bun.DB
 		if err == nil {
 			probe, err = database.Open(database.Options{
-				URL: u, AppName: cfg.DBAppName + "-probe", MaxConns: 2,
+				URL: u, AppName: cfg.DBAppName + "-probe", MaxConns: 4,
 				StatementTimeout: cfg.DBStatementTimeout, Unprepared: !bool(cfg.DBPreparedStatements),
 			})
 			if err != nil {

@@ -110,7 +110,8 @@ type Replica struct {
 	DB   *bun.DB
 	// Probe is a pool of its own for the health checks, if DB's connections go elsewhere
 	// while the replica is out of the rotation (Options.Down): a check must reach the replica
-	// itself to put it back.
+	// itself to put it back. A read with a token asks it how far the replica has replayed too,
+	// rather than wait for a connection of DB's, which reads may all hold.
 	Probe *bun.DB
 
 	inRotation atomic.Bool
@@ -239,8 +240,12 @@ func (rt *Router) waited(began time.Time, replica bool) {
 func (rt *Router) replayLSN(ctx context.Context, r *Replica) (LSN, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 250*time.Millisecond)
 	defer cancel()
+	db := r.DB
+	if r.Probe != nil {
+		db = r.Probe // not queued behind the reads that fill DB's pool
+	}
 	var s sql.NullString
-	if err := r.DB.DB.QueryRowContext(ctx, "SELECT pg_last_wal_replay_lsn()::text").Scan(&s); err != nil {
+	if err := db.DB.QueryRowContext(ctx, "SELECT pg_last_wal_replay_lsn()::text").Scan(&s); err != nil {
 		return 0, err
 	}
 	if !s.Valid {

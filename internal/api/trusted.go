@@ -432,13 +432,19 @@ func requestDocumentID(r *http.Request) (string, bool) {
 	if err != nil || !bytes.Contains(body, []byte(`"documentId"`)) {
 		return "", false
 	}
-	var p struct {
-		DocumentID json.RawMessage `json:"documentId"`
-	}
-	if json.Unmarshal(body, &p) != nil {
+	// By its exact name: encoding/json matches member names whatever their case and keeps the
+	// last, so {"documentId": A, "DOCUMENTID": B} would run B where a gateway, a log or a
+	// JavaScript reader sees A. Such a body names no document.
+	var members map[string]json.RawMessage
+	if json.Unmarshal(body, &members) != nil {
 		return "", false // the transport says what is wrong with the body
 	}
-	return documentIDValue(p.DocumentID)
+	for name := range members {
+		if name != "documentId" && strings.EqualFold(name, "documentId") {
+			return "", true
+		}
+	}
+	return documentIDValue(members["documentId"])
 }
 
 // documentIDValue is a documentId member's value: ok false when absent or null, "" when not a

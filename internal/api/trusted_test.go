@@ -211,3 +211,21 @@ func BenchmarkTrustedDocument(b *testing.B) {
 		})
 	}
 }
+
+// A documentId is read by its exact name: encoding/json alone matches a member whatever its
+// case and keeps the last, so a body whose "documentId" names one document (what a gateway, a
+// log or a JavaScript reader sees) and whose "DOCUMENTID" names another ran the other one. Such
+// a body names no document (refused as TRUSTED_DOCUMENT_NOT_FOUND).
+func TestDocumentIDIsReadByItsExactName(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"documentId":"sha256:aaaa","DOCUMENTID":"sha256:bbbb"}`: "",
+		`{"DOCUMENTID":"sha256:bbbb","documentId":"sha256:aaaa"}`: "",
+		`{"documentid":"sha256:bbbb","documentId":"sha256:aaaa"}`: "",
+		`{"documentId":"sha256:aaaa","query":"{ a }"}`:            "sha256:aaaa",
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/query", strings.NewReader(body))
+		id, ok := requestDocumentID(r)
+		assert.True(t, ok, body)
+		assert.Equal(t, want, id, body)
+	}
+}

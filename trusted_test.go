@@ -412,6 +412,27 @@ func TestTrustedDocuments(t *testing.T) {
 		msg := c.read()
 		require.Equal(t, "next", msg["type"], "%v", msg)
 		assert.NotNil(t, msg["payload"].(map[string]any)["data"].(map[string]any)["usersConnection"])
+		require.Equal(t, "complete", c.read()["type"])
+		// A message is read here as gqlgen reads it: a byte after its JSON (which gqlgen ignores)
+		// does not hide it, so it runs the document it names, not one an earlier message named
+		// (a subscribe gqlgen refused before it took that message's id).
+		var create manifestDocument
+		for _, d := range docs {
+			if d.name == "CreateUser" {
+				create = d
+			}
+		}
+		c.send(map[string]any{"id": "e", "type": "subscribe", "payload": map[string]any{"documentId": create.id, "variables": 5}})
+		msg = c.read()
+		require.Equal(t, "error", msg["type"], "%v", msg)
+		smuggled := fmt.Sprintf(`{"id":"f","type":"subscribe","payload":{"documentId":%q,"variables":{"first":1,"input":{"username":"smuggled","email":"smuggled@example.com"}}}}x`, page.id)
+		require.NoError(t, c.conn.Write(c.ctx, websocket.MessageText, []byte(smuggled)))
+		for msg = c.read(); msg["id"] != "f"; msg = c.read() {
+		}
+		require.Equal(t, "next", msg["type"], "%v", msg)
+		data := msg["payload"].(map[string]any)["data"].(map[string]any)
+		assert.NotContains(t, data, "createUser", "the message named UsersPage")
+		assert.Contains(t, data, "usersConnection")
 	})
 	t.Run("server-sent events", func(t *testing.T) {
 		var sub manifestDocument

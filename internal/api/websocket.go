@@ -136,9 +136,14 @@ func (c *strictConn) NextReader() (int, io.Reader, error) {
 			DocumentID json.RawMessage `json:"documentId"` // a trusted document's id, beside query
 		} `json:"payload"`
 	}
-	_ = json.Unmarshal(data, &msg) // gqlgen answers a malformed message itself
-	if c.socket != nil && (msg.Type == "subscribe" || msg.Type == "start") {
-		if id, ok := documentIDValue(msg.Payload.DocumentID); ok {
+	// Read as gqlgen reads it, with a json.Decoder (which ignores what follows the value, where
+	// json.Unmarshal refuses the message): read otherwise, a message with a byte after its JSON
+	// would run in gqlgen unseen here, with the documentId of an earlier one and past the
+	// duplicate-id check. gqlgen answers a malformed message itself.
+	_ = json.NewDecoder(bytes.NewReader(data)).Decode(&msg)
+	if c.socket != nil {
+		// Each message's own id or none: an earlier message's never carries over.
+		if id, ok := documentIDValue(msg.Payload.DocumentID); ok && (msg.Type == "subscribe" || msg.Type == "start") {
 			c.socket.documentID.Store(&id)
 		} else {
 			c.socket.documentID.Store(nil)

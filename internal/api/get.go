@@ -12,6 +12,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
+	"github.com/wikigraph/wikigraph/internal/jsontext"
 	"github.com/wikigraph/wikigraph/internal/media"
 )
 
@@ -66,6 +67,10 @@ func (get) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor
 	}
 	for name, into := range map[string]*map[string]any{"variables": &params.Variables, "extensions": &params.Extensions} {
 		if v := query.Get(name); v != "" {
+			if jsontext.LoneSurrogate([]byte(v)) >= 0 {
+				refuse("the %s parameter holds half of a UTF-16 surrogate pair (a \\u escape from D800 to DFFF without its other half): send the character itself, or both halves", name)
+				return
+			}
 			dec := json.NewDecoder(bytes.NewReader([]byte(v)))
 			dec.UseNumber()
 			if err := dec.Decode(into); err != nil {

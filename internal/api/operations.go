@@ -23,6 +23,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/apperr"
 	"github.com/wikigraph/wikigraph/internal/clients"
 	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/jsontext"
 	ruleset "github.com/wikigraph/wikigraph/internal/limits"
 	"github.com/wikigraph/wikigraph/internal/logging"
 	"github.com/wikigraph/wikigraph/internal/tracing"
@@ -130,6 +131,16 @@ func (p *preflight) MutateOperationParameters(ctx context.Context, params *graph
 	p.mu.Unlock()
 	if seen {
 		return nil
+	}
+	if at := jsontext.GraphQLLoneSurrogate(params.Query); at >= 0 {
+		// A syntax error by the specification, which the parser decodes as U+FFFD instead.
+		line := 1 + strings.Count(params.Query[:at], "\n")
+		column := at - strings.LastIndexByte(params.Query[:at], '\n')
+		return &gqlerror.Error{
+			Message:    fmt.Sprintf("Invalid Unicode escape sequence %s: half of a UTF-16 surrogate pair; send the character itself, or both halves", params.Query[at:at+6]),
+			Locations:  []gqlerror.Location{{Line: line, Column: column}},
+			Extensions: map[string]any{"code": errcode.ParseFailed},
+		}
 	}
 	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: params.Query}, p.tokens)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/wikigraph/wikigraph/internal/apperr"
+	"github.com/wikigraph/wikigraph/internal/jsontext"
 )
 
 // websocketTransport is gqlgen's websocket transport with what graphql-transport-ws asks of a
@@ -127,6 +128,11 @@ func (c *strictConn) NextReader() (int, io.Reader, error) {
 		// A message is JSON, which is UTF-8; decoded, each stray byte would become U+FFFD and
 		// be stored in place of what the client meant. RFC 6455 closes with 1007.
 		_ = c.WriteClose(websocketInvalidPayload, "a message is not valid UTF-8")
+		return typ, nil, transport.ErrWebsocketClosed
+	}
+	if jsontext.LoneSurrogate(data) >= 0 {
+		// As good as a stray byte: decoded, "\udfff" becomes U+FFFD too.
+		_ = c.WriteClose(websocketInvalidPayload, "a message holds half of a UTF-16 surrogate pair")
 		return typ, nil, transport.ErrWebsocketClosed
 	}
 	var msg struct {

@@ -23,6 +23,7 @@ import (
 	"github.com/rs/cors"
 
 	"github.com/wikigraph/wikigraph/internal/clients"
+	"github.com/wikigraph/wikigraph/internal/jsontext"
 	"github.com/wikigraph/wikigraph/internal/logging"
 )
 
@@ -155,6 +156,12 @@ func (rt Routes) query() http.Handler {
 			if at := invalidUTF8(body); at >= 0 {
 				writeError(w, r, http.StatusBadRequest, "BAD_REQUEST",
 					fmt.Sprintf("the request body is not valid UTF-8 (byte 0x%02X at offset %d): send JSON in UTF-8", body[at], at))
+				return
+			}
+			// Nor is an escape of half a surrogate pair ("\udfff"), which decodes to U+FFFD too.
+			if at := jsontext.LoneSurrogate(body); at >= 0 {
+				writeError(w, r, http.StatusBadRequest, "BAD_REQUEST",
+					fmt.Sprintf("the request body holds half of a UTF-16 surrogate pair (%s at offset %d): send the character itself, or both halves", body[at:at+6], at))
 				return
 			}
 		}

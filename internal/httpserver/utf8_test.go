@@ -49,6 +49,34 @@ func TestInvalidUTF8IsRefused(t *testing.T) {
 				assert.NotContains(t, a.members, "data")
 			})
 		}
+		// Valid UTF-8 that decodes to U+FFFD all the same: an escape of half a surrogate pair.
+		for name, body := range map[string]string{
+			"a low half in the variables":        `{"query":"` + mutation + `","variables":{"in":{"username":"utf8_e","email":"e\udfffb@example.com"}}}`,
+			"a high half in the variables":       `{"query":"` + mutation + `","variables":{"in":{"username":"utf8_f","email":"f\uD800@example.com"}}}`,
+			"a high half then not a low half":    `{"query":"` + mutation + `","variables":{"in":{"username":"utf8_g","email":"g\ud800\u0041@example.com"}}}`,
+			"a low half in the operation's name": `{"query":"` + mutation + `","operationName":"\udc00","variables":{"in":{"username":"utf8_h","email":"h@example.com"}}}`,
+		} {
+			t.Run(accept+" POST "+name, func(t *testing.T) {
+				a := post(t, accept, body)
+				assert.Equal(t, http.StatusBadRequest, a.status, a.body)
+				assert.Equal(t, []string{"BAD_REQUEST"}, a.codes(), a.body)
+				assert.Contains(t, a.body, "surrogate")
+			})
+		}
+		t.Run(accept+" POST a low half in a string of the document", func(t *testing.T) {
+			// A syntax error by the GraphQL specification; the parser alone decodes U+FFFD.
+			a := post(t, accept, `{"query":"mutation { createUser(input: {username: \"utf8_i\", email: \"i\\udfff@example.com\"}) { email } }"}`)
+			assert.Equal(t, []string{"GRAPHQL_PARSE_FAILED"}, a.codes(), a.body)
+			assert.Contains(t, a.body, "surrogate")
+			assert.NotContains(t, a.members, "data")
+		})
+		t.Run(accept+" GET a low half in the variables", func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, base+"/query?query=query(%24u:+String!)+%7B+userByUsername(username:+%24u)+%7B+id+%7D+%7D&variables=%7B%22u%22:%22a%5Cudfff%22%7D", nil)
+			a := doGraphQL(t, req, accept)
+			assert.Equal(t, http.StatusBadRequest, a.status, a.body)
+			assert.Equal(t, []string{"BAD_REQUEST"}, a.codes(), a.body)
+			assert.Contains(t, a.body, "surrogate")
+		})
 		for name, query := range map[string]string{
 			"0xFF in the query text": "query=%7B+userByUsername(username:+%22utf8_%FF%22)+%7B+id+%7D+%7D",
 			"0xFF in the variables":  "query=query(%24u:+String!)+%7B+userByUsername(username:+%24u)+%7B+id+%7D+%7D&variables=%7B%22u%22:%22a%FF%22%7D",
@@ -65,13 +93,14 @@ func TestInvalidUTF8IsRefused(t *testing.T) {
 	}
 	assert.Zero(t, users(), "nothing stored")
 
-	// UTF-8 beyond ASCII goes through as it was sent.
-	a := post(t, mediaJSON, `{"query":"`+mutation+`","variables":{"in":{"username":"utf8_ok","email":"zoë🏃@example.com"}}}`)
+	// UTF-8 beyond ASCII goes through as it was sent, escaped or not (a whole pair is one
+	// character).
+	a := post(t, mediaJSON, `{"query":"`+mutation+`","variables":{"in":{"username":"utf8_ok","email":"zoë🏃\ud83c\udfc3@example.com"}}}`)
 	assert.Equal(t, http.StatusOK, a.status, a.body)
-	assert.JSONEq(t, `{"createUser":{"email":"zoë🏃@example.com"}}`, string(a.members["data"]))
+	assert.JSONEq(t, `{"createUser":{"email":"zoë🏃🏃@example.com"}}`, string(a.members["data"]))
 	var email string
 	require.NoError(t, in.db.NewRaw("SELECT email FROM users WHERE username = 'utf8_ok'").Scan(t.Context(), &email))
-	assert.Equal(t, "zoë🏃@example.com", email)
+	assert.Equal(t, "zoë🏃🏃@example.com", email)
 }
 
 // Over a websocket, a message that is not UTF-8 closes the connection with 1007 (RFC 6455) and
@@ -93,6 +122,15 @@ func TestInvalidUTF8OverWebsocket(t *testing.T) {
 			code, reason := c.closeCode(5 * time.Second)
 			assert.Equal(t, websocket.StatusInvalidFramePayloadData, code)
 			assert.Contains(t, reason, "UTF-8")
+
+			// Valid UTF-8 whose JSON escapes half a surrogate pair decodes to U+FFFD too.
+			c, err = dial(t, in, proto, "")
+			require.NoError(t, err)
+			msg = `{"id":"1","type":"` + typ + `","payload":{"query":"mutation($e: String!) { createUser(input: {username: \"utf8_ws\", email: $e}) { id } }","variables":{"e":"w\udc00s@example.com"}}}`
+			require.NoError(t, c.conn.Write(ctx, websocket.MessageText, []byte(msg)))
+			code, reason = c.closeCode(5 * time.Second)
+			assert.Equal(t, websocket.StatusInvalidFramePayloadData, code)
+			assert.Contains(t, reason, "surrogate")
 		})
 	}
 	var n int

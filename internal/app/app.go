@@ -238,21 +238,22 @@ func replicas(cfg config.Config, primary *bun.DB, resolver *graph.Resolver, stat
 		// REPLICA_ANSWER_TIMEOUT), runs on the primary, and takes the replica out of the
 		// rotation at once: no client sees the fault. While it is out, its pool's connections
 		// go to the primary; the health checks reach it through a small pool of their own.
-		db, err := database.Open(database.Options{
-			URL: u, AppName: cfg.DBAppName, MaxConns: cfg.DBMaxConns,
+		probe, err := database.Open(database.Options{
+			URL: u, AppName: cfg.DBAppName + "-probe", MaxConns: 4,
 			StatementTimeout: cfg.DBStatementTimeout, Unprepared: !bool(cfg.DBPreparedStatements),
-			LogSQL: cfg.LogSQL, Logger: logger,
-			Fallback: cfg.DatabaseURL, Lost: func(err error) { router.Down(replica, err) },
-			AnswerTimeout: cfg.ReplicaAnswerTimeout, Down: func() bool { return !replica.InRotation() },
 		})
-		var probe *bun.DB
+		var db *bun.DB
 		if err == nil {
-			probe, err = database.Open(database.Options{
-				URL: u, AppName: cfg.DBAppName + "-probe", MaxConns: 4,
+			db, err = database.Open(database.Options{
+				URL: u, AppName: cfg.DBAppName, MaxConns: cfg.DBMaxConns,
 				StatementTimeout: cfg.DBStatementTimeout, Unprepared: !bool(cfg.DBPreparedStatements),
+				LogSQL: cfg.LogSQL, Logger: logger,
+				Fallback: cfg.DatabaseURL, Lost: func(err error) { router.Down(replica, err) },
+				AnswerTimeout: cfg.ReplicaAnswerTimeout, Alive: probe.PingContext,
+				Down: func() bool { return !replica.InRotation() },
 			})
 			if err != nil {
-				_ = db.Close()
+				_ = probe.Close()
 			}
 		}
 		if err != nil {

@@ -113,9 +113,10 @@ type Config struct {
 	// database.Router). ReplicaMaxLag takes a replica out of the rotation while it lags more;
 	// ReplicaTokenWait is how long a read with a Consistency-Token waits for a replica to
 	// replay it before reading the primary. ReplicaAnswerTimeout is how long a replica may take
-	// to accept a connection, or to begin answering a read, before the read runs on the primary
-	// and the replica leaves the rotation (a hung replica refuses nothing: without it, reads
-	// would wait for their deadline).
+	// to accept a connection, or to begin answering a read, before it is pinged on another
+	// connection; if that fails too (within half as long), the read runs on the primary and
+	// the replica leaves the rotation (a hung replica refuses nothing: without it, reads would
+	// wait for their deadline); 0 waits as long as the statement may take.
 	DatabaseReplicaURLs  []string      `env:"DATABASE_REPLICA_URLS" envSeparator:","`
 	ReplicaMaxLag        time.Duration `env:"REPLICA_MAX_LAG" envDefault:"5s"`
 	ReplicaTokenWait     time.Duration `env:"REPLICA_TOKEN_WAIT" envDefault:"0s"`
@@ -156,8 +157,8 @@ func (c Config) check() error {
 	if c.DBMaxConns < 2 {
 		problems = append(problems, "DB_MAX_CONNS must be at least 2")
 	}
-	if c.ReplicaMaxLag <= 0 || c.ReplicaTokenWait < 0 || c.ReplicaAnswerTimeout <= 0 {
-		problems = append(problems, "REPLICA_MAX_LAG and REPLICA_ANSWER_TIMEOUT must be positive and REPLICA_TOKEN_WAIT not negative")
+	if c.ReplicaMaxLag <= 0 || c.ReplicaTokenWait < 0 || c.ReplicaAnswerTimeout < 0 {
+		problems = append(problems, "REPLICA_MAX_LAG must be positive, and REPLICA_TOKEN_WAIT and REPLICA_ANSWER_TIMEOUT not negative")
 	}
 	if c.DBStatementTimeout <= 0 {
 		problems = append(problems, "DB_STATEMENT_TIMEOUT must be positive")

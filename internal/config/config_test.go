@@ -85,9 +85,12 @@ func TestReplicaSettings(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"postgres://r1/db", "postgres://r2/db"}, cfg.DatabaseReplicaURLs)
 
-	t.Setenv("REPLICA_ANSWER_TIMEOUT", "0s")
+	t.Setenv("REPLICA_ANSWER_TIMEOUT", "-1s")
 	_, err = Load()
 	require.ErrorContains(t, err, "REPLICA_ANSWER_TIMEOUT")
+	t.Setenv("REPLICA_ANSWER_TIMEOUT", "0s") // no answer timeout
+	_, err = Load()
+	require.NoError(t, err)
 	t.Setenv("REPLICA_ANSWER_TIMEOUT", "1s")
 
 	t.Setenv("REPLICA_MAX_LAG", "0s")

@@ -33,6 +33,7 @@ type cancelConnector struct {
 	lost     func(error)
 	answer   time.Duration
 	down     func() bool
+	alive    func(context.Context) error
 }
 
 func (c cancelConnector) Connect(ctx context.Context) (driver.Conn, error) {
@@ -64,7 +65,7 @@ func (c cancelConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		return c.viaFallback(ctx)
 	}
 	return &cancelConn{Conn: cn.(*pgdriver.Conn), perStatement: c.perStatement, unprepared: c.unprepared,
-		lost: c.lost, fallback: c.fallback, answer: c.answer, down: c.down}, nil
+		lost: c.lost, fallback: c.fallback, answer: c.answer, down: c.down, alive: c.alive}, nil
 }
 
 // ended reports whether ctx's deadline has passed, whether or not its timer has fired yet.
@@ -96,21 +97,45 @@ type cancelConn struct {
 	once         bool             // a replica's connection to its fallback: one statement
 	answer       time.Duration    // a replica's: see cancelConnector.answer
 	down         func() bool      // a replica's: out of the rotation, its connections are not reused
-	hung         atomic.Bool      // closed as its server had not begun to answer within answer
+	alive        func(context.Context) error
+	hung         atomic.Bool // closed as its server had not begun to answer within answer
 }
 
 // awaitAnswer closes a replica's connection if its server has not begun to answer within the
-// connection's answer timeout: call answered once the statement's first reply is read (or it
-// failed). Other connections wait as long as their context and read timeout allow.
+// connection's answer timeout and does not answer another connection either (alive) within
+// half that: call answered once the statement's first reply is read (or it failed). Other
+// connections wait as long as their context and read timeout allow.
 func (c *cancelConn) awaitAnswer() (answered func()) {
 	if c.answer <= 0 || c.lost == nil {
 		return func() {}
 	}
+	var mu sync.Mutex
+	done := false
+	hang := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done { // else the answer came meanwhile: its rows are being read
+			c.hung.Store(true)
+			c.kill()
+		}
+	}
 	t := time.AfterFunc(c.answer, func() {
-		c.hung.Store(true)
-		c.kill()
+		if c.alive == nil {
+			hang()
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.answer/2)
+		defer cancel()
+		if c.alive(ctx) != nil {
+			hang()
+		}
 	})
-	return func() { t.Stop() }
+	return func() {
+		mu.Lock()
+		done = true
+		mu.Unlock()
+		t.Stop()
+	}
 }
 
 // again returns, for a replica's read, the function that runs it on a connection of its own to

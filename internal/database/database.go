@@ -47,6 +47,12 @@ type Options struct {
 	// replica that hangs refuses nothing, so without it a read would wait for its deadline.
 	// Past it the connection is closed, Lost is told, and the read runs on the fallback.
 	AnswerTimeout time.Duration
+	// Alive (with AnswerTimeout) asks the replica, on another connection, whether it answers at
+	// all, when a statement has not begun to answer in time: a statement merely slow (a sort,
+	// a count: PostgreSQL sends a small result only once it is complete) on a replica that
+	// answers is left to run; only when Alive fails too (within half the answer timeout) is the
+	// replica taken for hung. Without Alive, every late statement is.
+	Alive func(context.Context) error
 	// Down (with Fallback) reports that the replica is out of the rotation: its pool's
 	// connections are then dropped rather than reused, and new ones go to the fallback.
 	Down func() bool
@@ -114,7 +120,7 @@ func Open(opts Options) (*bun.DB, error) {
 		if c.lost == nil {
 			c.lost = func(error) {}
 		}
-		c.answer, c.down = opts.AnswerTimeout, opts.Down
+		c.answer, c.down, c.alive = opts.AnswerTimeout, opts.Down, opts.Alive
 	}
 	sqldb := sql.OpenDB(c)
 	sqldb.SetMaxOpenConns(opts.MaxConns)

@@ -113,3 +113,27 @@ func TestReplicaPoolFallsBackFromAHungServer(t *testing.T) {
 	}
 	assert.EqualValues(t, 40, lost.Load(), "each read found the replica hung")
 }
+
+// TestSlowStatementOnAHealthyReplicaIsNotAFault runs a statement that takes longer than the
+// answer timeout to begin its answer (PostgreSQL sends a small result once it is complete) on
+// a replica that answers other connections: it runs to its end, and the replica is not
+// reported lost (in the server, that would take it out of the rotation). From a review:
+// every late statement was taken for a hung replica, run again on the primary, and the replica
+// taken out.
+func TestSlowStatementOnAHealthyReplicaIsNotAFault(t *testing.T) {
+	replica := dbtest.URL(t)
+	probe, err := dbtest.Open(replica)
+	require.NoError(t, err)
+	defer probe.Close()
+	var lost atomic.Int64
+	db, err := database.Open(database.Options{
+		URL: replica, AppName: "slow-replica", MaxConns: 2, StatementTimeout: 5 * time.Second,
+		Fallback: dbtest.URL(t), AnswerTimeout: 100 * time.Millisecond,
+		Alive: probe.PingContext, Lost: func(error) { lost.Add(1) }, Down: func() bool { return lost.Load() > 0 },
+	})
+	require.NoError(t, err)
+	defer db.Close()
+	var n int
+	require.NoError(t, db.DB.QueryRowContext(context.Background(), "SELECT 1 FROM pg_sleep(0.4)").Scan(&n))
+	assert.Zero(t, lost.Load(), "a replica that answers is not lost for one slow statement")
+}

@@ -59,7 +59,7 @@ func New(db *sql.DB, subscriptions func() int) *Metrics {
 			Name: "wikigraph_db_token_wait_seconds",
 			Help: "Time a query with a Consistency-Token no replica was known to have replayed spent finding where to read " +
 				"(asking the replicas, waiting up to REPLICA_TOKEN_WAIT), by where it read.",
-			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"served"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "wikigraph_http_requests_in_flight",

@@ -4,6 +4,8 @@ import type {
   ChangeKind,
   CreateUserMutationVariables,
   ItemChangesSubscription,
+  RefetchQuery,
+  RenameUserMutationVariables,
   UsersPageQuery,
   UsersPageQueryVariables,
 } from './generated/operations';
@@ -30,4 +32,23 @@ export function itemTitles(page: UsersPageQuery): string[] {
 export function describe(event: ItemChangesSubscription): string {
   const kind: ChangeKind = event.itemChanged.kind;
   return `${kind} ${event.itemChanged.item.title} (${event.itemChanged.item.owner.username})`;
+}
+
+// A row number from the REST days still addresses the user: ids take either form.
+export const renameByNumber: RenameUserMutationVariables = { id: '42', username: 'alice2' };
+
+export function rowNumbers(page: UsersPageQuery): number[] {
+  return page.usersConnection.edges.map((edge) => edge.node.databaseId);
+}
+
+export function label(result: RefetchQuery): string {
+  const node = result.node;
+  switch (node?.__typename) {
+    case 'User':
+      return `user ${node.databaseId}: ${node.username}`;
+    case 'Item':
+      return `item ${node.databaseId}: ${node.title}`;
+    default:
+      return 'gone';
+  }
 }

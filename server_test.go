@@ -176,7 +176,7 @@ func TestBinaryServesMigratesAndStopsOnSIGTERM(t *testing.T) {
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	assert.JSONEq(t, `{"data":{"createUser":{"id":"1"}}}`, string(body))
+	assert.JSONEq(t, `{"data":{"createUser":{"id":"VXNlcjox"}}}`, string(body), "user 1's global id")
 
 	resp, err = http.Post(base+"/query", "application/json", strings.NewReader(`{"query":"query Named { user(id: \"x\") { id } }"}`))
 	require.NoError(t, err)

@@ -250,6 +250,26 @@ func TestNodesOneStatementPerType(t *testing.T) {
 			assert.Len(t, got, 2, "statements:\n%s", strings.Join(got, "\n"))
 		})
 	}
+	t.Run("users with their items", func(t *testing.T) {
+		recorded.Take()
+		var resp struct {
+			Nodes []struct {
+				Items struct {
+					Edges []struct{ Node struct{ Title string } }
+				}
+			}
+		}
+		e.c.MustPost(`query($ids: [ID!]!) { nodes(ids: $ids) { ... on User { items(first: 2) { edges { node { title } } } } } }`,
+			&resp, client.Var("ids", users[:20]))
+		got := recorded.Take()
+		require.Len(t, resp.Nodes, 20)
+		for i, n := range resp.Nodes {
+			require.Len(t, n.Items.Edges, 1)
+			assert.Equal(t, fmt.Sprintf("thing %02d", i), n.Items.Edges[0].Node.Title)
+		}
+		// The users, then every user's items in one statement (the users were listed together).
+		assert.Len(t, got, 2, "statements:\n%s", strings.Join(got, "\n"))
+	})
 	t.Run("order, duplicates, missing rows", func(t *testing.T) {
 		ids := []string{itemIDs[3], userGID(999999), users[0], itemIDs[3], itemGID(999999), users[0]}
 		recorded.Take()

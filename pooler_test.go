@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/wikigraph/wikigraph/internal/auth"
 	"github.com/wikigraph/wikigraph/internal/dbtest"
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 )
 
 // TestThroughTransactionPooler runs the API's main paths on two instances of the built server
@@ -232,10 +232,12 @@ type pooledError struct {
 
 func (e pooledError) code() string { s, _ := e.Extensions["code"].(string); return s }
 
+// idNumber is the row number of a global id as the API writes it (User.id, Item.id): a token's
+// sub is a user's row number.
 func idNumber(t *testing.T, id string) int64 {
 	t.Helper()
-	var n int64
-	_, err := fmt.Sscan(id, &n)
+	g, err := gqlscalar.ParseID(id)
 	require.NoError(t, err, id)
-	return n
+	require.NotEqual(t, gqlscalar.Untyped, g.Type, "%q is a global id", id)
+	return g.Row
 }

@@ -176,7 +176,7 @@ func TestBinaryServesMigratesAndStopsOnSIGTERM(t *testing.T) {
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	assert.JSONEq(t, `{"data":{"createUser":{"id":"1"}}}`, string(body))
+	assert.JSONEq(t, `{"data":{"createUser":{"id":"VXNlcjox"}}}`, string(body), "user 1's global id")
 
 	resp, err = http.Post(base+"/query", "application/json", strings.NewReader(`{"query":"query Named { user(id: \"x\") { id } }"}`))
 	require.NoError(t, err)
@@ -289,7 +289,7 @@ func TestSIGTERMUnderWriteLoad(t *testing.T) {
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
 	var (
 		mu           sync.Mutex
-		acknowledged []string
+		acknowledged []int64
 		cut          []string
 		unanswered   []string
 		wg           sync.WaitGroup
@@ -298,7 +298,7 @@ func TestSIGTERMUnderWriteLoad(t *testing.T) {
 		wg.Go(func() {
 			for i := 0; ; i++ {
 				name := fmt.Sprintf("term_%d_%d", w, i)
-				body := fmt.Sprintf(`{"query":"mutation { createUser(input: {username: \"%s\", email: \"%s@t.example\"}) { id } }"}`, name, name)
+				body := fmt.Sprintf(`{"query":"mutation { createUser(input: {username: \"%s\", email: \"%s@t.example\"}) { databaseId } }"}`, name, name)
 				resp, err := client.Post(base+"/query", "application/json", strings.NewReader(body))
 				if err != nil {
 					if !strings.Contains(err.Error(), "connection refused") {
@@ -310,7 +310,7 @@ func TestSIGTERMUnderWriteLoad(t *testing.T) {
 					return
 				}
 				var out struct {
-					Data   struct{ CreateUser struct{ ID string } }
+					Data   struct{ CreateUser struct{ DatabaseID int64 } }
 					Errors []any
 				}
 				decodeErr := json.NewDecoder(resp.Body).Decode(&out)
@@ -319,10 +319,10 @@ func TestSIGTERMUnderWriteLoad(t *testing.T) {
 				switch {
 				case decodeErr != nil:
 					cut = append(cut, decodeErr.Error())
-				case resp.StatusCode != http.StatusOK || len(out.Errors) > 0 || out.Data.CreateUser.ID == "":
+				case resp.StatusCode != http.StatusOK || len(out.Errors) > 0 || out.Data.CreateUser.DatabaseID == 0:
 					cut = append(cut, fmt.Sprintf("HTTP %d %v", resp.StatusCode, out.Errors)) // answered, but not done
 				default:
-					acknowledged = append(acknowledged, out.Data.CreateUser.ID)
+					acknowledged = append(acknowledged, out.Data.CreateUser.DatabaseID)
 				}
 				mu.Unlock()
 			}

@@ -4,6 +4,8 @@ import type {
   ChangeKind,
   CreateUserMutationVariables,
   ItemChangesSubscription,
+  RefetchQuery,
+  RenameUserMutationVariables,
   UsersPageQuery,
   UsersPageQueryVariables,
 } from './generated/operations';
@@ -54,3 +56,22 @@ export async function runTrusted<R, V>(endpoint: string, doc: Persisted<R, V>, v
 }
 
 export const trustedFirstPage = (endpoint: string) => runTrusted(endpoint, UsersPageDocument, firstPage);
+
+// A row number from the REST days still addresses the user: ids take either form.
+export const renameByNumber: RenameUserMutationVariables = { id: '42', username: 'alice2' };
+
+export function rowNumbers(page: UsersPageQuery): number[] {
+  return page.usersConnection.edges.map((edge) => edge.node.databaseId);
+}
+
+export function label(result: RefetchQuery): string {
+  const node = result.node;
+  switch (node?.__typename) {
+    case 'User':
+      return `user ${node.databaseId}: ${node.username}`;
+    case 'Item':
+      return `item ${node.databaseId}: ${node.title}`;
+    default:
+      return 'gone';
+  }
+}

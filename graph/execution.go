@@ -613,7 +613,7 @@ func plainUser(set ast.SelectionSet) bool {
 				return false
 			}
 			switch s.Name {
-			case "id", "username", "email", "createdAt", "updatedAt", "__typename":
+			case "id", "databaseId", "username", "email", "createdAt", "updatedAt", "__typename":
 			default:
 				return false
 			}

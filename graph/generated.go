@@ -5,6 +5,7 @@ package graph
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -47,6 +48,7 @@ type ComplexityRoot struct {
 		CreatedAt   func(childComplexity int) int
 		Description func(childComplexity int) int
 		ID          func(childComplexity int) int
+		NodeID      func(childComplexity int) int
 		Owner       func(childComplexity int) int
 		Title       func(childComplexity int) int
 		UpdatedAt   func(childComplexity int) int
@@ -71,10 +73,10 @@ type ComplexityRoot struct {
 	Mutation struct {
 		CreateItem func(childComplexity int, input items.NewItem) int
 		CreateUser func(childComplexity int, input users.NewUser) int
-		DeleteItem func(childComplexity int, id int64) int
-		DeleteUser func(childComplexity int, id int64) int
-		UpdateItem func(childComplexity int, id int64, input items.UpdateItem) int
-		UpdateUser func(childComplexity int, id int64, input users.UpdateUser) int
+		DeleteItem func(childComplexity int, id gqlscalar.ID) int
+		DeleteUser func(childComplexity int, id gqlscalar.ID) int
+		UpdateItem func(childComplexity int, id gqlscalar.ID, input items.UpdateItem) int
+		UpdateUser func(childComplexity int, id gqlscalar.ID, input users.UpdateUser) int
 	}
 
 	PageInfo struct {
@@ -85,21 +87,23 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		Item            func(childComplexity int, id int64) int
-		Items           func(childComplexity int, offset int, limit int, ownerID *int64) int
+		Item            func(childComplexity int, id gqlscalar.ID) int
+		Items           func(childComplexity int, offset int, limit int, ownerID *gqlscalar.ID) int
 		ItemsConnection func(childComplexity int, first *int, after *string, last *int, before *string, filter *items.Filter, orderBy *items.Order) int
 		Me              func(childComplexity int) int
-		User            func(childComplexity int, id int64) int
+		Node            func(childComplexity int, id gqlscalar.ID) int
+		Nodes           func(childComplexity int, ids []*gqlscalar.ID) int
+		User            func(childComplexity int, id gqlscalar.ID) int
 		UserByUsername  func(childComplexity int, username string) int
 		Users           func(childComplexity int, offset int, limit int) int
 		UsersConnection func(childComplexity int, first *int, after *string, last *int, before *string, filter *users.Filter, orderBy *users.Order) int
 	}
 
 	Subscription struct {
-		ItemChanged func(childComplexity int, ownerID *int64) int
+		ItemChanged func(childComplexity int, ownerID *gqlscalar.ID) int
 		UserCreated func(childComplexity int) int
 		UserDeleted func(childComplexity int) int
-		UserUpdated func(childComplexity int, id *int64) int
+		UserUpdated func(childComplexity int, id *gqlscalar.ID) int
 	}
 
 	User struct {
@@ -107,6 +111,7 @@ type ComplexityRoot struct {
 		Email     func(childComplexity int) int
 		ID        func(childComplexity int) int
 		Items     func(childComplexity int, first *int, after *string, last *int, before *string, filter *items.Filter, orderBy *items.Order) int
+		NodeID    func(childComplexity int) int
 		UpdatedAt func(childComplexity int) int
 		Username  func(childComplexity int) int
 	}
@@ -132,27 +137,29 @@ type ItemResolver interface {
 }
 type MutationResolver interface {
 	CreateUser(ctx context.Context, input users.NewUser) (*users.User, error)
-	UpdateUser(ctx context.Context, id int64, input users.UpdateUser) (*users.User, error)
-	DeleteUser(ctx context.Context, id int64) (*users.User, error)
+	UpdateUser(ctx context.Context, id gqlscalar.ID, input users.UpdateUser) (*users.User, error)
+	DeleteUser(ctx context.Context, id gqlscalar.ID) (*users.User, error)
 	CreateItem(ctx context.Context, input items.NewItem) (*items.Item, error)
-	UpdateItem(ctx context.Context, id int64, input items.UpdateItem) (*items.Item, error)
-	DeleteItem(ctx context.Context, id int64) (*items.Item, error)
+	UpdateItem(ctx context.Context, id gqlscalar.ID, input items.UpdateItem) (*items.Item, error)
+	DeleteItem(ctx context.Context, id gqlscalar.ID) (*items.Item, error)
 }
 type QueryResolver interface {
+	Node(ctx context.Context, id gqlscalar.ID) (gqlscalar.Node, error)
+	Nodes(ctx context.Context, ids []*gqlscalar.ID) ([]gqlscalar.Node, error)
 	Me(ctx context.Context) (*users.User, error)
-	User(ctx context.Context, id int64) (*users.User, error)
+	User(ctx context.Context, id gqlscalar.ID) (*users.User, error)
 	UserByUsername(ctx context.Context, username string) (*users.User, error)
 	Users(ctx context.Context, offset int, limit int) ([]*users.User, error)
 	UsersConnection(ctx context.Context, first *int, after *string, last *int, before *string, filter *users.Filter, orderBy *users.Order) (*users.Connection, error)
-	Item(ctx context.Context, id int64) (*items.Item, error)
-	Items(ctx context.Context, offset int, limit int, ownerID *int64) ([]*items.Item, error)
+	Item(ctx context.Context, id gqlscalar.ID) (*items.Item, error)
+	Items(ctx context.Context, offset int, limit int, ownerID *gqlscalar.ID) ([]*items.Item, error)
 	ItemsConnection(ctx context.Context, first *int, after *string, last *int, before *string, filter *items.Filter, orderBy *items.Order) (*items.Connection, error)
 }
 type SubscriptionResolver interface {
 	UserCreated(ctx context.Context) (<-chan *users.User, error)
-	UserUpdated(ctx context.Context, id *int64) (<-chan *users.User, error)
-	UserDeleted(ctx context.Context) (<-chan int64, error)
-	ItemChanged(ctx context.Context, ownerID *int64) (<-chan *events.ItemEvent, error)
+	UserUpdated(ctx context.Context, id *gqlscalar.ID) (<-chan *users.User, error)
+	UserDeleted(ctx context.Context) (<-chan *gqlscalar.ID, error)
+	ItemChanged(ctx context.Context, ownerID *gqlscalar.ID) (<-chan *events.ItemEvent, error)
 }
 type UserResolver interface {
 	Items(ctx context.Context, obj *users.User, first *int, after *string, last *int, before *string, filter *items.Filter, orderBy *items.Order) (*items.Connection, error)
@@ -188,12 +195,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Item.Description(childComplexity), true
-	case "Item.id":
+	case "Item.databaseId":
 		if e.ComplexityRoot.Item.ID == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Item.ID(childComplexity), true
+	case "Item.id":
+		if e.ComplexityRoot.Item.NodeID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Item.NodeID(childComplexity), true
 	case "Item.owner":
 		if e.ComplexityRoot.Item.Owner == nil {
 			break
@@ -290,7 +303,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.DeleteItem(childComplexity, args["id"].(int64)), true
+		return e.ComplexityRoot.Mutation.DeleteItem(childComplexity, args["id"].(gqlscalar.ID)), true
 	case "Mutation.deleteUser":
 		if e.ComplexityRoot.Mutation.DeleteUser == nil {
 			break
@@ -301,7 +314,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.DeleteUser(childComplexity, args["id"].(int64)), true
+		return e.ComplexityRoot.Mutation.DeleteUser(childComplexity, args["id"].(gqlscalar.ID)), true
 	case "Mutation.updateItem":
 		if e.ComplexityRoot.Mutation.UpdateItem == nil {
 			break
@@ -312,7 +325,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.UpdateItem(childComplexity, args["id"].(int64), args["input"].(items.UpdateItem)), true
+		return e.ComplexityRoot.Mutation.UpdateItem(childComplexity, args["id"].(gqlscalar.ID), args["input"].(items.UpdateItem)), true
 	case "Mutation.updateUser":
 		if e.ComplexityRoot.Mutation.UpdateUser == nil {
 			break
@@ -323,7 +336,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.UpdateUser(childComplexity, args["id"].(int64), args["input"].(users.UpdateUser)), true
+		return e.ComplexityRoot.Mutation.UpdateUser(childComplexity, args["id"].(gqlscalar.ID), args["input"].(users.UpdateUser)), true
 
 	case "PageInfo.endCursor":
 		if e.ComplexityRoot.PageInfo.EndCursor == nil {
@@ -360,7 +373,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.Item(childComplexity, args["id"].(int64)), true
+		return e.ComplexityRoot.Query.Item(childComplexity, args["id"].(gqlscalar.ID)), true
 	case "Query.items":
 		if e.ComplexityRoot.Query.Items == nil {
 			break
@@ -371,7 +384,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.Items(childComplexity, args["offset"].(int), args["limit"].(int), args["ownerId"].(*int64)), true
+		return e.ComplexityRoot.Query.Items(childComplexity, args["offset"].(int), args["limit"].(int), args["ownerId"].(*gqlscalar.ID)), true
 	case "Query.itemsConnection":
 		if e.ComplexityRoot.Query.ItemsConnection == nil {
 			break
@@ -389,6 +402,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Me(childComplexity), true
+	case "Query.node":
+		if e.ComplexityRoot.Query.Node == nil {
+			break
+		}
+
+		args, err := ec.field_Query_node_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Node(childComplexity, args["id"].(gqlscalar.ID)), true
+	case "Query.nodes":
+		if e.ComplexityRoot.Query.Nodes == nil {
+			break
+		}
+
+		args, err := ec.field_Query_nodes_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Nodes(childComplexity, args["ids"].([]*gqlscalar.ID)), true
 	case "Query.user":
 		if e.ComplexityRoot.Query.User == nil {
 			break
@@ -399,7 +434,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.User(childComplexity, args["id"].(int64)), true
+		return e.ComplexityRoot.Query.User(childComplexity, args["id"].(gqlscalar.ID)), true
 	case "Query.userByUsername":
 		if e.ComplexityRoot.Query.UserByUsername == nil {
 			break
@@ -444,7 +479,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Subscription.ItemChanged(childComplexity, args["ownerId"].(*int64)), true
+		return e.ComplexityRoot.Subscription.ItemChanged(childComplexity, args["ownerId"].(*gqlscalar.ID)), true
 	case "Subscription.userCreated":
 		if e.ComplexityRoot.Subscription.UserCreated == nil {
 			break
@@ -467,7 +502,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Subscription.UserUpdated(childComplexity, args["id"].(*int64)), true
+		return e.ComplexityRoot.Subscription.UserUpdated(childComplexity, args["id"].(*gqlscalar.ID)), true
 
 	case "User.createdAt":
 		if e.ComplexityRoot.User.CreatedAt == nil {
@@ -481,7 +516,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.User.Email(childComplexity), true
-	case "User.id":
+	case "User.databaseId":
 		if e.ComplexityRoot.User.ID == nil {
 			break
 		}
@@ -498,6 +533,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.User.Items(childComplexity, args["first"].(*int), args["after"].(*string), args["last"].(*int), args["before"].(*string), args["filter"].(*items.Filter), args["orderBy"].(*items.Order)), true
+	case "User.id":
+		if e.ComplexityRoot.User.NodeID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.User.NodeID(childComplexity), true
 	case "User.updatedAt":
 		if e.ComplexityRoot.User.UpdatedAt == nil {
 			break
@@ -660,10 +701,24 @@ An instant in time, as an RFC 3339 string with nanoseconds in UTC, for example
 """
 scalar Time
 
-"An account. Usernames and emails are unique regardless of case."
-type User {
-  "Opaque identifier; pass it back unchanged."
+"""
+An object with a global id (Relay's global object identification): ids are unique across every
+type, and Query.node fetches any object again by its id.
+"""
+interface Node {
+  "Global id, unique across every type; pass it back unchanged."
   id: ID!
+}
+
+"An account. Usernames and emails are unique regardless of case."
+type User implements Node {
+  """
+  Global id, unique across every type (stable: the base64 of "User:" and databaseId); pass it back
+  unchanged. Arguments naming a user take it, or databaseId.
+  """
+  id: ID!
+  "The user's row number (the REST service's id). Arguments naming a user take it too."
+  databaseId: Int!
   "3 to 32 characters: ASCII letters, digits, '_', '.' and '-'."
   username: String!
   email: String!
@@ -681,14 +736,30 @@ type User {
   ): ItemConnection!
 }
 
+"""
+Arguments and input fields of type ID that name a user (user, updateUser, deleteUser, ownerId,
+userUpdated) or an item (item, updateItem, deleteItem) take the object's global id or its row
+number (databaseId, as a string or an integer); another type's global id, or anything else, is
+BAD_USER_INPUT.
+"""
 type Query {
+  """
+  The object with this global id, of either type; null when there is none. A bare row number is
+  BAD_USER_INPUT here: it does not say its type.
+  """
+  node(id: ID!): Node
+  """
+  The objects with these global ids, in their order, null where there is none; at most 100 ids
+  (BAD_USER_INPUT beyond). One statement per type, however many ids.
+  """
+  nodes(ids: [ID!]!): [Node]!
   "The user the bearer token names; null when anonymous. UNAUTHENTICATED for a refused token."
   me: User
-  "null when no user has this id"
+  "null when no user has this id (global id or row number)"
   user(id: ID!): User
   "null when no user has this username (matched case-insensitively)"
   userByUsername(username: String!): User
-  "ordered by id ascending; limit 1..100"
+  "ordered by databaseId ascending; limit 1..100"
   users(offset: Int! = 0, limit: Int! = 10): [User!]!
 
   """
@@ -705,9 +776,9 @@ type Query {
     orderBy: UserOrder = {field: ID, direction: ASC}
   ): UserConnection!
 
-  "null when no item has this id"
+  "null when no item has this id (global id or row number)"
   item(id: ID!): Item
-  "ordered by id ascending; limit 1..100; only one owner's items when ownerId is given"
+  "ordered by databaseId ascending; limit 1..100; only one owner's items when ownerId is given"
   items(offset: Int! = 0, limit: Int! = 10, ownerId: ID): [Item!]!
   "Items a page at a time; paging as in usersConnection."
   itemsConnection(
@@ -721,8 +792,14 @@ type Query {
 }
 
 "Something a user owns. Deleting the owner deletes its items."
-type Item {
+type Item implements Node {
+  """
+  Global id, unique across every type (stable: the base64 of "Item:" and databaseId); pass it back
+  unchanged. Arguments naming an item take it, or databaseId.
+  """
   id: ID!
+  "The item's row number (the REST service's id). Arguments naming an item take it too."
+  databaseId: Int!
   "1 to 200 characters after trimming."
   title: String!
   "At most 10,000 characters."
@@ -776,7 +853,7 @@ enum UserOrderField {
   CREATED_AT
 }
 
-"Sort order; ties are always broken by id in the same direction."
+"Sort order; ties are always broken by databaseId in the same direction."
 input UserOrder {
   field: UserOrderField! = ID
   direction: OrderDirection! = ASC
@@ -788,7 +865,7 @@ enum ItemOrderField {
   CREATED_AT
 }
 
-"Sort order; ties are always broken by id in the same direction."
+"Sort order; ties are always broken by databaseId in the same direction."
 input ItemOrder {
   field: ItemOrderField! = ID
   direction: OrderDirection! = ASC
@@ -884,7 +961,7 @@ type Subscription {
   userCreated: User!
   "every user's updates, or only those of the user with this id"
   userUpdated(id: ID): User!
-  "the ids of deleted users"
+  "the global ids of deleted users (as User.id gave them)"
   userDeleted: ID!
   "changes to every item, or only to the items of this owner (deleted items as they were)"
   itemChanged(ownerId: ID): ItemEvent!
@@ -912,6 +989,8 @@ func (ec *executionContext) childFields_Item(ctx context.Context, field graphql.
 	switch field.Name {
 	case "id":
 		return ec.fieldContext_Item_id(ctx, field)
+	case "databaseId":
+		return ec.fieldContext_Item_databaseId(ctx, field)
 	case "title":
 		return ec.fieldContext_Item_title(ctx, field)
 	case "description":
@@ -976,6 +1055,8 @@ func (ec *executionContext) childFields_User(ctx context.Context, field graphql.
 	switch field.Name {
 	case "id":
 		return ec.fieldContext_User_id(ctx, field)
+	case "databaseId":
+		return ec.fieldContext_User_databaseId(ctx, field)
 	case "username":
 		return ec.fieldContext_User_username(ctx, field)
 	case "email":
@@ -1160,8 +1241,8 @@ func (ec *executionContext) field_Mutation_deleteItem_args(ctx context.Context, 
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
-		func(ctx context.Context, v any) (int64, error) {
-			return ec.unmarshalNID2int64(ctx, v)
+		func(ctx context.Context, v any) (gqlscalar.ID, error) {
+			return ec.unmarshalNID2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐID(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -1174,8 +1255,8 @@ func (ec *executionContext) field_Mutation_deleteUser_args(ctx context.Context, 
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
-		func(ctx context.Context, v any) (int64, error) {
-			return ec.unmarshalNID2int64(ctx, v)
+		func(ctx context.Context, v any) (gqlscalar.ID, error) {
+			return ec.unmarshalNID2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐID(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -1188,8 +1269,8 @@ func (ec *executionContext) field_Mutation_updateItem_args(ctx context.Context, 
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
-		func(ctx context.Context, v any) (int64, error) {
-			return ec.unmarshalNID2int64(ctx, v)
+		func(ctx context.Context, v any) (gqlscalar.ID, error) {
+			return ec.unmarshalNID2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐID(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -1210,8 +1291,8 @@ func (ec *executionContext) field_Mutation_updateUser_args(ctx context.Context, 
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
-		func(ctx context.Context, v any) (int64, error) {
-			return ec.unmarshalNID2int64(ctx, v)
+		func(ctx context.Context, v any) (gqlscalar.ID, error) {
+			return ec.unmarshalNID2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐID(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -1246,8 +1327,8 @@ func (ec *executionContext) field_Query_item_args(ctx context.Context, rawArgs m
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
-		func(ctx context.Context, v any) (int64, error) {
-			return ec.unmarshalNID2int64(ctx, v)
+		func(ctx context.Context, v any) (gqlscalar.ID, error) {
+			return ec.unmarshalNID2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐID(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -1330,13 +1411,41 @@ func (ec *executionContext) field_Query_items_args(ctx context.Context, rawArgs 
 	}
 	args["limit"] = arg1
 	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "ownerId",
-		func(ctx context.Context, v any) (*int64, error) {
-			return ec.unmarshalOID2ᚖint64(ctx, v)
+		func(ctx context.Context, v any) (*gqlscalar.ID, error) {
+			return ec.unmarshalOID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐID(ctx, v)
 		})
 	if err != nil {
 		return nil, err
 	}
 	args["ownerId"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_node_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (gqlscalar.ID, error) {
+			return ec.unmarshalNID2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐID(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_nodes_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "ids",
+		func(ctx context.Context, v any) ([]*gqlscalar.ID, error) {
+			return ec.unmarshalNID2ᚕᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐIDᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["ids"] = arg0
 	return args, nil
 }
 
@@ -1358,8 +1467,8 @@ func (ec *executionContext) field_Query_user_args(ctx context.Context, rawArgs m
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
-		func(ctx context.Context, v any) (int64, error) {
-			return ec.unmarshalNID2int64(ctx, v)
+		func(ctx context.Context, v any) (gqlscalar.ID, error) {
+			return ec.unmarshalNID2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐID(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -1448,8 +1557,8 @@ func (ec *executionContext) field_Subscription_itemChanged_args(ctx context.Cont
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "ownerId",
-		func(ctx context.Context, v any) (*int64, error) {
-			return ec.unmarshalOID2ᚖint64(ctx, v)
+		func(ctx context.Context, v any) (*gqlscalar.ID, error) {
+			return ec.unmarshalOID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐID(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -1462,8 +1571,8 @@ func (ec *executionContext) field_Subscription_userUpdated_args(ctx context.Cont
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
-		func(ctx context.Context, v any) (*int64, error) {
-			return ec.unmarshalOID2ᚖint64(ctx, v)
+		func(ctx context.Context, v any) (*gqlscalar.ID, error) {
+			return ec.unmarshalOID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐID(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -1601,11 +1710,19 @@ func (ec *executionContext) field___Type_inputFields_args(ctx context.Context, r
 // region    **************************** field.gotpl *****************************
 
 func (ec *executionContext) _Item_id(ctx context.Context, field graphql.CollectedField, obj *items.Item) (ret graphql.Marshaler) {
-	return ec.marshalNID2int64(ctx, field.Selections, obj.ID)
+	return ec.marshalNID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐItemID(ctx, field.Selections, obj.NodeID())
 }
 
 func (ec *executionContext) fieldContext_Item_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Item", field, false, false, "ID")
+	return graphql.NewScalarFieldContext("Item", field, true, false, "ID")
+}
+
+func (ec *executionContext) _Item_databaseId(ctx context.Context, field graphql.CollectedField, obj *items.Item) (ret graphql.Marshaler) {
+	return ec.marshalNInt2int64(ctx, field.Selections, obj.ID)
+}
+
+func (ec *executionContext) fieldContext_Item_databaseId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Item", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Item_title(ctx context.Context, field graphql.CollectedField, obj *items.Item) (ret graphql.Marshaler) {
@@ -1866,7 +1983,7 @@ func (ec *executionContext) _Mutation_updateUser(ctx context.Context, field grap
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().UpdateUser(ctx, fc.Args["id"].(int64), fc.Args["input"].(users.UpdateUser))
+			return ec.Resolvers.Mutation().UpdateUser(ctx, fc.Args["id"].(gqlscalar.ID), fc.Args["input"].(users.UpdateUser))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *users.User) graphql.Marshaler {
@@ -1912,7 +2029,7 @@ func (ec *executionContext) _Mutation_deleteUser(ctx context.Context, field grap
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().DeleteUser(ctx, fc.Args["id"].(int64))
+			return ec.Resolvers.Mutation().DeleteUser(ctx, fc.Args["id"].(gqlscalar.ID))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *users.User) graphql.Marshaler {
@@ -2004,7 +2121,7 @@ func (ec *executionContext) _Mutation_updateItem(ctx context.Context, field grap
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().UpdateItem(ctx, fc.Args["id"].(int64), fc.Args["input"].(items.UpdateItem))
+			return ec.Resolvers.Mutation().UpdateItem(ctx, fc.Args["id"].(gqlscalar.ID), fc.Args["input"].(items.UpdateItem))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *items.Item) graphql.Marshaler {
@@ -2050,7 +2167,7 @@ func (ec *executionContext) _Mutation_deleteItem(ctx context.Context, field grap
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().DeleteItem(ctx, fc.Args["id"].(int64))
+			return ec.Resolvers.Mutation().DeleteItem(ctx, fc.Args["id"].(gqlscalar.ID))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *items.Item) graphql.Marshaler {
@@ -2148,6 +2265,98 @@ func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, f
 	return graphql.NewScalarFieldContext("PageInfo", field, true, false, "String")
 }
 
+func (ec *executionContext) _Query_node(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Node(ctx, fc.Args["id"].(gqlscalar.ID))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v gqlscalar.Node) graphql.Marshaler {
+			return ec.marshalONode2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐNode(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_node(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("FieldContext.Child cannot be called on type INTERFACE")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+		return ec.field_Query_node_args(ctx, field.ArgumentMap(ec.Variables))
+	}); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_nodes(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_nodes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Nodes(ctx, fc.Args["ids"].([]*gqlscalar.ID))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []gqlscalar.Node) graphql.Marshaler {
+			return ec.marshalNNode2ᚕgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐNode(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_nodes(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("FieldContext.Child cannot be called on type INTERFACE")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.caches.fieldArgs(ec.OperationContext, field, func() (map[string]any, error) {
+		return ec.field_Query_nodes_args(ctx, field.ArgumentMap(ec.Variables))
+	}); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_me(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2190,7 +2399,7 @@ func (ec *executionContext) _Query_user(ctx context.Context, field graphql.Colle
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Query().User(ctx, fc.Args["id"].(int64))
+			return ec.Resolvers.Query().User(ctx, fc.Args["id"].(gqlscalar.ID))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *users.User) graphql.Marshaler {
@@ -2374,7 +2583,7 @@ func (ec *executionContext) _Query_item(ctx context.Context, field graphql.Colle
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Query().Item(ctx, fc.Args["id"].(int64))
+			return ec.Resolvers.Query().Item(ctx, fc.Args["id"].(gqlscalar.ID))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *items.Item) graphql.Marshaler {
@@ -2420,7 +2629,7 @@ func (ec *executionContext) _Query_items(ctx context.Context, field graphql.Coll
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Query().Items(ctx, fc.Args["offset"].(int), fc.Args["limit"].(int), fc.Args["ownerId"].(*int64))
+			return ec.Resolvers.Query().Items(ctx, fc.Args["offset"].(int), fc.Args["limit"].(int), fc.Args["ownerId"].(*gqlscalar.ID))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*items.Item) graphql.Marshaler {
@@ -2622,7 +2831,7 @@ func (ec *executionContext) _Subscription_userUpdated(ctx context.Context, field
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Subscription().UserUpdated(ctx, fc.Args["id"].(*int64))
+			return ec.Resolvers.Subscription().UserUpdated(ctx, fc.Args["id"].(*gqlscalar.ID))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *users.User) graphql.Marshaler {
@@ -2670,8 +2879,8 @@ func (ec *executionContext) _Subscription_userDeleted(ctx context.Context, field
 			return ec.Resolvers.Subscription().UserDeleted(ctx)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
-			return ec.marshalNID2int64(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *gqlscalar.ID) graphql.Marshaler {
+			return ec.marshalNID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐID(ctx, selections, v)
 		},
 		true,
 		true,
@@ -2691,7 +2900,7 @@ func (ec *executionContext) _Subscription_itemChanged(ctx context.Context, field
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Subscription().ItemChanged(ctx, fc.Args["ownerId"].(*int64))
+			return ec.Resolvers.Subscription().ItemChanged(ctx, fc.Args["ownerId"].(*gqlscalar.ID))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *events.ItemEvent) graphql.Marshaler {
@@ -2728,11 +2937,19 @@ func (ec *executionContext) fieldContext_Subscription_itemChanged(ctx context.Co
 }
 
 func (ec *executionContext) _User_id(ctx context.Context, field graphql.CollectedField, obj *users.User) (ret graphql.Marshaler) {
-	return ec.marshalNID2int64(ctx, field.Selections, obj.ID)
+	return ec.marshalNID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐUserID(ctx, field.Selections, obj.NodeID())
 }
 
 func (ec *executionContext) fieldContext_User_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("User", field, false, false, "ID")
+	return graphql.NewScalarFieldContext("User", field, true, false, "ID")
+}
+
+func (ec *executionContext) _User_databaseId(ctx context.Context, field graphql.CollectedField, obj *users.User) (ret graphql.Marshaler) {
+	return ec.marshalNInt2int64(ctx, field.Selections, obj.ID)
+}
+
+func (ec *executionContext) fieldContext_User_databaseId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("User", field, false, false, "Int")
 }
 
 func (ec *executionContext) _User_username(ctx context.Context, field graphql.CollectedField, obj *users.User) (ret graphql.Marshaler) {
@@ -3902,7 +4119,7 @@ func (ec *executionContext) unmarshalInputItemFilter(ctx context.Context, obj an
 		switch k {
 		case "ownerId":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ownerId"))
-			data, err := ec.unmarshalOID2ᚖint64(ctx, v)
+			data, err := ec.unmarshalOID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐUserID(ctx, v)
 			if err != nil {
 				return it, err
 			}
@@ -4021,7 +4238,7 @@ func (ec *executionContext) unmarshalInputNewItem(ctx context.Context, obj any) 
 		switch k {
 		case "ownerId":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ownerId"))
-			data, err := ec.unmarshalNID2int64(ctx, v)
+			data, err := ec.unmarshalNID2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐUserID(ctx, v)
 			if err != nil {
 				return it, err
 			}
@@ -4327,11 +4544,34 @@ func UnmarshalUserOrder(ctx context.Context, raw any) (users.Order, error) {
 
 // region    ************************** interface.gotpl ***************************
 
+func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj gqlscalar.Node) graphql.Marshaler {
+	switch obj := (obj).(type) {
+	case nil:
+		return graphql.Null
+	case *users.User:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._User(ctx, sel, obj)
+	case *items.Item:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._Item(ctx, sel, obj)
+	default:
+		if typedObj, ok := obj.(graphql.Marshaler); ok {
+			return typedObj
+		} else {
+			panic(fmt.Errorf("unexpected type %T; non-generated variants of Node must implement graphql.Marshaler", obj))
+		}
+	}
+}
+
 // endregion ************************** interface.gotpl ***************************
 
 // region    **************************** object.gotpl ****************************
 
-var itemImplementors = []string{"Item"}
+var itemImplementors = []string{"Item", "Node"}
 
 func (ec *executionContext) _Item(ctx context.Context, sel ast.SelectionSet, obj *items.Item) graphql.Marshaler {
 	fields := ec.caches.collectFields(ec.OperationContext, sel, itemImplementors)
@@ -4344,6 +4584,11 @@ func (ec *executionContext) _Item(ctx context.Context, sel ast.SelectionSet, obj
 			out.Values[i] = graphql.MarshalString("Item")
 		case "id":
 			out.Values[i] = ec._Item_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "databaseId":
+			out.Values[i] = ec._Item_databaseId(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
@@ -4667,6 +4912,18 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("Query")
+		case "node":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_node(ctx, field)
+				})
+		case "nodes":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_nodes(ctx, field)
+				})
 		case "me":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, false,
@@ -4772,7 +5029,7 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 	}
 }
 
-var userImplementors = []string{"User"}
+var userImplementors = []string{"User", "Node"}
 
 func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj *users.User) graphql.Marshaler {
 	fields := ec.caches.collectFields(ec.OperationContext, sel, userImplementors)
@@ -4785,6 +5042,11 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 			out.Values[i] = graphql.MarshalString("User")
 		case "id":
 			out.Values[i] = ec._User_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "databaseId":
+			out.Values[i] = ec._User_databaseId(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
@@ -5309,18 +5571,95 @@ func (ec *executionContext) marshalNChangeKind2githubᚗcomᚋwikigraphᚋwikigr
 	return v
 }
 
-func (ec *executionContext) unmarshalNID2int64(ctx context.Context, v any) (int64, error) {
-	res, err := gqlscalar.UnmarshalID(v)
+func (ec *executionContext) unmarshalNID2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐID(ctx context.Context, v any) (gqlscalar.ID, error) {
+	var res gqlscalar.ID
+	err := res.UnmarshalGQL(v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNID2int64(ctx context.Context, sel ast.SelectionSet, v int64) graphql.Marshaler {
-	_ = sel
-	res := gqlscalar.MarshalID(v)
-	if res == graphql.Null {
-		graphql.AddInvalidNullFromMarshaler(ctx, "ID!")
+func (ec *executionContext) marshalNID2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐID(ctx context.Context, sel ast.SelectionSet, v gqlscalar.ID) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNID2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐUserID(ctx context.Context, v any) (gqlscalar.UserID, error) {
+	var res gqlscalar.UserID
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNID2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐUserID(ctx context.Context, sel ast.SelectionSet, v gqlscalar.UserID) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNID2ᚕᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐIDᚄ(ctx context.Context, v any) ([]*gqlscalar.ID, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*gqlscalar.ID, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐID(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
 	}
-	return res
+	return res, nil
+}
+
+func (ec *executionContext) marshalNID2ᚕᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐIDᚄ(ctx context.Context, sel ast.SelectionSet, v []*gqlscalar.ID) graphql.Marshaler {
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐID(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalNID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐID(ctx context.Context, v any) (*gqlscalar.ID, error) {
+	var res = new(gqlscalar.ID)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐID(ctx context.Context, sel ast.SelectionSet, v *gqlscalar.ID) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ID!")
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalNID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐItemID(ctx context.Context, v any) (*gqlscalar.ItemID, error) {
+	var res = new(gqlscalar.ItemID)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐItemID(ctx context.Context, sel ast.SelectionSet, v *gqlscalar.ItemID) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ID!")
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalNID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐUserID(ctx context.Context, v any) (*gqlscalar.UserID, error) {
+	var res = new(gqlscalar.UserID)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐUserID(ctx context.Context, sel ast.SelectionSet, v *gqlscalar.UserID) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ID!")
+		return graphql.Null
+	}
+	return v
 }
 
 func (ec *executionContext) unmarshalNInt2int(ctx context.Context, v any) (int, error) {
@@ -5331,6 +5670,20 @@ func (ec *executionContext) unmarshalNInt2int(ctx context.Context, v any) (int, 
 func (ec *executionContext) marshalNInt2int(ctx context.Context, sel ast.SelectionSet, v int) graphql.Marshaler {
 	_ = sel
 	res := graphql.MarshalInt(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Int!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNInt2int64(ctx context.Context, v any) (int64, error) {
+	res, err := gqlscalar.UnmarshalRow(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNInt2int64(ctx context.Context, sel ast.SelectionSet, v int64) graphql.Marshaler {
+	_ = sel
+	res := gqlscalar.MarshalRow(v)
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "Int!")
 	}
@@ -5419,6 +5772,16 @@ func (ec *executionContext) unmarshalNNewItem2githubᚗcomᚋwikigraphᚋwikigra
 func (ec *executionContext) unmarshalNNewUser2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋusersᚐNewUser(ctx context.Context, v any) (users.NewUser, error) {
 	res, err := ec.unmarshalInputNewUser(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNNode2ᚕgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐNode(ctx context.Context, sel ast.SelectionSet, v []gqlscalar.Node) graphql.Marshaler {
+	ret := marshalSlice(ctx, len(v), func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalONode2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐNode(ctx, sel, v[i])
+	})
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalNOrderDirection2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋpagingᚐDirection(ctx context.Context, v any) (paging.Direction, error) {
@@ -5711,22 +6074,36 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	return res
 }
 
-func (ec *executionContext) unmarshalOID2ᚖint64(ctx context.Context, v any) (*int64, error) {
+func (ec *executionContext) unmarshalOID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐID(ctx context.Context, v any) (*gqlscalar.ID, error) {
 	if v == nil {
 		return nil, nil
 	}
-	res, err := gqlscalar.UnmarshalID(v)
-	return &res, graphql.ErrorOnPath(ctx, err)
+	var res = new(gqlscalar.ID)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalOID2ᚖint64(ctx context.Context, sel ast.SelectionSet, v *int64) graphql.Marshaler {
+func (ec *executionContext) marshalOID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐID(ctx context.Context, sel ast.SelectionSet, v *gqlscalar.ID) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
-	_ = sel
-	_ = ctx
-	res := gqlscalar.MarshalID(*v)
-	return res
+	return v
+}
+
+func (ec *executionContext) unmarshalOID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐUserID(ctx context.Context, v any) (*gqlscalar.UserID, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(gqlscalar.UserID)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐUserID(ctx context.Context, sel ast.SelectionSet, v *gqlscalar.UserID) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
 }
 
 func (ec *executionContext) unmarshalOInt2ᚖint(ctx context.Context, v any) (*int, error) {
@@ -5768,6 +6145,13 @@ func (ec *executionContext) unmarshalOItemOrder2ᚖgithubᚗcomᚋwikigraphᚋwi
 	}
 	res, err := ec.unmarshalInputItemOrder(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalONode2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐNode(ctx context.Context, sel ast.SelectionSet, v gqlscalar.Node) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Node(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v any) (*string, error) {

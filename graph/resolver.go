@@ -9,7 +9,9 @@ import (
 
 	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/events"
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 	"github.com/wikigraph/wikigraph/internal/items"
+	"github.com/wikigraph/wikigraph/internal/nodes"
 	"github.com/wikigraph/wikigraph/internal/users"
 )
 
@@ -56,6 +58,25 @@ func (r *Resolver) reads(ctx context.Context) Reads {
 		}
 	}
 	return r.Primary()
+}
+
+// nodeStore is where node and nodes read, for the operation of ctx.
+func (r *Resolver) nodeStore(ctx context.Context) nodes.Store {
+	reads := r.reads(ctx)
+	return nodes.Store{Users: reads.UserLookups, DB: reads.DB}
+}
+
+// optionalRow is the row an optional ID argument names, which must be of type t (nil when the
+// argument is absent); another type's global id is BAD_USER_INPUT on field.
+func optionalRow(id *gqlscalar.ID, t gqlscalar.Type, field string) (*int64, error) {
+	if id == nil {
+		return nil, nil
+	}
+	row, err := id.RowOf(t, field)
+	if err != nil {
+		return nil, err
+	}
+	return &row, nil
 }
 
 // Root returns r as the executor's resolver root, with each type's resolver made once: the

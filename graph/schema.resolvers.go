@@ -9,8 +9,10 @@ import (
 	"context"
 
 	"github.com/wikigraph/wikigraph/internal/events"
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 	"github.com/wikigraph/wikigraph/internal/items"
 	"github.com/wikigraph/wikigraph/internal/loaders"
+	"github.com/wikigraph/wikigraph/internal/nodes"
 	"github.com/wikigraph/wikigraph/internal/paging"
 	"github.com/wikigraph/wikigraph/internal/users"
 )
@@ -26,32 +28,60 @@ func (r *mutationResolver) CreateUser(ctx context.Context, input users.NewUser) 
 	return users.Create(ctx, r.DB, input)
 }
 
-func (r *mutationResolver) UpdateUser(ctx context.Context, id int64, input users.UpdateUser) (*users.User, error) {
-	return users.Update(ctx, r.DB, id, input)
+func (r *mutationResolver) UpdateUser(ctx context.Context, id gqlscalar.ID, input users.UpdateUser) (*users.User, error) {
+	row, err := id.RowOf(gqlscalar.TypeUser, "id")
+	if err != nil {
+		return nil, err
+	}
+	return users.Update(ctx, r.DB, row, input)
 }
 
-func (r *mutationResolver) DeleteUser(ctx context.Context, id int64) (*users.User, error) {
-	return users.Delete(ctx, r.DB, id)
+func (r *mutationResolver) DeleteUser(ctx context.Context, id gqlscalar.ID) (*users.User, error) {
+	row, err := id.RowOf(gqlscalar.TypeUser, "id")
+	if err != nil {
+		return nil, err
+	}
+	return users.Delete(ctx, r.DB, row)
 }
 
 func (r *mutationResolver) CreateItem(ctx context.Context, input items.NewItem) (*items.Item, error) {
 	return items.Create(ctx, r.DB, input)
 }
 
-func (r *mutationResolver) UpdateItem(ctx context.Context, id int64, input items.UpdateItem) (*items.Item, error) {
-	return items.Update(ctx, r.DB, id, input)
+func (r *mutationResolver) UpdateItem(ctx context.Context, id gqlscalar.ID, input items.UpdateItem) (*items.Item, error) {
+	row, err := id.RowOf(gqlscalar.TypeItem, "id")
+	if err != nil {
+		return nil, err
+	}
+	return items.Update(ctx, r.DB, row, input)
 }
 
-func (r *mutationResolver) DeleteItem(ctx context.Context, id int64) (*items.Item, error) {
-	return items.Delete(ctx, r.DB, id)
+func (r *mutationResolver) DeleteItem(ctx context.Context, id gqlscalar.ID) (*items.Item, error) {
+	row, err := id.RowOf(gqlscalar.TypeItem, "id")
+	if err != nil {
+		return nil, err
+	}
+	return items.Delete(ctx, r.DB, row)
+}
+
+func (r *queryResolver) Node(ctx context.Context, id gqlscalar.ID) (gqlscalar.Node, error) {
+	return nodes.Find(ctx, r.nodeStore(ctx), id, readOptions(ctx)...)
+}
+
+func (r *queryResolver) Nodes(ctx context.Context, ids []*gqlscalar.ID) ([]gqlscalar.Node, error) {
+	return nodes.FindMany(ctx, r.nodeStore(ctx), ids, readOptions(ctx)...)
 }
 
 func (r *queryResolver) Me(ctx context.Context) (*users.User, error) {
 	return users.Me(ctx, r.reads(ctx).DB)
 }
 
-func (r *queryResolver) User(ctx context.Context, id int64) (*users.User, error) {
-	return r.reads(ctx).UserLookups.Find(ctx, id)
+func (r *queryResolver) User(ctx context.Context, id gqlscalar.ID) (*users.User, error) {
+	row, err := id.RowOf(gqlscalar.TypeUser, "id")
+	if err != nil {
+		return nil, err
+	}
+	return r.reads(ctx).UserLookups.Find(ctx, row)
 }
 
 func (r *queryResolver) UserByUsername(ctx context.Context, username string) (*users.User, error) {
@@ -66,12 +96,20 @@ func (r *queryResolver) UsersConnection(ctx context.Context, first *int, after *
 	return usersPage(ctx, r.Resolver, paging.Args{First: first, After: after, Last: last, Before: before}, filter, orderBy)
 }
 
-func (r *queryResolver) Item(ctx context.Context, id int64) (*items.Item, error) {
-	return items.Find(ctx, r.reads(ctx).DB, id, readOptions(ctx)...)
+func (r *queryResolver) Item(ctx context.Context, id gqlscalar.ID) (*items.Item, error) {
+	row, err := id.RowOf(gqlscalar.TypeItem, "id")
+	if err != nil {
+		return nil, err
+	}
+	return items.Find(ctx, r.reads(ctx).DB, row, readOptions(ctx)...)
 }
 
-func (r *queryResolver) Items(ctx context.Context, offset int, limit int, ownerID *int64) ([]*items.Item, error) {
-	return items.List(ctx, r.reads(ctx).DB, offset, limit, ownerID, readOptions(ctx)...)
+func (r *queryResolver) Items(ctx context.Context, offset int, limit int, ownerID *gqlscalar.ID) ([]*items.Item, error) {
+	owner, err := optionalRow(ownerID, gqlscalar.TypeUser, "ownerId")
+	if err != nil {
+		return nil, err
+	}
+	return items.List(ctx, r.reads(ctx).DB, offset, limit, owner, readOptions(ctx)...)
 }
 
 func (r *queryResolver) ItemsConnection(ctx context.Context, first *int, after *string, last *int, before *string, filter *items.Filter, orderBy *items.Order) (*items.Connection, error) {
@@ -82,16 +120,24 @@ func (r *subscriptionResolver) UserCreated(ctx context.Context) (<-chan *users.U
 	return r.Events.UserCreated(ctx)
 }
 
-func (r *subscriptionResolver) UserUpdated(ctx context.Context, id *int64) (<-chan *users.User, error) {
-	return r.Events.UserUpdated(ctx, id)
+func (r *subscriptionResolver) UserUpdated(ctx context.Context, id *gqlscalar.ID) (<-chan *users.User, error) {
+	user, err := optionalRow(id, gqlscalar.TypeUser, "id")
+	if err != nil {
+		return nil, err
+	}
+	return r.Events.UserUpdated(ctx, user)
 }
 
-func (r *subscriptionResolver) UserDeleted(ctx context.Context) (<-chan int64, error) {
+func (r *subscriptionResolver) UserDeleted(ctx context.Context) (<-chan *gqlscalar.ID, error) {
 	return r.Events.UserDeleted(ctx)
 }
 
-func (r *subscriptionResolver) ItemChanged(ctx context.Context, ownerID *int64) (<-chan *events.ItemEvent, error) {
-	return r.Events.ItemChanged(ctx, ownerID)
+func (r *subscriptionResolver) ItemChanged(ctx context.Context, ownerID *gqlscalar.ID) (<-chan *events.ItemEvent, error) {
+	owner, err := optionalRow(ownerID, gqlscalar.TypeUser, "ownerId")
+	if err != nil {
+		return nil, err
+	}
+	return r.Events.ItemChanged(ctx, owner)
 }
 
 func (r *userResolver) Items(ctx context.Context, obj *users.User, first *int, after *string, last *int, before *string, filter *items.Filter, orderBy *items.Order) (*items.Connection, error) {

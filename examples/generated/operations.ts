@@ -45,7 +45,7 @@ export type UsersPageQueryVariables = Exact<{
 }>;
 
 
-export type UsersPageQuery = { usersConnection: { totalCount: number, pageInfo: { hasNextPage: boolean, endCursor: string | null }, edges: Array<{ cursor: string, node: { id: string, username: string, email: string, items: { edges: Array<{ node: { id: string, title: string } }> } } }> } };
+export type UsersPageQuery = { usersConnection: { totalCount: number, pageInfo: { hasNextPage: boolean, endCursor: string | null }, edges: Array<{ cursor: string, node: { id: string, databaseId: number, username: string, email: string, items: { edges: Array<{ node: { id: string, title: string } }> } } }> } };
 
 export type CreateUserMutationVariables = Exact<{
   input: NewUser;
@@ -61,3 +61,28 @@ export type RenameUserMutationVariables = Exact<{
 
 
 export type RenameUserMutation = { updateUser: { id: string, username: string, updatedAt: string } };
+
+export type RefetchQueryVariables = Exact<{
+  id: string;
+}>;
+
+
+export type RefetchQuery = { node:
+    | { __typename: 'Item', databaseId: number, title: string, id: string, owner: { id: string } }
+    | { __typename: 'User', databaseId: number, username: string, id: string }
+   | null };
+
+export type UsersByIdsQueryVariables = Exact<{
+  ids: Array<string> | string;
+}>;
+
+
+export type UsersByIdsQuery = { nodes: Array<
+    | { id: string }
+    | { username: string, id: string }
+   | null> };
+
+export type UserDeletionsSubscriptionVariables = Exact<{ [key: string]: never; }>;
+
+
+export type UserDeletionsSubscription = { userDeleted: string };

@@ -20,11 +20,17 @@ export type ChangeKind =
   | 'UPDATED';
 
 /** Something a user owns. Deleting the owner deletes its items. */
-export type Item = {
+export type Item = Node & {
   __typename?: 'Item';
   createdAt: Scalars['Time']['output'];
+  /** The item's row number (the REST service's id). Arguments naming an item take it too. */
+  databaseId: Scalars['Int']['output'];
   /** At most 10,000 characters. */
   description: Maybe<Scalars['String']['output']>;
+  /**
+   * Global id, unique across every type (stable: the base64 of "Item:" and databaseId); pass it back
+   * unchanged. Arguments naming an item take it, or databaseId.
+   */
   id: Scalars['ID']['output'];
   owner: User;
   /** 1 to 200 characters after trimming. */
@@ -64,7 +70,7 @@ export type ItemFilter = {
   titleContains: InputMaybe<Scalars['String']['input']>;
 };
 
-/** Sort order; ties are always broken by id in the same direction. */
+/** Sort order; ties are always broken by databaseId in the same direction. */
 export type ItemOrder = {
   direction: OrderDirection;
   field: ItemOrderField;
@@ -175,6 +181,15 @@ export type NewUser = {
   username: Scalars['String']['input'];
 };
 
+/**
+ * An object with a global id (Relay's global object identification): ids are unique across every
+ * type, and Query.node fetches any object again by its id.
+ */
+export type Node = {
+  /** Global id, unique across every type; pass it back unchanged. */
+  id: Scalars['ID']['output'];
+};
+
 export type OrderDirection =
   | 'ASC'
   | 'DESC';
@@ -188,21 +203,37 @@ export type PageInfo = {
   startCursor: Maybe<Scalars['String']['output']>;
 };
 
+/**
+ * Arguments and input fields of type ID that name a user (user, updateUser, deleteUser, ownerId,
+ * userUpdated) or an item (item, updateItem, deleteItem) take the object's global id or its row
+ * number (databaseId, as a string or an integer); another type's global id, or anything else, is
+ * BAD_USER_INPUT.
+ */
 export type Query = {
   __typename?: 'Query';
-  /** null when no item has this id */
+  /** null when no item has this id (global id or row number) */
   item: Maybe<Item>;
-  /** ordered by id ascending; limit 1..100; only one owner's items when ownerId is given */
+  /** ordered by databaseId ascending; limit 1..100; only one owner's items when ownerId is given */
   items: Array<Item>;
   /** Items a page at a time; paging as in usersConnection. */
   itemsConnection: ItemConnection;
   /** The user the bearer token names; null when anonymous. UNAUTHENTICATED for a refused token. */
   me: Maybe<User>;
-  /** null when no user has this id */
+  /**
+   * The object with this global id, of either type; null when there is none. A bare row number is
+   * BAD_USER_INPUT here: it does not say its type.
+   */
+  node: Maybe<Node>;
+  /**
+   * The objects with these global ids, in their order, null where there is none; at most 100 ids
+   * (BAD_USER_INPUT beyond). One statement per type, however many ids.
+   */
+  nodes: Array<Maybe<Node>>;
+  /** null when no user has this id (global id or row number) */
   user: Maybe<User>;
   /** null when no user has this username (matched case-insensitively) */
   userByUsername: Maybe<User>;
-  /** ordered by id ascending; limit 1..100 */
+  /** ordered by databaseId ascending; limit 1..100 */
   users: Array<User>;
   /**
    * Users a page at a time, following the Relay connection spec: first/after pages forward,
@@ -213,11 +244,23 @@ export type Query = {
 };
 
 
+/**
+ * Arguments and input fields of type ID that name a user (user, updateUser, deleteUser, ownerId,
+ * userUpdated) or an item (item, updateItem, deleteItem) take the object's global id or its row
+ * number (databaseId, as a string or an integer); another type's global id, or anything else, is
+ * BAD_USER_INPUT.
+ */
 export type QueryItemArgs = {
   id: Scalars['ID']['input'];
 };
 
 
+/**
+ * Arguments and input fields of type ID that name a user (user, updateUser, deleteUser, ownerId,
+ * userUpdated) or an item (item, updateItem, deleteItem) take the object's global id or its row
+ * number (databaseId, as a string or an integer); another type's global id, or anything else, is
+ * BAD_USER_INPUT.
+ */
 export type QueryItemsArgs = {
   limit?: Scalars['Int']['input'];
   offset?: Scalars['Int']['input'];
@@ -225,6 +268,12 @@ export type QueryItemsArgs = {
 };
 
 
+/**
+ * Arguments and input fields of type ID that name a user (user, updateUser, deleteUser, ownerId,
+ * userUpdated) or an item (item, updateItem, deleteItem) take the object's global id or its row
+ * number (databaseId, as a string or an integer); another type's global id, or anything else, is
+ * BAD_USER_INPUT.
+ */
 export type QueryItemsConnectionArgs = {
   after: InputMaybe<Scalars['String']['input']>;
   before: InputMaybe<Scalars['String']['input']>;
@@ -235,22 +284,68 @@ export type QueryItemsConnectionArgs = {
 };
 
 
+/**
+ * Arguments and input fields of type ID that name a user (user, updateUser, deleteUser, ownerId,
+ * userUpdated) or an item (item, updateItem, deleteItem) take the object's global id or its row
+ * number (databaseId, as a string or an integer); another type's global id, or anything else, is
+ * BAD_USER_INPUT.
+ */
+export type QueryNodeArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
+/**
+ * Arguments and input fields of type ID that name a user (user, updateUser, deleteUser, ownerId,
+ * userUpdated) or an item (item, updateItem, deleteItem) take the object's global id or its row
+ * number (databaseId, as a string or an integer); another type's global id, or anything else, is
+ * BAD_USER_INPUT.
+ */
+export type QueryNodesArgs = {
+  ids: Array<Scalars['ID']['input']>;
+};
+
+
+/**
+ * Arguments and input fields of type ID that name a user (user, updateUser, deleteUser, ownerId,
+ * userUpdated) or an item (item, updateItem, deleteItem) take the object's global id or its row
+ * number (databaseId, as a string or an integer); another type's global id, or anything else, is
+ * BAD_USER_INPUT.
+ */
 export type QueryUserArgs = {
   id: Scalars['ID']['input'];
 };
 
 
+/**
+ * Arguments and input fields of type ID that name a user (user, updateUser, deleteUser, ownerId,
+ * userUpdated) or an item (item, updateItem, deleteItem) take the object's global id or its row
+ * number (databaseId, as a string or an integer); another type's global id, or anything else, is
+ * BAD_USER_INPUT.
+ */
 export type QueryUserByUsernameArgs = {
   username: Scalars['String']['input'];
 };
 
 
+/**
+ * Arguments and input fields of type ID that name a user (user, updateUser, deleteUser, ownerId,
+ * userUpdated) or an item (item, updateItem, deleteItem) take the object's global id or its row
+ * number (databaseId, as a string or an integer); another type's global id, or anything else, is
+ * BAD_USER_INPUT.
+ */
 export type QueryUsersArgs = {
   limit?: Scalars['Int']['input'];
   offset?: Scalars['Int']['input'];
 };
 
 
+/**
+ * Arguments and input fields of type ID that name a user (user, updateUser, deleteUser, ownerId,
+ * userUpdated) or an item (item, updateItem, deleteItem) take the object's global id or its row
+ * number (databaseId, as a string or an integer); another type's global id, or anything else, is
+ * BAD_USER_INPUT.
+ */
 export type QueryUsersConnectionArgs = {
   after: InputMaybe<Scalars['String']['input']>;
   before: InputMaybe<Scalars['String']['input']>;
@@ -275,7 +370,7 @@ export type Subscription = {
   /** changes to every item, or only to the items of this owner (deleted items as they were) */
   itemChanged: ItemEvent;
   userCreated: User;
-  /** the ids of deleted users */
+  /** the global ids of deleted users (as User.id gave them) */
   userDeleted: Scalars['ID']['output'];
   /** every user's updates, or only those of the user with this id */
   userUpdated: User;
@@ -327,11 +422,16 @@ export type UpdateUser = {
 };
 
 /** An account. Usernames and emails are unique regardless of case. */
-export type User = {
+export type User = Node & {
   __typename?: 'User';
   createdAt: Scalars['Time']['output'];
+  /** The user's row number (the REST service's id). Arguments naming a user take it too. */
+  databaseId: Scalars['Int']['output'];
   email: Scalars['String']['output'];
-  /** Opaque identifier; pass it back unchanged. */
+  /**
+   * Global id, unique across every type (stable: the base64 of "User:" and databaseId); pass it back
+   * unchanged. Arguments naming a user take it, or databaseId.
+   */
   id: Scalars['ID']['output'];
   /** The items this user owns, a page at a time (default: the first 10 by id). */
   items: ItemConnection;
@@ -378,7 +478,7 @@ export type UserFilter = {
   usernamePrefix: InputMaybe<Scalars['String']['input']>;
 };
 
-/** Sort order; ties are always broken by id in the same direction. */
+/** Sort order; ties are always broken by databaseId in the same direction. */
 export type UserOrder = {
   direction: OrderDirection;
   field: UserOrderField;

@@ -26,6 +26,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/clients"
 	"github.com/wikigraph/wikigraph/internal/coalesce"
 	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 	"github.com/wikigraph/wikigraph/internal/items"
 	ruleset "github.com/wikigraph/wikigraph/internal/limits"
 	"github.com/wikigraph/wikigraph/internal/loaders"
@@ -458,7 +459,7 @@ func (executionCaches) MutateOperationContext(_ context.Context, op *graphql.Ope
 // observable reports whether the loaders learn from res (loaders.Observe): a list.
 func observable(res any) bool {
 	switch res.(type) {
-	case []*users.User, *users.Connection, []*items.Item, *items.Connection:
+	case []*users.User, *users.Connection, []*items.Item, *items.Connection, []gqlscalar.Node:
 		return true
 	}
 	return false

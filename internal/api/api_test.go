@@ -23,6 +23,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/api"
 	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/dbtest"
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 )
 
 func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
@@ -175,11 +176,13 @@ func TestListUsers(t *testing.T) {
 	assert.Empty(t, past.Users)
 }
 
+// idNum is the row number of a global id as the API writes it (User.id, Item.id).
 func idNum(t *testing.T, id string) int64 {
-	var n int64
-	_, err := fmt.Sscan(id, &n)
+	t.Helper()
+	g, err := gqlscalar.ParseID(id)
 	require.NoError(t, err)
-	return n
+	require.NotEqual(t, gqlscalar.Untyped, g.Type, "%q is a global id", id)
+	return g.Row
 }
 
 func TestBadInput(t *testing.T) {

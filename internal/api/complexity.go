@@ -10,6 +10,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/wikigraph/wikigraph/graph"
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 	"github.com/wikigraph/wikigraph/internal/items"
 	"github.com/wikigraph/wikigraph/internal/paging"
 	"github.com/wikigraph/wikigraph/internal/users"
@@ -34,7 +35,10 @@ func complexity() graph.ComplexityRoot {
 	}
 	list := func(limit int) int { return min(max(limit, 1), users.MaxPageSize) }
 	c.Query.Users = func(child, _ int, limit int) int { return 1 + list(limit)*child }
-	c.Query.Items = func(child, _ int, limit int, _ *int64) int { return 1 + list(limit)*child }
+	c.Query.Items = func(child, _ int, limit int, _ *gqlscalar.ID) int { return 1 + list(limit)*child }
+	// Every id costs its object, those beyond nodes.MaxIDs too (refused later anyway): a list of
+	// thousands is refused here, before the resolver sees it.
+	c.Query.Nodes = func(child int, ids []*gqlscalar.ID) int { return 1 + len(ids)*child }
 	c.Query.UsersConnection = func(child int, first *int, _ *string, last *int, _ *string, _ *users.Filter, _ *users.Order) int {
 		return 1 + page(first, last)*child
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wikigraph/wikigraph/internal/dbtest"
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 )
 
 type pageInfo struct {
@@ -447,7 +447,7 @@ func TestPagingThroughTies(t *testing.T) {
 	require.Len(t, idsInserted, 8)
 	var all []string
 	for _, id := range idsInserted {
-		all = append(all, fmt.Sprint(id))
+		all = append(all, gqlscalar.ID{Type: gqlscalar.TypeItem, Row: id}.String())
 	}
 	query := `query($id: ID!, $first: Int, $after: String, $last: Int, $before: String, $order: ItemOrder) {
 		user(id: $id) { items(first: $first, after: $after, last: $last, before: $before, orderBy: $order) { ` + connFields + ` } } }`

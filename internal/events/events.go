@@ -32,6 +32,7 @@ import (
 	"github.com/uptrace/bun/driver/pgdriver"
 
 	"github.com/wikigraph/wikigraph/internal/apperr"
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 	"github.com/wikigraph/wikigraph/internal/items"
 	"github.com/wikigraph/wikigraph/internal/users"
 )
@@ -787,11 +788,11 @@ func (b *Broker) UserUpdated(ctx context.Context, id *int64) (<-chan *users.User
 	}, func(c *change) (*users.User, bool) { return c.user, c.user != nil })
 }
 
-// UserDeleted streams the ids of users as they are deleted.
-func (b *Broker) UserDeleted(ctx context.Context) (<-chan int64, error) {
+// UserDeleted streams the global ids of users as they are deleted.
+func (b *Broker) UserDeleted(ctx context.Context) (<-chan *gqlscalar.ID, error) {
 	return subscribe(b, ctx, func(n *notification) bool {
 		return n.Entity == "user" && n.Kind == Deleted
-	}, func(c *change) (int64, bool) { return c.ID, true })
+	}, func(c *change) (*gqlscalar.ID, bool) { return &gqlscalar.ID{Type: gqlscalar.TypeUser, Row: c.ID}, true })
 }
 
 // ItemChanged streams changes to items: every item, or those of one owner.

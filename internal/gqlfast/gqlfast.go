@@ -10,12 +10,13 @@
 //   - Deferred groups: graphql.NewDeferredGroup(ctx) (a path, a field set and a map for every
 //     object) becomes newDeferredGroup(ctx, fields), which makes one only when a selected field is
 //     deferred.
-//   - Plain fields: a scalar read from a struct field (User.username, Item.id, ...) with no
-//     arguments, no directives and no resolver is marshalled directly, where gqlgen made a field
-//     context, ran the field middleware and boxed the value for every one. Nothing observes those
-//     fields: the API's field middleware acts on resolvers only, such a field cannot fail (its
-//     marshaller is one of plainMarshalers, which never answer null for a value), and a panic is
-//     impossible reading a field of a non-nil object.
+//   - Plain fields: a scalar read from a struct field (User.username, Item.databaseId, ...) or
+//     given by one of plainMethods (User.id, Item.id: their global ids) with no arguments, no
+//     directives and no resolver is marshalled directly, where gqlgen made a field context, ran
+//     the field middleware and boxed the value for every one. Nothing observes those fields: the
+//     API's field middleware acts on resolvers only, such a field cannot fail (its marshaller is
+//     one of plainMarshalers, which never answer null for a value), and a panic is impossible
+//     reading a field of a non-nil object (or calling one of plainMethods on it).
 //     A String! among them is written from its object's struct field when the answer is written
 //     (plainString), without a closure holding a copy.
 //   - Plain object fields (ItemEdge.node, ...) keep their field context, made in one allocation
@@ -42,15 +43,23 @@ import (
 // plainMarshalers are the generated marshallers of scalars whose output is never null for a
 // value of the Go type (they would otherwise record an error against the field's path).
 var plainMarshalers = map[string]bool{
-	"marshalNBoolean2bool":   true,
-	"marshalOBoolean2bool":   true,
-	"marshalNID2int64":       true, // gqlscalar.MarshalID
+	"marshalNBoolean2bool": true,
+	"marshalOBoolean2bool": true,
+	// User.id and Item.id: their NodeID methods never answer nil.
+	"marshalNID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐUserID": true,
+	"marshalNID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐItemID": true,
 	"marshalNInt2int":        true,
+	"marshalNInt2int64":      true, // gqlscalar.MarshalRow
 	"marshalNString2string":  true,
 	"marshalOString2ᚖstring": true, // nil is null, as the field's value
 	"marshalNTime2timeᚐTime": true, // gqlscalar.MarshalTime
 	"marshalNChangeKind2githubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋeventsᚐChangeKind": true,
 }
+
+// plainMethods are the methods a field may be bound to (gqlgen.yml's fieldName) and still be a
+// plain field: they read their object's fields and cannot fail or panic (the global ids,
+// User.NodeID and Item.NodeID).
+var plainMethods = map[string]bool{"NodeID": true}
 
 // preloaded are the resolver fields whose value the response may have already: "Type.field" ->
 // the expression that gives it (nil when not), in the object function (obj, field, ec). Such a
@@ -239,11 +248,19 @@ func plainField(fn *ast.FuncDecl) plainKind {
 	if !ok || len(rret.Results) != 2 {
 		return plainNone
 	}
-	value, ok := rret.Results[0].(*ast.SelectorExpr)
-	if !ok {
-		return plainNone // a method call or a resolver
+	value := rret.Results[0]
+	field, _ := value.(*ast.SelectorExpr)
+	method := false
+	if call, ok := value.(*ast.CallExpr); ok && len(call.Args) == 0 { // obj.<plain method>()
+		if field, ok = call.Fun.(*ast.SelectorExpr); !ok || !plainMethods[field.Sel.Name] {
+			return plainNone
+		}
+		method = true
 	}
-	if obj, ok := value.X.(*ast.Ident); !ok || obj.Name != "obj" {
+	if field == nil {
+		return plainNone // a resolver
+	}
+	if obj, ok := field.X.(*ast.Ident); !ok || obj.Name != "obj" {
 		return plainNone
 	}
 	if id, ok := rret.Results[1].(*ast.Ident); !ok || id.Name != "nil" {
@@ -269,7 +286,7 @@ func plainField(fn *ast.FuncDecl) plainKind {
 	if ec, ok := sel.X.(*ast.Ident); !ok || ec.Name != "ec" {
 		return plainNone
 	}
-	if sel.Sel.Name == "marshalNString2string" {
+	if sel.Sel.Name == "marshalNString2string" && !method {
 		// return (*plainString)(&obj.<Field>): written from the object, without a closure
 		fn.Body.List[0] = &ast.ReturnStmt{Results: []ast.Expr{&ast.CallExpr{
 			Fun:  &ast.ParenExpr{X: &ast.StarExpr{X: ast.NewIdent("plainString")}},

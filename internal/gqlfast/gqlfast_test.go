@@ -9,7 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// gqlgen's output for a plain scalar field, a plain object field, resolvers, objects and a
+// gqlgen's output for plain scalar fields (a struct field's, a plain method's, a method's that is
+// not plain), a plain object field, resolvers, objects and a
 // list, as v0.17.98 writes them.
 const generated = `package graph
 
@@ -22,11 +23,51 @@ func (ec *executionContext) _Item_id(ctx context.Context, field graphql.Collecte
 			return ec.fieldContext_Item_id(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
+			return obj.NodeID(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *gqlscalar.ItemID) graphql.Marshaler {
+			return ec.marshalNID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐItemID(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+
+func (ec *executionContext) _Item_databaseId(ctx context.Context, field graphql.CollectedField, obj *items.Item) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Item_databaseId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
 			return obj.ID, nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
-			return ec.marshalNID2int64(ctx, selections, v)
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+
+func (ec *executionContext) _Item_code(ctx context.Context, field graphql.CollectedField, obj *items.Item) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Item_code(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Code(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
 		},
 		true,
 		true,
@@ -193,10 +234,12 @@ func newExecutionContext(
 func TestRewrite(t *testing.T) {
 	out, n, err := Rewrite([]byte(generated))
 	require.NoError(t, err)
-	assert.Equal(t, Counts{Slices: 1, DeferredGroups: 2, PlainScalars: 1, PlainObjects: 1, Objects: 2, CollectFields: 2, Args: 1, Data: 1, Preloaded: 2, Caches: 2}, n)
+	assert.Equal(t, Counts{Slices: 1, DeferredGroups: 2, PlainScalars: 2, PlainObjects: 1, Objects: 2, CollectFields: 2, Args: 1, Data: 1, Preloaded: 2, Caches: 2}, n)
 	src := string(out)
 	for _, want := range []string{
-		"return ec.marshalNID2int64(ctx, field.Selections, obj.ID)",
+		"return ec.marshalNID2ᚖgithubᚗcomᚋwikigraphᚋwikigraphᚋinternalᚋgqlscalarᚐItemID(ctx, field.Selections, obj.NodeID())",
+		"return ec.marshalNInt2int64(ctx, field.Selections, obj.ID)",
+		"return obj.Code(), nil", // a method not known to be plain keeps gqlgen's path
 		"return resolvePlain(ec.caches, ctx, field, \"ItemEdge\", false, obj.Node,",
 		"return ec.Resolvers.Item().Owner(ctx, obj)", // a resolver keeps gqlgen's path
 		"deferred := newDeferredGroup(ctx, fields)",
@@ -212,7 +255,7 @@ func TestRewrite(t *testing.T) {
 	} {
 		assert.Contains(t, src, want)
 	}
-	assert.Equal(t, 2, strings.Count(src, "graphql.ResolveField("), "only the resolvers keep graphql.ResolveField")
+	assert.Equal(t, 3, strings.Count(src, "graphql.ResolveField("), "only the resolvers and Item.code keep graphql.ResolveField")
 }
 
 func TestRewriteRefusesAnUnexpectedShape(t *testing.T) {
@@ -230,6 +273,7 @@ func TestGeneratedExecutorIsRewritten(t *testing.T) {
 		assert.NotContains(t, string(src), gone)
 	}
 	assert.Contains(t, string(src), "return (*plainString)(&obj.Username)")
+	assert.Contains(t, string(src), "(ctx, field.Selections, obj.NodeID())", "the global ids are plain fields")
 }
 
 func TestObjectOf(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -162,11 +163,14 @@ func TestPreExecutionCostIsBounded(t *testing.T) {
 		// Writes without a token and subscriptions over POST are refused, but only once the
 		// document passed every limit. The largest page the examples may ask for.
 		vars := map[string]map[string]any{
-			"CreateItem":  {"input": map[string]any{"ownerId": "1", "title": "t"}},
-			"ItemChanges": {},
-			"UsersPage":   {"first": 100},
-			"CreateUser":  {"input": map[string]any{"username": "u", "email": "u@example.com"}},
-			"RenameUser":  {"id": "1"},
+			"CreateItem":    {"input": map[string]any{"ownerId": "1", "title": "t"}},
+			"ItemChanges":   {},
+			"UsersPage":     {"first": 100},
+			"CreateUser":    {"input": map[string]any{"username": "u", "email": "u@example.com"}},
+			"RenameUser":    {"id": "1"},
+			"Refetch":       {"id": "VXNlcjox"},
+			"UsersByIds":    {"ids": slices.Repeat([]any{"VXNlcjox"}, 100)}, // as many as nodes takes
+			"UserDeletions": {},
 		}
 		files, err := filepath.Glob(filepath.Join("..", "..", "examples", "operations", "*.graphql"))
 		require.NoError(t, err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/dbtest"
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 )
 
 // privateDatabase starts a private cluster with a migrated wikigraph database.
@@ -159,11 +160,11 @@ func TestDatabaseRestartUnderLoad(t *testing.T) {
 	var connections int
 	require.NoError(t, in.db.NewRaw("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'wikigraph-test'").Scan(ctx, &connections))
 	assert.LessOrEqual(t, connections, in.db.Stats().OpenConnections+1, "no leaked connections: the pool's own and the listener's")
-	var ids []string
-	require.NoError(t, in.db.NewRaw("SELECT id::text FROM users").Scan(ctx, &ids))
-	present := map[string]bool{}
+	var ids []int64
+	require.NoError(t, in.db.NewRaw("SELECT id FROM users").Scan(ctx, &ids))
+	present := map[string]bool{} // by global id, as createUser answered
 	for _, id := range ids {
-		present[id] = true
+		present[gqlscalar.ID{Type: gqlscalar.TypeUser, Row: id}.String()] = true
 	}
 	for id := range acknowledged {
 		assert.True(t, present[id], "acknowledged write %s is in the database", id)

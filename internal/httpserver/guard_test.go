@@ -36,6 +36,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/dbtest"
 	"github.com/wikigraph/wikigraph/internal/events"
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 	"github.com/wikigraph/wikigraph/internal/httpserver"
 	"github.com/wikigraph/wikigraph/internal/logging"
 )
@@ -292,7 +293,7 @@ func TestMe(t *testing.T) {
 	id := g.seedUser(t, fmt.Sprintf("me%d", time.Now().UnixNano()%1e9))
 	resp := g.do(t, hs(t, id, "user"), `{ me { id } }`, nil)
 	require.Empty(t, resp.Errors)
-	assert.Equal(t, fmt.Sprint(id), resp.Data["me"].(map[string]any)["id"])
+	assert.Equal(t, gqlscalar.ID{Type: gqlscalar.TypeUser, Row: id}.String(), resp.Data["me"].(map[string]any)["id"])
 	resp = g.do(t, "", `{ me { id } }`, nil)
 	assert.Empty(t, resp.Errors)
 	assert.Nil(t, resp.Data["me"], "null when anonymous")

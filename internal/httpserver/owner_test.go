@@ -3,7 +3,6 @@ package httpserver_test
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"testing"
 	"time"
 
@@ -26,7 +25,7 @@ func TestOwnerDeletedWhileItsItemsAreRead(t *testing.T) {
 			in.mutate(t, `mutation($o: ID!, $t: String!) { createItem(input: {ownerId: $o, title: $t}) { id } }`,
 				map[string]any{"o": uid, "t": fmt.Sprint("thing ", i)})
 		}
-		id, _ := strconv.ParseInt(uid, 10, 64)
+		id := rowOf(t, uid)
 
 		// Delete the owner in a transaction that also locks users: a read of users waits for
 		// it to commit, a read of items alone does not.

@@ -25,6 +25,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/dbtest"
 	"github.com/wikigraph/wikigraph/internal/events"
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 	"github.com/wikigraph/wikigraph/internal/httpserver"
 	"github.com/wikigraph/wikigraph/internal/logging"
 	"github.com/wikigraph/wikigraph/internal/playground"
@@ -131,6 +132,15 @@ func (in *instance) createUser(t *testing.T, name string) string {
 	data := in.mutate(t, `mutation($u: String!, $e: String!) { createUser(input: {username: $u, email: $e}) { id } }`,
 		map[string]any{"u": name, "e": name + "@example.com"})
 	return data["createUser"].(map[string]any)["id"].(string)
+}
+
+// rowOf is the row number of a global id as the API writes it (User.id, Item.id).
+func rowOf(t *testing.T, id string) int64 {
+	t.Helper()
+	g, err := gqlscalar.ParseID(id)
+	require.NoError(t, err)
+	require.NotEqual(t, gqlscalar.Untyped, g.Type, "%q is a global id", id)
+	return g.Row
 }
 
 // waitSubscribers waits until the instance has n live subscriptions.
@@ -519,14 +529,14 @@ func TestOverwhelmedSubscriberGetsError(t *testing.T) {
 	in := startInstance(t, dbtest.URL(t))
 	owner := in.createUser(t, "burst_owner")
 	ctx := context.Background()
-	_, err := in.db.ExecContext(ctx, "INSERT INTO items (owner_id, title) SELECT ?, 'burst ' || i FROM generate_series(1, ?) i", owner, n)
+	_, err := in.db.ExecContext(ctx, "INSERT INTO items (owner_id, title) SELECT ?, 'burst ' || i FROM generate_series(1, ?) i", rowOf(t, owner), n)
 	require.NoError(t, err)
 	c, err := dial(t, in, "graphql-transport-ws", "")
 	require.NoError(t, err)
 	c.subscribe("burst", `subscription($o: ID) { itemChanged(ownerId: $o) { kind item { id title owner { username } } } }`,
 		map[string]any{"o": owner})
 	in.waitSubscribers(t, 1)
-	_, err = in.db.ExecContext(ctx, "DELETE FROM users WHERE id = ?", owner)
+	_, err = in.db.ExecContext(ctx, "DELETE FROM users WHERE id = ?", rowOf(t, owner))
 	require.NoError(t, err)
 
 	for got := 0; got < n; got++ {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/wikigraph/wikigraph/internal/apperr"
 	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 	"github.com/wikigraph/wikigraph/internal/paging"
 )
 
@@ -38,10 +39,10 @@ func (e *Edge) Cursor() string { return e.Node.cursor(e.order).Encode() }
 
 // Filter narrows an items connection; every condition given must hold.
 type Filter struct {
-	OwnerID       *int64     `json:"ownerId"`
-	TitleContains *string    `json:"titleContains"`
-	CreatedAfter  *time.Time `json:"createdAfter"`
-	CreatedBefore *time.Time `json:"createdBefore"`
+	OwnerID       *gqlscalar.UserID `json:"ownerId"` // the owner's global id or row number
+	TitleContains *string           `json:"titleContains"`
+	CreatedAfter  *time.Time        `json:"createdAfter"`
+	CreatedBefore *time.Time        `json:"createdBefore"`
 }
 
 // Order is the sort order of an items connection.

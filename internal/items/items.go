@@ -17,6 +17,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/apperr"
 	"github.com/wikigraph/wikigraph/internal/auth"
 	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 	"github.com/wikigraph/wikigraph/internal/users"
 )
 
@@ -54,9 +55,9 @@ func applyOptions(q *bun.SelectQuery, opts []ReadOption) *bun.SelectQuery {
 
 // NewItem is the input of Create.
 type NewItem struct {
-	OwnerID     int64   `json:"ownerId"`
-	Title       string  `json:"title"`
-	Description *string `json:"description"`
+	OwnerID     gqlscalar.UserID `json:"ownerId"` // the owner's global id or row number
+	Title       string           `json:"title"`
+	Description *string          `json:"description"`
 }
 
 // UpdateItem is the input of Update: an unset field stays; a null title is invalid, a null
@@ -126,7 +127,7 @@ func List(ctx context.Context, db bun.IDB, offset, limit int, ownerID *int64, op
 
 // Create validates in and inserts the item. An unknown owner is BAD_USER_INPUT on ownerId.
 func Create(ctx context.Context, db bun.IDB, in NewItem) (*Item, error) {
-	if err := auth.CanActAs(ctx, in.OwnerID); err != nil {
+	if err := auth.CanActAs(ctx, int64(in.OwnerID)); err != nil {
 		return nil, err
 	}
 	title, err := NormalizeTitle(in.Title)
@@ -136,7 +137,7 @@ func Create(ctx context.Context, db bun.IDB, in NewItem) (*Item, error) {
 	if err := CheckDescription(in.Description); err != nil {
 		return nil, err
 	}
-	it := &Item{OwnerID: in.OwnerID, Title: title, Description: in.Description}
+	it := &Item{OwnerID: int64(in.OwnerID), Title: title, Description: in.Description}
 	err = database.Write(ctx, db, func(ctx context.Context, db bun.IDB) error {
 		_, err := db.NewInsert().Model(it).Returning("*").Exec(ctx)
 		return err
@@ -226,10 +227,11 @@ func translate(op string, err error) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-// FindMany returns the items with these ids, by id; ids with no item are absent.
-func FindMany(ctx context.Context, db bun.IDB, ids []int64) (map[int64]*Item, error) {
+// FindMany returns the items with these ids, by id, in one statement; ids with no item are
+// absent.
+func FindMany(ctx context.Context, db bun.IDB, ids []int64, opts ...ReadOption) (map[int64]*Item, error) {
 	list := make([]*Item, 0, len(ids))
-	if err := db.NewSelect().Model(&list).Where("i.id = ANY(?::bigint[])", pgdialect.Array(ids)).Scan(ctx); err != nil {
+	if err := applyOptions(db.NewSelect().Model(&list), opts).Where("i.id = ANY(?::bigint[])", pgdialect.Array(ids)).Scan(ctx); err != nil {
 		return nil, fmt.Errorf("find items: %w", err)
 	}
 	byID := make(map[int64]*Item, len(list))
@@ -238,3 +240,9 @@ func FindMany(ctx context.Context, db bun.IDB, ids []int64) (map[int64]*Item, er
 	}
 	return byID, nil
 }
+
+// GlobalID is the item's global id (gqlscalar.Node).
+func (it *Item) GlobalID() gqlscalar.ID { return gqlscalar.ID{Type: gqlscalar.TypeItem, Row: it.ID} }
+
+// NodeID is Item.id: the item's global id, written from its row number where it is.
+func (it *Item) NodeID() *gqlscalar.ItemID { return (*gqlscalar.ItemID)(&it.ID) }

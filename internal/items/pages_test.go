@@ -12,6 +12,7 @@ import (
 
 	"github.com/wikigraph/wikigraph/internal/coalesce"
 	"github.com/wikigraph/wikigraph/internal/dbtest"
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 	"github.com/wikigraph/wikigraph/internal/items"
 	"github.com/wikigraph/wikigraph/internal/paging"
 	"github.com/wikigraph/wikigraph/internal/users"
@@ -33,7 +34,7 @@ func TestPreparedPagesAnswerAsBuiltOnes(t *testing.T) {
 		owners = append(owners, u.ID)
 		for j := range 3 * i { // 0, 3, 6 and 9 items; titles out of id order
 			desc := fmt.Sprintf("d%d", j)
-			_, err := items.Create(ctx, db, items.NewItem{OwnerID: u.ID, Title: fmt.Sprintf("t%d", (j*7)%10), Description: &desc})
+			_, err := items.Create(ctx, db, items.NewItem{OwnerID: gqlscalar.UserID(u.ID), Title: fmt.Sprintf("t%d", (j*7)%10), Description: &desc})
 			require.NoError(t, err)
 		}
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/apperr"
 	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/events"
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 	"github.com/wikigraph/wikigraph/internal/items"
 	"github.com/wikigraph/wikigraph/internal/paging"
 	"github.com/wikigraph/wikigraph/internal/users"
@@ -355,6 +356,19 @@ func (l *Loaders) Observe(v any) {
 		l.ObserveUsers(list)
 	case []*items.Item:
 		l.ObserveItems(v)
+	case []gqlscalar.Node: // Query.nodes: its users, and its items, were listed together
+		var us []*users.User
+		var its []*items.Item
+		for _, n := range v {
+			switch n := n.(type) {
+			case *users.User:
+				us = append(us, n)
+			case *items.Item:
+				its = append(its, n)
+			}
+		}
+		l.ObserveUsers(us)
+		l.ObserveItems(its)
 	case *items.Connection:
 		if ownedByOne(len(v.Edges), func(i int) int64 { return v.Edges[i].Node.OwnerID }) {
 			return // a user's items (User.items): one owner, a group of one

@@ -24,6 +24,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/auth"
 	"github.com/wikigraph/wikigraph/internal/coalesce"
 	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 )
 
 // User is an account. Username and email are unique case-insensitively.
@@ -363,3 +364,9 @@ func (l *Lookups) Find(ctx context.Context, id int64) (*User, error) {
 func (l *Lookups) FindMany(ctx context.Context, ids []int64) (map[int64]*User, error) {
 	return l.group.GetMany(ctx, ids)
 }
+
+// GlobalID is the user's global id (gqlscalar.Node).
+func (u *User) GlobalID() gqlscalar.ID { return gqlscalar.ID{Type: gqlscalar.TypeUser, Row: u.ID} }
+
+// NodeID is User.id: the user's global id, written from its row number where it is.
+func (u *User) NodeID() *gqlscalar.UserID { return (*gqlscalar.UserID)(&u.ID) }

@@ -50,16 +50,19 @@ query FirstUsers {
     totalCount
     edges {
       node {
-        id
+        id          # a global id, unique across types: node(id:) fetches it again
+        databaseId  # the row number; arguments take it too: user(id: 1)
         username
         email
-        items(first: 3) { edges { node { title } } }
+        items(first: 3) { edges { node { id title } } }
       }
     }
     pageInfo { hasNextPage endCursor }
   }
 }
 
+# Any object again by its id (here user 1's):
+# query { node(id: "VXNlcjox") { __typename id ... on User { username } } }
 # Try a live subscription in another tab:
 # subscription { userCreated { id username } }
 `;

@@ -255,18 +255,27 @@ func TestTrustedDocuments(t *testing.T) {
 			return map[string]any{"first": 10, "prefix": "trusted"}
 		case "ItemChanges":
 			return map[string]any{"ownerId": userID}
+		case "Refetch":
+			return map[string]any{"id": userID}
+		case "UsersByIds":
+			return map[string]any{"ids": []string{userID}}
+		case "UserDeletions":
+			return map[string]any{}
 		}
 		return nil
 	}
 	for _, d := range docs {
-		if !slices.Contains([]string{"CreateUser", "RenameUser", "CreateItem", "UsersPage", "ItemChanges"}, d.name) {
+		if !slices.Contains([]string{"CreateUser", "RenameUser", "CreateItem", "UsersPage", "ItemChanges", "Refetch", "UsersByIds", "UserDeletions"}, d.name) {
 			t.Fatalf("the manifest has %s %s, which this test does not know how to run: give it variables here", d.op, d.name)
 		}
 	}
-	var createItem manifestDocument
+	var createItem, createUser manifestDocument
 	for _, d := range docs {
-		if d.name == "CreateItem" {
+		switch d.name {
+		case "CreateItem":
 			createItem = d
+		case "CreateUser":
+			createUser = d
 		}
 	}
 	require.NotEmpty(t, createItem.id, "the subscription is shown an item created by its trusted document")
@@ -283,6 +292,23 @@ func TestTrustedDocuments(t *testing.T) {
 					payload["variables"] = variables(d)
 					c.send(map[string]any{"id": "s", "type": "subscribe", "payload": payload})
 					time.Sleep(300 * time.Millisecond) // subscribed (no message says so)
+					if d.name == "UserDeletions" {
+						// The manifest has no deleteUser: a user created by its document is deleted
+						// in the database, whose trigger announces it as the server's own writes.
+						user := forms[form](createUser)
+						user["variables"] = variables(createUser)
+						created := postGraphQL(t, srv.base, user, admin)
+						require.Empty(t, created.Errors)
+						id := created.Data["createUser"].(map[string]any)["id"].(string)
+						_, err := dbtest.DB(t).ExecContext(t.Context(), "DELETE FROM users WHERE username = ?",
+							user["variables"].(map[string]any)["input"].(map[string]any)["username"])
+						require.NoError(t, err)
+						msg := c.read()
+						require.Equal(t, "next", msg["type"], "%v", msg)
+						assert.Equal(t, id, msg["payload"].(map[string]any)["data"].(map[string]any)["userDeleted"])
+						ran[d.id] = true
+						return
+					}
 					created := postGraphQL(t, srv.base, map[string]any{"documentId": createItem.id, "variables": variables(createItem)}, admin)
 					require.Empty(t, created.Errors)
 					msg := c.read()
@@ -437,7 +463,7 @@ func TestTrustedDocuments(t *testing.T) {
 	t.Run("server-sent events", func(t *testing.T) {
 		var sub manifestDocument
 		for _, d := range docs {
-			if d.op == ast.Subscription {
+			if d.name == "ItemChanges" {
 				sub = d
 			}
 		}

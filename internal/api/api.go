@@ -194,6 +194,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(withIDs(get{}))  // queries only; answered as POST answers
 	srv.AddTransport(withIDs(post{})) // gqlgen's POST, to the GraphQL over HTTP spec, writing its answer without a second pass
+	srv.AddTransport(otherMethods{})  // last: 405 for PUT, PATCH, DELETE...
 	if opts.Trusted != nil {
 		srv.Use(trustedOnly{docs: opts.Trusted, tokens: limits.Tokens}) // first: other text is refused unread
 	}

@@ -122,7 +122,7 @@ func run(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, par
 // noOperation is gqlgen's message for a request without a document.
 const noOperation = "no operation provided"
 
-// methodNotAllowed is the code of a mutation sent with GET.
+// methodNotAllowed is the code of a mutation sent with GET, and of a method /query does not serve.
 const methodNotAllowed = "METHOD_NOT_ALLOWED"
 
 // refusedStatus is the status of an answer without data, by its first error's code: 200 under
@@ -240,3 +240,25 @@ func needsEscape(data []byte) bool {
 }
 
 var lineSeparator, paragraphSeparator = []byte("\u2028"), []byte("\u2029")
+
+// otherMethods is the last transport: a request no other one takes. A method /query does not
+// serve is 405 with Allow (gqlgen alone answers 400 "transport not supported" in text/plain); a
+// GET or POST no transport took is not a GraphQL request: 400.
+type otherMethods struct{}
+
+func (otherMethods) Supports(*http.Request) bool { return true }
+
+func (otherMethods) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	answer, ok := media.Negotiate(r.Header.Get("Accept"))
+	if !ok {
+		answer = media.JSON
+	}
+	w.Header().Set("Content-Type", media.ContentType(answer))
+	status, code, message := http.StatusBadRequest, "BAD_REQUEST", "not a GraphQL request: POST a JSON object {\"query\": \"...\"} as application/json, or GET a query"
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		status, code, message = http.StatusMethodNotAllowed, methodNotAllowed, "/query serves GET and POST, not "+r.Method
+	}
+	w.WriteHeader(status)
+	writeResponse(w, exec.DispatchError(r.Context(), gqlerror.List{{Message: message, Extensions: map[string]any{"code": code}}}))
+}

@@ -55,7 +55,7 @@ func sendGraphQL(t *testing.T, base, method, accept string, params map[string]an
 		req, _ = http.NewRequest(http.MethodGet, base+"/query?"+q.Encode(), nil)
 	} else {
 		b, _ := json.Marshal(params)
-		req, _ = http.NewRequest(http.MethodPost, base+"/query", strings.NewReader(string(b)))
+		req, _ = http.NewRequest(method, base+"/query", strings.NewReader(string(b)))
 		req.Header.Set("Content-Type", "application/json")
 	}
 	return doGraphQL(t, req, accept)
@@ -239,5 +239,20 @@ func TestMalformedRequestsBySpec(t *testing.T) {
 			assert.Equal(t, accept, a.contentType)
 			assert.Equal(t, []string{"BAD_REQUEST"}, a.codes(), a.body)
 		})
+	}
+}
+
+// A method /query does not serve (PUT, PATCH, DELETE) is 405 with Allow: GET, POST, as a GraphQL
+// error in the media type accepted (it was 400 "transport not supported", in text/plain).
+func TestOtherMethodsAreNotAllowed(t *testing.T) {
+	in := startInstance(t, dbtest.URL(t))
+	for _, method := range []string{http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		for _, accept := range []string{mediaJSON, mediaResponse} {
+			a := sendGraphQL(t, "http://"+in.base, method, accept, map[string]any{"query": `{ me { id } }`})
+			assert.Equal(t, http.StatusMethodNotAllowed, a.status, "%s %s", method, a.body)
+			assert.Equal(t, "GET, POST", a.header.Get("Allow"), method)
+			assert.Equal(t, accept, a.contentType, method)
+			assert.Equal(t, []string{"METHOD_NOT_ALLOWED"}, a.codes(), method)
+		}
 	}
 }

@@ -190,7 +190,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	srv.AddTransport(withIDs(streamed{transport.SSE{KeepAlivePingInterval: keepAlive}}))
 	// Incremental delivery (@defer) over POST, as Apollo Client asks for it; before POST, which
 	// would otherwise take its requests.
-	srv.AddTransport(withIDs(streamed{transport.MultipartMixed{Boundary: "graphql"}}))
+	srv.AddTransport(withIDs(streamed{multipartRefusals{transport.MultipartMixed{Boundary: "graphql"}}}))
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(withIDs(get{}))  // queries only; answered as POST answers
 	srv.AddTransport(withIDs(post{})) // gqlgen's POST, to the GraphQL over HTTP spec, writing its answer without a second pass

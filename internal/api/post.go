@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -261,4 +262,61 @@ func (otherMethods) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	}
 	w.WriteHeader(status)
 	writeResponse(w, exec.DispatchError(r.Context(), gqlerror.List{{Message: message, Extensions: map[string]any{"code": code}}}))
+}
+
+// multipartRefusals answers a request gqlgen's multipart/mixed transport (@defer) refuses before
+// it runs as POST answers one (see run): gqlgen writes 422 and "data": null whatever the Accept.
+// Apollo Client asks for multipart/mixed, application/graphql-response+json and
+// application/json: such a refusal is a single JSON answer in the first of those two it accepts.
+type multipartRefusals struct{ graphql.Transport }
+
+func (t multipartRefusals) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	c := &refusalCatcher{ResponseWriter: w}
+	t.Transport.Do(c, r, exec)
+	if !c.caught {
+		return
+	}
+	var refused struct{ Errors gqlerror.List }
+	if json.Unmarshal(c.body.Bytes(), &refused) != nil || len(refused.Errors) == 0 {
+		w.WriteHeader(c.status) // not a refusal of ours to rewrite: as gqlgen wrote it
+		_, _ = w.Write(c.body.Bytes())
+		return
+	}
+	answer, ok := media.Negotiate(r.Header.Get("Accept"))
+	if !ok {
+		answer = media.JSON
+	}
+	w.Header().Set("Content-Type", media.ContentType(answer))
+	w.WriteHeader(refusedStatus(answer, refused.Errors))
+	writeResponse(w, &graphql.Response{Errors: refused.Errors})
+}
+
+// refusalCatcher holds back an answer written with an error status while the Content-Type is
+// still JSON (gqlgen's multipart transport sets multipart/mixed before it streams).
+type refusalCatcher struct {
+	http.ResponseWriter
+	caught bool
+	status int
+	body   bytes.Buffer
+}
+
+func (c *refusalCatcher) WriteHeader(status int) {
+	if status >= http.StatusBadRequest && strings.HasPrefix(c.Header().Get("Content-Type"), media.JSON) {
+		c.caught, c.status = true, status
+		return
+	}
+	c.ResponseWriter.WriteHeader(status)
+}
+
+func (c *refusalCatcher) Write(b []byte) (int, error) {
+	if c.caught {
+		return c.body.Write(b)
+	}
+	return c.ResponseWriter.Write(b)
+}
+
+func (c *refusalCatcher) Flush() {
+	if f, ok := c.ResponseWriter.(http.Flusher); ok && !c.caught {
+		f.Flush()
+	}
 }

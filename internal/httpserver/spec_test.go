@@ -256,3 +256,32 @@ func TestOtherMethodsAreNotAllowed(t *testing.T) {
 		}
 	}
 }
+
+// A request sent for incremental delivery (@defer, multipart/mixed) that is refused before it
+// runs is answered as a POST would be, in the first JSON media type it accepts: what Apollo
+// Client sends gets 400 under application/graphql-response+json, with no "data" (gqlgen's
+// multipart transport answered 422 application/json with "data": null whatever the Accept).
+func TestDeferRequestErrorsBySpec(t *testing.T) {
+	in := startInstance(t, dbtest.URL(t))
+	for accept, want := range map[string]struct {
+		status int
+		media  string
+	}{
+		"multipart/mixed;deferSpec=20220824,application/graphql-response+json,application/json;q=0.9": {http.StatusBadRequest, mediaResponse},
+		"multipart/mixed;deferSpec=20220824,application/json":                                         {http.StatusOK, mediaJSON},
+	} {
+		for name, query := range map[string]string{
+			"parse":      `{ users(limit: 1) { id ... @defer { email } }`,
+			"validation": `{ users(limit: 1) { id ... @defer { nickname } } }`,
+		} {
+			b, _ := json.Marshal(map[string]any{"query": query})
+			req, _ := http.NewRequest(http.MethodPost, "http://"+in.base+"/query", strings.NewReader(string(b)))
+			req.Header.Set("Content-Type", "application/json")
+			a := doGraphQL(t, req, accept)
+			assert.Equal(t, want.status, a.status, "%s %s: %s", accept, name, a.body)
+			assert.Equal(t, want.media, a.contentType, "%s %s", accept, name)
+			assert.NotContains(t, a.members, "data", "%s %s", accept, name)
+			assert.Len(t, a.codes(), 1, "%s %s: %s", accept, name, a.body)
+		}
+	}
+}

@@ -41,43 +41,44 @@ type subsOptions struct {
 
 // SubsReport is the table's row (and bin/bench-subs.json).
 type SubsReport struct {
-	Started        time.Time      `json:"started"`
-	Subscribers    int            `json:"subscribers"`
-	SSE            int            `json:"sse"`
-	Processes      int            `json:"client_processes"`
-	Idle           bool           `json:"idle"`
-	ServerEnv      []string       `json:"server_env"`
-	ConnectS       float64        `json:"connect_s"`
-	ConnectFailed  int            `json:"connect_failed"`
-	Failures       map[string]int `json:"connect_failures,omitempty"`
-	Rate           float64        `json:"rate"`
-	DurationS      float64        `json:"duration_s"`
-	Sent           int            `json:"events_sent"`
-	MutationErrors map[string]int `json:"mutation_errors,omitempty"`
-	AppliedAfter   map[string]int `json:"applied_after_error,omitempty"` // mutations answering an error whose user was announced`
-	Expected       int64          `json:"deliveries_expected"`
-	Delivered      int64          `json:"deliveries"`
-	Lost           int64          `json:"events_lost"`
-	Duplicates     int64          `json:"duplicates"`
-	DrainS         float64        `json:"drain_s"` // from the last mutation to the last delivery (or giving up)
-	DeliveryP50ms  float64        `json:"delivery_p50_ms"`
-	DeliveryP99ms  float64        `json:"delivery_p99_ms"`
-	DeliveryMaxms  float64        `json:"delivery_max_ms"`
-	MutationP50ms  float64        `json:"mutation_p50_ms"`
-	MutationP99ms  float64        `json:"mutation_p99_ms"`
-	Closes         map[string]int `json:"server_closes,omitempty"`
-	SubErrors      map[string]int `json:"subscription_errors,omitempty"`
-	Completed      int            `json:"completed_by_server"`
-	RSSStartMB     float64        `json:"rss_start_mb"`
-	RSSSubscribed  float64        `json:"rss_subscribed_mb"`
-	PeakRSSMB      float64        `json:"peak_rss_mb"`
-	RSSAfterMB     float64        `json:"rss_after_mb"`
-	GoroutinesAt   [4]float64     `json:"goroutines"` // start, subscribed (before events), peak during, after the clients left
-	HeapAfterMB    float64        `json:"heap_after_mb"`
-	CPUConnectS    float64        `json:"server_cpu_connect_s"`
-	CPUEventsS     float64        `json:"server_cpu_events_s"`
-	ClientCPUS     float64        `json:"client_cpu_events_s"` // the node processes, same span`
-	KBPerSub       float64        `json:"kb_per_subscriber"`
+	Started        time.Time          `json:"started"`
+	Subscribers    int                `json:"subscribers"`
+	SSE            int                `json:"sse"`
+	Processes      int                `json:"client_processes"`
+	Idle           bool               `json:"idle"`
+	ServerEnv      []string           `json:"server_env"`
+	ConnectS       float64            `json:"connect_s"`
+	ConnectFailed  int                `json:"connect_failed"`
+	Failures       map[string]int     `json:"connect_failures,omitempty"`
+	Rate           float64            `json:"rate"`
+	DurationS      float64            `json:"duration_s"`
+	Sent           int                `json:"events_sent"`
+	MutationErrors map[string]int     `json:"mutation_errors,omitempty"`
+	AppliedAfter   map[string]int     `json:"applied_after_error,omitempty"` // mutations answering an error whose user was announced`
+	Expected       int64              `json:"deliveries_expected"`
+	Delivered      int64              `json:"deliveries"`
+	Lost           int64              `json:"events_lost"`
+	Duplicates     int64              `json:"duplicates"`
+	DrainS         float64            `json:"drain_s"` // from the last mutation to the last delivery (or giving up)
+	DeliveryP50ms  float64            `json:"delivery_p50_ms"`
+	DeliveryP99ms  float64            `json:"delivery_p99_ms"`
+	DeliveryMaxms  float64            `json:"delivery_max_ms"`
+	MutationP50ms  float64            `json:"mutation_p50_ms"`
+	MutationP99ms  float64            `json:"mutation_p99_ms"`
+	Closes         map[string]int     `json:"server_closes,omitempty"`        // close codes the clients saw
+	CloseReasons   map[string]float64 `json:"server_close_reasons,omitempty"` // wikigraph_websocket_closed_by_server_total, by reason
+	SubErrors      map[string]int     `json:"subscription_errors,omitempty"`
+	Completed      int                `json:"completed_by_server"`
+	RSSStartMB     float64            `json:"rss_start_mb"`
+	RSSSubscribed  float64            `json:"rss_subscribed_mb"`
+	PeakRSSMB      float64            `json:"peak_rss_mb"`
+	RSSAfterMB     float64            `json:"rss_after_mb"`
+	GoroutinesAt   [4]float64         `json:"goroutines"` // start, subscribed (before events), peak during, after the clients left
+	HeapAfterMB    float64            `json:"heap_after_mb"`
+	CPUConnectS    float64            `json:"server_cpu_connect_s"`
+	CPUEventsS     float64            `json:"server_cpu_events_s"`
+	ClientCPUS     float64            `json:"client_cpu_events_s"` // the node processes, same span`
+	KBPerSub       float64            `json:"kb_per_subscriber"`
 }
 
 // clientProc is one node process of subscribers.
@@ -361,6 +362,7 @@ func runSubs(ctx context.Context, env benchEnv, binary string, o subsOptions, ou
 	}
 	time.Sleep(5 * time.Second)
 	rep.GoroutinesAt[3] = metric(srv.addr, "go_goroutines")
+	rep.CloseReasons = metricByLabel(srv.addr, "wikigraph_websocket_closed_by_server_total")
 	rep.RSSAfterMB = mb(rss(pid))
 	rep.HeapAfterMB = metric(srv.addr, "go_memstats_heap_inuse_bytes") / (1 << 20)
 	if o.subscribers > 0 {
@@ -564,6 +566,32 @@ func metric(addr, name string) float64 {
 	return math.NaN()
 }
 
+// metricByLabel reads the series of a metric with one label from the server's /metrics, by the
+// label's value (those at 0 left out).
+func metricByLabel(addr, name string) map[string]float64 {
+	out := map[string]float64{}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	s := bufio.NewScanner(resp.Body)
+	s.Buffer(make([]byte, 64<<10), 1<<20)
+	for s.Scan() {
+		rest, ok := strings.CutPrefix(s.Text(), name+"{")
+		if !ok {
+			continue
+		}
+		labels, value, _ := strings.Cut(rest, "} ")
+		_, label, _ := strings.Cut(labels, "=")
+		f, _ := strconv.ParseFloat(value, 64)
+		if f != 0 {
+			out[strings.Trim(label, `"`)] = f
+		}
+	}
+	return out
+}
+
 // peakRSS is the process's high-water mark of resident memory (VmHWM).
 func peakRSS(pid int) int64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -622,7 +650,7 @@ func printSubs(w io.Writer, r SubsReport) {
 		{"RSS start / subscribed / peak / after", fmt.Sprintf("%.0f / %.0f / %.0f / %.0f MB (%.1f KB per subscriber)", r.RSSStartMB, r.RSSSubscribed, r.PeakRSSMB, r.RSSAfterMB, r.KBPerSub)},
 		{"goroutines start / subscribed / peak / after", fmt.Sprintf("%.0f / %.0f / %.0f / %.0f", r.GoroutinesAt[0], r.GoroutinesAt[1], r.GoroutinesAt[2], r.GoroutinesAt[3])},
 		{"heap in use after", fmt.Sprintf("%.0f MB", r.HeapAfterMB)},
-		{"sockets closed by the server (code)", fmt.Sprintf("%v", r.Closes)},
+		{"sockets closed by the server (codes the clients saw; reasons the server counted)", fmt.Sprintf("%v; %v", r.Closes, r.CloseReasons)},
 		{"subscriptions ended by the server (error code)", fmt.Sprintf("%v, %d complete", r.SubErrors, r.Completed)},
 	}...)
 	fmt.Fprintln(w, "| measure | value |\n| --- | --- |")

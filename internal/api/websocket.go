@@ -305,9 +305,14 @@ func (c *strictConn) closedByServer(reason string, code int) {
 		if ctx == nil {
 			ctx = context.Background()
 		}
-		c.logger.LogAttrs(context.WithoutCancel(ctx), slog.LevelInfo, "websocket closed by the server",
+		// At shutdown every socket closes: counted, and logged only at debug level.
+		level := slog.LevelInfo
+		if reason == closeShutdown {
+			level = slog.LevelDebug
+		}
+		c.logger.LogAttrs(context.WithoutCancel(ctx), level, "websocket closed by the server",
 			slog.String("reason", reason), slog.Int("code", code), slog.String("remote", c.remote),
-			slog.Int64("operations_open", open), slog.Duration("open_for", time.Since(c.opened).Round(time.Millisecond)))
+			slog.Int64("operations_open", open), slog.Int64("open_ms", time.Since(c.opened).Milliseconds()))
 	}
 }
 

@@ -11,7 +11,7 @@ GO_TEST_FLAGS ?= -race -count=1 -timeout 10m
 AUDIT_DIR  := test/http-audit
 AUDIT_DEPS := $(AUDIT_DIR)/node_modules/.package-lock.json
 
-.PHONY: help run build test test-deps frontend-check relay-check playground bench bench-peer attack gobench soak generate check-generate vet db db-stop cluster cluster-stop cluster-deps bench-cluster migrate-status clean
+.PHONY: help run build test test-deps frontend-check relay-check playground bench bench-peer bench-subs attack gobench soak generate check-generate vet db db-stop cluster cluster-stop cluster-deps bench-cluster migrate-status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -131,6 +131,28 @@ $(PEER_DEPS): $(PEER_DIR)/package.json $(PEER_DIR)/package-lock.json
 bench-peer: build $(PEER_DEPS) ## wikigraph against PostGraphile 5 (and pgbench) on the queries both serve (BENCH_FLAGS)
 	scripts/pg with-test-db go run ./cmd/bench -server $(BIN) -peer postgraphile -peer-dir $(PEER_DIR) \
 	  -ops '^(user\(id\)|users\(limit:10\)|nested connection)' -out bin/bench-peer.json $(BENCH_FLAGS)
+
+# Live updates at scale (issue 16): SUBS subscribers to userCreated, each a graphql-ws client
+# (npm graphql-ws and ws, pinned in bench/subs, installed again whenever its lockfile changes) on
+# a websocket of its own from a loopback address of its own, SUBS_PER_PROCESS to a node process,
+# SSE of them over server-sent events; then createUser at RATE per second for DURATION. Prints
+# the table (events lost fail the run) and writes bin/bench-subs.json. IDLE=1: subscribed and
+# nothing sent, for memory and goroutines. The soft open-files limit is raised to the hard one.
+SUBS             ?= 1000
+SSE              ?= 0
+RATE             ?= 20
+DURATION         ?= 60s
+SUBS_PER_PROCESS ?= 2500
+IDLE             ?=
+SUBS_DIR  := bench/subs
+SUBS_DEPS := $(SUBS_DIR)/node_modules/.package-lock.json
+$(SUBS_DEPS): $(SUBS_DIR)/package.json $(SUBS_DIR)/package-lock.json
+	cd $(SUBS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+bench-subs: build $(SUBS_DEPS) ## SUBS graphql-ws subscribers, createUser at RATE/s for DURATION: lost events, delivery latency, RSS, goroutines (IDLE=1, BENCH_FLAGS)
+	ulimit -n "$$(ulimit -Hn)"; scripts/pg with-test-db go run ./cmd/bench -server $(BIN) -subs $(SUBS) -subs-sse $(SSE) \
+	  -subs-rate $(RATE) -subs-duration $(DURATION) -subs-per-process $(SUBS_PER_PROCESS) $(if $(IDLE),-subs-idle) $(BENCH_FLAGS)
 
 # The hostile-client suite (issue 17): each attack against a freshly started server with its
 # defaults on a throwaway PostgreSQL, bounded in requests and time; prints the table (Markdown)

@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	slog.SetDefault(logger)
 	switch {
 	case len(args) == 0 || args[0] == "serve":
-		app.TuneGC()
+		app.TuneGC(logger)
 		return app.Serve(ctx, cfg, logger)
 	case args[0] == "healthcheck":
 		return httpserver.Check(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", cfg.Port))

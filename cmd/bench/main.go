@@ -184,6 +184,15 @@ func main() {
 		atkDocs  = flag.Int("attack-docs", 300, "with -attack: how many distinct 900 KB documents to send")
 		mixed    = flag.String("mixed", "", "drive a running cluster instead (make bench-cluster): clients writing and reading their writes "+
 			"through this /query URL, with Consistency-Tokens and without, one phase each of -duration at the first -c level")
+		subs       = flag.Int("subs", 0, "drive N subscribers to userCreated instead (make bench-subs): graphql-ws clients in node processes, createUser at -subs-rate")
+		subsSSE    = flag.Int("subs-sse", 0, "with -subs: how many of them subscribe over server-sent events")
+		subsRate   = flag.Float64("subs-rate", 20, "with -subs: createUser per second")
+		subsFor    = flag.Duration("subs-duration", 60*time.Second, "with -subs: how long the mutations go on")
+		subsIdle   = flag.Bool("subs-idle", false, "with -subs: connect and subscribe, send nothing, measure memory and goroutines")
+		subsHold   = flag.Duration("subs-idle-hold", 10*time.Second, "with -subs-idle: how long the subscribers are held before measuring")
+		subsPer    = flag.Int("subs-per-process", 2500, "with -subs: subscribers per node process")
+		subsDir    = flag.String("subs-dir", "bench/subs", "with -subs: the clients' npm workspace (npm ci there first)")
+		subsWait   = flag.Duration("subs-connect-timeout", 3*time.Minute, "with -subs: give up when the subscribers are not all connected by then")
 		mixedMet   = flag.String("mixed-metrics", "", "with -mixed: the instances' /metrics URLs, comma-separated")
 		mixedEvery = flag.Int("mixed-write-every", 10, "with -mixed: one operation in this many is a mutation")
 	)
@@ -244,6 +253,17 @@ func main() {
 	env, err := prepare(ctx, *dbURL, *pgdata, *workDirF)
 	if err != nil {
 		log.Fatal(err)
+	}
+	if *subs > 0 {
+		if *out == "bin/bench.json" {
+			*out = "bin/bench-subs.json"
+		}
+		o := subsOptions{subscribers: *subs, sse: min(*subsSSE, *subs), perProcess: max(1, *subsPer), rate: *subsRate, duration: *subsFor,
+			idle: *subsIdle, idleHold: *subsHold, dir: *subsDir, profile: *profile, node: "node", connectWait: *subsWait}
+		if err := runSubs(ctx, env, *server, o, *out); err != nil {
+			log.Fatal(err)
+		}
+		return
 	}
 	if *attack {
 		// Enough rows for the costliest query to read full pages: 5 items for each user.

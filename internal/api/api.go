@@ -69,6 +69,17 @@ type Observer interface {
 	Error(code string)
 }
 
+// StreamObserver, when the Observer implements it too, is told about subscriptions by
+// transport ("websocket", "sse", "multipart"): each one started (+1) and ended (-1), each event
+// sent to a subscriber, each subscription ended because events were lost (EVENTS_DROPPED), and
+// each websocket the server closed, with why.
+type StreamObserver interface {
+	Subscribers(transport string, delta int)
+	EventSent(transport string)
+	EventsDropped(transport string)
+	SocketClosed(reason string)
+}
+
 type noObserver struct{}
 
 func (noObserver) Operation(string, string, string, time.Duration) {}
@@ -159,6 +170,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	if observer == nil {
 		observer = noObserver{}
 	}
+	streams, _ := observer.(StreamObserver) // nil: nobody
 	if r.UserLookups == nil {
 		r.UserLookups = users.NewLookups(r.DB, coalesce.Options{Timeout: limits.Timeout})
 	}
@@ -178,7 +190,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	// Subscriptions: websocket (graphql-transport-ws and the legacy graphql-ws, coder/websocket)
 	// and server-sent events; SSE goes before POST, which would otherwise take its requests.
 	// The transports that answer in parts (subscriptions, @defer) are marked as such.
-	srv.AddTransport(streamed{websocketTransport{transport.Websocket{
+	srv.AddTransport(streamed{transportWebsocket, websocketTransport{Websocket: transport.Websocket{
 		Implementation: transport.CoderWebsocketImplementation{
 			AcceptOptions: websocket.AcceptOptions{OriginPatterns: opts.WebsocketOrigins},
 		},
@@ -186,11 +198,11 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		PingPongInterval:      keepAlive,
 		InitTimeout:           limits.WebsocketInitTimeout,
 		InitFunc:              opts.WebsocketInit,
-	}}})
-	srv.AddTransport(withIDs(streamed{transport.SSE{KeepAlivePingInterval: keepAlive}}))
+	}, logger: logger, streams: streams}})
+	srv.AddTransport(withIDs(streamed{transportSSE, transport.SSE{KeepAlivePingInterval: keepAlive}}))
 	// Incremental delivery (@defer) over POST, as Apollo Client asks for it; before POST, which
 	// would otherwise take its requests.
-	srv.AddTransport(withIDs(streamed{multipartRefusals{transport.MultipartMixed{Boundary: "graphql"}}}))
+	srv.AddTransport(withIDs(streamed{transportMultipart, multipartRefusals{transport.MultipartMixed{Boundary: "graphql"}}}))
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(withIDs(get{}))  // queries only; answered as POST answers
 	srv.AddTransport(withIDs(post{})) // gqlgen's POST, to the GraphQL over HTTP spec, writing its answer without a second pass
@@ -199,9 +211,10 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		srv.Use(trustedOnly{docs: opts.Trusted, tokens: limits.Tokens}) // first: other text is refused unread
 	}
 	srv.Use(newPreflight(limits.Fields, limits.Tokens)) // counted before validation; nothing for a client that left
-	srv.Use(streamEnds{})                               // a subscription that lost events ends with EVENTS_DROPPED
+	srv.Use(streamEnds{streams: streams})               // a subscription that lost events ends with EVENTS_DROPPED
 	srv.Use(&subscriptionLimits{                        // TOO_MANY_SUBSCRIPTIONS past either
 		perConnection: int64(limits.SubscriptionsPerConnection), total: int64(limits.Subscriptions), observer: observer,
+		streams: streams,
 	})
 	// Without a cache every request is parsed and validated again. Bounded by bytes: a count
 	// alone let 1,000 large documents hold 735 MB.

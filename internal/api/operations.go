@@ -51,13 +51,28 @@ type scheduler struct {
 type streamKey struct{}
 
 // streamed wraps a transport whose answers can come in several parts.
-type streamed struct{ graphql.Transport }
+type streamed struct {
+	name string // the transport's, for metrics: transportWebsocket, transportSSE, transportMultipart
+	graphql.Transport
+}
+
+const (
+	transportWebsocket = "websocket"
+	transportSSE       = "sse"
+	transportMultipart = "multipart"
+)
 
 func (t streamed) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	t.Transport.Do(w, r.WithContext(context.WithValue(r.Context(), streamKey{}, true)), exec)
+	t.Transport.Do(w, r.WithContext(context.WithValue(r.Context(), streamKey{}, t.name)), exec)
 }
 
 func isStreamed(ctx context.Context) bool { return ctx.Value(streamKey{}) != nil }
+
+// streamTransport is the name of the streaming transport ctx's operation came by ("" for none).
+func streamTransport(ctx context.Context) string {
+	name, _ := ctx.Value(streamKey{}).(string)
+	return name
+}
 
 // take waits (within ctx) for a turn, and first, for a costly operation, for one of the turns
 // costly operations may hold.

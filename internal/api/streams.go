@@ -16,7 +16,9 @@ import (
 // error (EVENTS_DROPPED, through the error presenter), not with the plain end a client cannot
 // tell from a normal one: over a websocket an error message for the operation (gqlgen sends it
 // instead of complete), over server-sent events an event carrying the error, then complete.
-type streamEnds struct{}
+type streamEnds struct {
+	streams StreamObserver // told of each subscription ended so (nil: nobody)
+}
 
 var (
 	_ graphql.OperationInterceptor = streamEnds{}
@@ -42,7 +44,7 @@ func (streamEnds) InterceptOperation(ctx context.Context, next graphql.Operation
 	return next(context.WithValue(ctx, streamEndKey{}, &streamEnd{reason: reason}))
 }
 
-func (streamEnds) InterceptResponse(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+func (s streamEnds) InterceptResponse(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 	end, _ := ctx.Value(streamEndKey{}).(*streamEnd)
 	if end == nil {
 		return next(ctx)
@@ -58,6 +60,9 @@ func (streamEnds) InterceptResponse(ctx context.Context, next graphql.ResponseHa
 		return nil // a normal end
 	}
 	end.reported = true
+	if s.streams != nil {
+		s.streams.EventsDropped(streamTransport(ctx))
+	}
 	graphql.AddError(ctx, err) // presented like any other error
 	errs := graphql.GetErrors(ctx)
 	if overWebsocket(graphql.GetOperationContext(ctx).Headers) {

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +31,8 @@ import (
 // subscriptionLimits bounds.
 type websocketTransport struct {
 	transport.Websocket
+	logger  *slog.Logger
+	streams StreamObserver
 }
 
 type socketKey struct{}
@@ -52,7 +56,7 @@ func (t websocketTransport) Do(w http.ResponseWriter, r *http.Request, exec grap
 	if impl == nil {
 		impl = transport.CoderWebsocketImplementation{}
 	}
-	ws.Implementation = strictImplementation{impl: impl, initTimeout: ws.InitTimeout}
+	ws.Implementation = strictImplementation{impl: impl, initTimeout: ws.InitTimeout, logger: t.logger, streams: t.streams}
 	ws.InitTimeout = 0 // the connection's own timer closes it, with the protocol's code
 	ws.Do(w, r.WithContext(context.WithValue(r.Context(), socketKey{}, &socket{})), exec)
 }
@@ -60,6 +64,8 @@ func (t websocketTransport) Do(w http.ResponseWriter, r *http.Request, exec grap
 type strictImplementation struct {
 	impl        transport.WebsocketImplementation
 	initTimeout time.Duration
+	logger      *slog.Logger
+	streams     StreamObserver
 }
 
 func (i strictImplementation) Accept(w http.ResponseWriter, r *http.Request, opts transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
@@ -67,7 +73,8 @@ func (i strictImplementation) Accept(w http.ResponseWriter, r *http.Request, opt
 	if err != nil {
 		return nil, err
 	}
-	c := &strictConn{WebsocketConn: conn, modern: conn.Subprotocol() == transportWS, open: map[string]bool{}, socket: socketOf(r.Context())}
+	c := &strictConn{WebsocketConn: conn, modern: conn.Subprotocol() == transportWS, open: map[string]bool{}, socket: socketOf(r.Context()),
+		ctx: r.Context(), remote: r.RemoteAddr, opened: time.Now(), logger: i.logger, streams: i.streams}
 	if i.initTimeout > 0 {
 		c.mu.Lock()
 		c.initTimer = time.AfterFunc(i.initTimeout, c.initTimedOut)
@@ -93,6 +100,17 @@ type strictConn struct {
 	started   bool // the first message came
 	timedOut  bool
 	open      map[string]bool // ids subscribed and not yet completed by either side
+	deadline  time.Time       // the read deadline set last (gqlgen's wait for a pong)
+	peerEnded bool            // the client closed, went away or asked to end
+
+	// What a close by the server is told to: the request's context (its id for the log line;
+	// its end is the server's shutdown), the client's address, when the socket opened.
+	ctx         context.Context
+	remote      string
+	opened      time.Time
+	logger      *slog.Logger
+	streams     StreamObserver
+	closeReason string // why the server closed it, once it did
 }
 
 var (
@@ -109,8 +127,10 @@ func (c *strictConn) initTimedOut() {
 	c.timedOut = true
 	c.mu.Unlock()
 	if c.modern {
+		c.closedByServer(closeInitTimeout, 4408)
 		_ = c.WriteClose(4408, "Connection initialisation timeout")
 	} else {
+		c.closedByServer(closeInitTimeout, transport.WebsocketCloseProtocolError)
 		_ = c.WriteClose(transport.WebsocketCloseProtocolError, "connection initialisation timeout")
 	}
 }
@@ -118,6 +138,7 @@ func (c *strictConn) initTimedOut() {
 func (c *strictConn) NextReader() (int, io.Reader, error) {
 	typ, r, err := c.WebsocketConn.NextReader()
 	if err != nil {
+		c.readFailed(err)
 		return typ, r, err
 	}
 	data, err := io.ReadAll(r)
@@ -127,6 +148,7 @@ func (c *strictConn) NextReader() (int, io.Reader, error) {
 	if !utf8.Valid(data) {
 		// A message is JSON, which is UTF-8; decoded, each stray byte would become U+FFFD and
 		// be stored in place of what the client meant. RFC 6455 closes with 1007.
+		c.closedByServer(closeInvalidUTF8, websocketInvalidPayload)
 		_ = c.WriteClose(websocketInvalidPayload, "a message is not valid UTF-8")
 		return typ, nil, transport.ErrWebsocketClosed
 	}
@@ -157,6 +179,9 @@ func (c *strictConn) NextReader() (int, io.Reader, error) {
 	}
 
 	c.mu.Lock()
+	if msg.Type == "connection_terminate" { // legacy graphql-ws: the client ends the connection
+		c.peerEnded = true
+	}
 	if !c.started {
 		if c.timedOut {
 			c.mu.Unlock()
@@ -172,6 +197,7 @@ func (c *strictConn) NextReader() (int, io.Reader, error) {
 		case "subscribe":
 			if c.open[msg.ID] {
 				c.mu.Unlock()
+				c.closedByServer(closeDuplicateID, 4409)
 				_ = c.WriteClose(4409, "Subscriber for "+shortID(msg.ID)+" already exists")
 				return typ, nil, transport.ErrWebsocketClosed // gqlgen ends the connection quietly
 			}
@@ -211,13 +237,94 @@ func messageOf(v any) (typ, id string, ok bool) {
 	return t.String(), i.String(), true
 }
 
+// WriteClose is every close gqlgen sends (and ours): unless the client ended the connection
+// first, it is the server's, and counted with its reason.
 func (c *strictConn) WriteClose(code int, reason string) error {
 	c.mu.Lock()
 	if c.initTimer != nil {
 		c.initTimer.Stop()
 	}
+	peerEnded := c.peerEnded
 	c.mu.Unlock()
+	if !peerEnded {
+		switch {
+		case c.ctx != nil && c.ctx.Err() != nil:
+			// The request's context ends when the server shuts down (its streams end first).
+			c.closedByServer(closeShutdown, code)
+		case code == transport.WebsocketCloseProtocolError:
+			c.closedByServer(closeProtocolError, code) // an unexpected or undecodable message
+		case code >= 4400 && code < 4500:
+			c.closedByServer(closeInitRefused, code) // the connection_init was refused (a bad token: 4403)
+		default:
+			c.closedByServer(closeOther, code)
+		}
+	}
 	return c.WebsocketConn.WriteClose(code, reason)
+}
+
+// Reasons for closing a socket, the label of wikigraph_websocket_closed_by_server_total.
+const (
+	closeMissedPong    = "missed_pong"     // no pong within twice WS_KEEPALIVE of a ping (clients see 1006)
+	closeInitTimeout   = "init_timeout"    // no connection_init within WS_INIT_TIMEOUT
+	closeInitRefused   = "init_refused"    // connection_init refused (4403: a bad token)
+	closeDuplicateID   = "duplicate_id"    // a subscribe reusing the id of an open operation (4409)
+	closeInvalidUTF8   = "invalid_utf8"    // a message that is not UTF-8 (1007)
+	closeMessageTooBig = "message_too_big" // a message over the read limit (1009)
+	closeProtocolError = "protocol_error"  // an unexpected or undecodable message (1002)
+	closeShutdown      = "shutdown"        // the server is stopping
+	closeOther         = "other"
+)
+
+// readFailed tells why a read failed: the deadline gqlgen set waiting for a pong (the adapter
+// drops the connection then, without a close frame), a message over the read limit, or else
+// the client closed or went away.
+func (c *strictConn) readFailed(err error) {
+	c.mu.Lock()
+	deadline := c.deadline
+	c.mu.Unlock()
+	switch {
+	case !deadline.IsZero() && !time.Now().Before(deadline):
+		c.closedByServer(closeMissedPong, 1006)
+	case strings.Contains(err.Error(), "read limited at"): // coder/websocket closed it with 1009
+		c.closedByServer(closeMessageTooBig, 1009)
+	default:
+		c.mu.Lock()
+		c.peerEnded = true
+		c.mu.Unlock()
+	}
+}
+
+// closedByServer counts and logs the server's close of the socket, once: the first reason wins
+// (gqlgen sends its own close after a missed pong, say).
+func (c *strictConn) closedByServer(reason string, code int) {
+	c.mu.Lock()
+	if c.closeReason != "" {
+		c.mu.Unlock()
+		return
+	}
+	c.closeReason = reason
+	c.mu.Unlock()
+	if c.streams != nil {
+		c.streams.SocketClosed(reason)
+	}
+	if c.logger != nil {
+		var open int64
+		if c.socket != nil {
+			open = c.socket.open.Load()
+		}
+		ctx := c.ctx
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		// At shutdown every socket closes: counted, and logged only at debug level.
+		level := slog.LevelInfo
+		if reason == closeShutdown {
+			level = slog.LevelDebug
+		}
+		c.logger.LogAttrs(context.WithoutCancel(ctx), level, "websocket closed by the server",
+			slog.String("reason", reason), slog.Int("code", code), slog.String("remote", c.remote),
+			slog.Int64("operations_open", open), slog.Int64("open_ms", time.Since(c.opened).Milliseconds()))
+	}
 }
 
 func (c *strictConn) SetReadLimit(limit int64) {
@@ -227,6 +334,9 @@ func (c *strictConn) SetReadLimit(limit int64) {
 }
 
 func (c *strictConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	c.mu.Unlock()
 	if d, ok := c.WebsocketConn.(transport.WebsocketReadDeadliner); ok {
 		return d.SetReadDeadline(t)
 	}
@@ -240,7 +350,8 @@ type subscriptionLimits struct {
 	perConnection int64
 	total         int64
 	observer      Observer
-	open          atomic.Int64 // subscriptions on the instance
+	streams       StreamObserver // nil: nobody
+	open          atomic.Int64   // subscriptions on the instance
 }
 
 var _ graphql.OperationInterceptor = (*subscriptionLimits)(nil)
@@ -275,12 +386,22 @@ func (l *subscriptionLimits) InterceptOperation(ctx context.Context, next graphq
 			return l.refuse(ctx, "the server holds as many subscriptions as it may: try again later")
 		}
 	}
+	// Admitted: a subscriber of its transport until it ends, each response an event sent.
+	var counted string
+	if isSub && l.streams != nil {
+		counted = streamTransport(ctx)
+		l.streams.Subscribers(counted, 1)
+		releases = append(releases, func() { l.streams.Subscribers(counted, -1) })
+	}
 	var once sync.Once
 	done := func() { once.Do(release) }
 	stop := context.AfterFunc(ctx, done) // whatever way it ends
 	respond := next(ctx)
 	return func(ctx context.Context) *graphql.Response {
 		resp := respond(ctx)
+		if counted != "" && resp != nil && resp.Data != nil {
+			l.streams.EventSent(counted)
+		}
 		if resp == nil {
 			// Its last response: released before gqlgen sends complete, so a client that reads
 			// complete may subscribe again at once.

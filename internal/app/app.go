@@ -281,21 +281,6 @@ func replicas(cfg config.Config, primary *bun.DB, resolver *graph.Resolver, stat
 	return router, nil
 }
 
-// TuneGC sets the garbage collector for a server, unless the standard GOGC and GOMEMLIMIT
-// variables say otherwise: collect when the heap has grown by 400% rather than Go's 100% (15–40%
-// more requests/s in make bench, where collection was a fifth of the CPU time), and keep the
-// process's Go memory under a soft 64 MiB (the collector works harder as it nears the limit).
-// The live heap stays well below the limit because MAX_CONCURRENT_OPERATIONS bounds what runs
-// at once; a deployment holding much more (thousands of subscribers) should raise GOMEMLIMIT.
-func TuneGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(64 << 20)
-	}
-}
-
 // Token prints a development token: args are SUB [ROLE].
 func Token(cfg config.Config, args []string, out io.Writer) error {
 	if len(args) < 1 || len(args) > 2 {

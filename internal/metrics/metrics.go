@@ -32,6 +32,14 @@ type Metrics struct {
 	lookups    *prometheus.CounterVec
 	lookupKeys *prometheus.CounterVec
 	tokenWait  *prometheus.HistogramVec
+	// Subscriptions by transport, and the websockets the server closed by reason.
+	subscribers   *prometheus.GaugeVec
+	eventsSent    *prometheus.CounterVec
+	eventsDropped *prometheus.CounterVec
+	socketsClosed *prometheus.CounterVec
+	// The series of each transport, bound once (an event sent is counted per subscriber).
+	sentBy        map[string]prometheus.Counter
+	subscribersBy map[string]prometheus.Gauge
 
 	mu    sync.Mutex
 	names map[string]bool
@@ -77,10 +85,34 @@ func New(db *sql.DB, subscriptions func() int) *Metrics {
 			Name: "wikigraph_db_lookup_keys_total",
 			Help: "Keys asked for by the callers of those statements (twice when two asked): keys/statements is how many lookups share one.",
 		}, []string{"lookup"}),
+		subscribers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wikigraph_subscribers",
+			Help: "Subscriptions open on this instance, by transport (websocket, sse, multipart).",
+		}, []string{"transport"}),
+		eventsSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wikigraph_subscription_events_sent_total",
+			Help: "Subscription events resolved and handed to a subscriber's transport, by transport.",
+		}, []string{"transport"}),
+		eventsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wikigraph_subscription_events_dropped_total",
+			Help: "Subscriptions ended with EVENTS_DROPPED because events they should have had were lost, by transport.",
+		}, []string{"transport"}),
+		socketsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wikigraph_websocket_closed_by_server_total",
+			Help: "Websockets the server closed (not the client), by reason: missed_pong, init_timeout, init_refused, " +
+				"duplicate_id, invalid_utf8, message_too_big, protocol_error, shutdown, other.",
+		}, []string{"reason"}),
 		names: make(map[string]bool),
+	}
+	m.sentBy, m.subscribersBy = map[string]prometheus.Counter{}, map[string]prometheus.Gauge{}
+	for _, t := range []string{"websocket", "sse", "multipart"} { // shown at 0 before the first
+		m.subscribersBy[t] = m.subscribers.WithLabelValues(t)
+		m.sentBy[t] = m.eventsSent.WithLabelValues(t)
+		m.eventsDropped.WithLabelValues(t)
 	}
 	m.registry.MustRegister(
 		m.operations, m.latency, m.errors, m.inFlight, m.statements, m.lookups, m.lookupKeys,
+		m.subscribers, m.eventsSent, m.eventsDropped, m.socketsClosed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "wikigraph_subscriptions_active",
 			Help: "Live GraphQL subscriptions on this instance.",
@@ -137,6 +169,30 @@ func (m *Metrics) Operation(typ, name, outcome string, d time.Duration) {
 
 // Error records one error sent to a client.
 func (m *Metrics) Error(code string) { m.errors.WithLabelValues(code).Inc() }
+
+// Subscribers moves the subscribers of a transport by delta (api.StreamObserver).
+func (m *Metrics) Subscribers(transport string, delta int) {
+	g, ok := m.subscribersBy[transport]
+	if !ok {
+		g = m.subscribers.WithLabelValues(transport)
+	}
+	g.Add(float64(delta))
+}
+
+// EventSent counts one event sent to a subscriber (api.StreamObserver).
+func (m *Metrics) EventSent(transport string) {
+	c, ok := m.sentBy[transport]
+	if !ok {
+		c = m.eventsSent.WithLabelValues(transport)
+	}
+	c.Inc()
+}
+
+// EventsDropped counts one subscription ended because it lost events (api.StreamObserver).
+func (m *Metrics) EventsDropped(transport string) { m.eventsDropped.WithLabelValues(transport).Inc() }
+
+// SocketClosed counts one websocket the server closed, by why (api.StreamObserver).
+func (m *Metrics) SocketClosed(reason string) { m.socketsClosed.WithLabelValues(reason).Inc() }
 
 func (m *Metrics) label(name string) string {
 	if name == "" {

@@ -6,6 +6,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
 
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 	"github.com/wikigraph/wikigraph/internal/items"
 	"github.com/wikigraph/wikigraph/internal/users"
 )
@@ -35,6 +36,8 @@ func ownerOf(ctx context.Context, it *items.Item) *users.User {
 			u = v
 		case **users.User: // a list element
 			u = *v
+		case *gqlscalar.Node: // an element of Query.nodes
+			u, _ = (*v).(*users.User)
 		}
 		if u != nil && u.ID == it.OwnerID && usable(u, fields) {
 			return u

@@ -359,9 +359,14 @@ func (l *Loaders) Observe(v any) {
 	case []gqlscalar.Node: // Query.nodes: its users, and its items, were listed together
 		var us []*users.User
 		var its []*items.Item
+		seen := make(map[int64]bool, len(v))
 		for _, n := range v {
 			switch n := n.(type) {
 			case *users.User:
+				if seen[n.ID] {
+					continue
+				}
+				seen[n.ID] = true
 				us = append(us, n)
 			case *items.Item:
 				its = append(its, n)

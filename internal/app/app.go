@@ -14,7 +14,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +30,7 @@ import (
 	"github.com/wikigraph/wikigraph/internal/config"
 	"github.com/wikigraph/wikigraph/internal/database"
 	"github.com/wikigraph/wikigraph/internal/events"
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 	"github.com/wikigraph/wikigraph/internal/httpserver"
 	"github.com/wikigraph/wikigraph/internal/idempotency"
 	"github.com/wikigraph/wikigraph/internal/items"
@@ -286,9 +286,13 @@ func Token(cfg config.Config, args []string, out io.Writer) error {
 	if len(args) < 1 || len(args) > 2 {
 		return errors.New("token: want SUB [ROLE]")
 	}
-	sub, err := strconv.ParseInt(args[0], 10, 64)
-	if err != nil || sub <= 0 {
-		return errors.New("token: SUB must be a user id")
+	id, err := gqlscalar.ParseID(args[0])
+	var sub int64
+	if err == nil {
+		sub, err = id.RowOf(gqlscalar.TypeUser, "")
+	}
+	if err != nil {
+		return errors.New("token: SUB must be a user's id (its global id, or its row number: databaseId)")
 	}
 	role := auth.User
 	if len(args) == 2 {

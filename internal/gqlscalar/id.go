@@ -78,6 +78,9 @@ func (id ID) String() string {
 	return string(b[1 : len(b)-1])
 }
 
+// AppendJSON appends the id to b as MarshalGQL writes it: a JSON string.
+func (id ID) AppendJSON(b []byte) []byte { return id.appendQuoted(b) }
+
 func (id ID) appendQuoted(b []byte) []byte {
 	b = append(b, '"')
 	if id.Type == Untyped {

@@ -33,6 +33,8 @@ import (
 	"time"
 
 	"github.com/uptrace/bun/driver/pgdriver"
+
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 )
 
 func main() {
@@ -155,11 +157,12 @@ type user struct {
 	username, email string
 }
 
-// appendJSON writes the user as our server does: {"id":"1","username":"…","email":"…"}.
+// appendJSON writes the user as our server does: {"id":"VXNlcjox","username":"…","email":"…"}
+// (the global id).
 func (u *user) appendJSON(out []byte) []byte {
-	out = append(out, `{"id":"`...)
-	out = strconv.AppendInt(out, u.id, 10)
-	out = append(out, `","username":`...)
+	out = append(out, `{"id":`...)
+	out = gqlscalar.ID{Type: gqlscalar.TypeUser, Row: u.id}.AppendJSON(out)
+	out = append(out, `,"username":`...)
 	out = appendString(out, u.username)
 	out = append(out, `,"email":`...)
 	out = appendString(out, u.email)

@@ -2,8 +2,9 @@ package main
 
 import (
 	"encoding/json"
-	"strconv"
 	"testing"
+
+	"github.com/wikigraph/wikigraph/internal/gqlscalar"
 )
 
 func TestVariableID(t *testing.T) {
@@ -38,11 +39,12 @@ func TestUserJSON(t *testing.T) {
 		if err := json.Unmarshal(out, &got); err != nil {
 			t.Fatalf("%s: %v", out, err)
 		}
-		if got.ID != strconv.FormatInt(u.id, 10) || got.Username != u.username || got.Email != u.email {
+		if got.ID != (gqlscalar.ID{Type: gqlscalar.TypeUser, Row: u.id}).String() || got.Username != u.username || got.Email != u.email {
 			t.Errorf("%s read back as %+v", out, got)
 		}
 	}
-	want := `{"id":"10","username":"user_10","email":"user_10@bench.example"}`
+	// The id as the server writes it since issue 14: the global id (base64 of "User:10").
+	want := `{"id":"VXNlcjoxMA==","username":"user_10","email":"user_10@bench.example"}`
 	if got := string((&user{id: 10, username: "user_10", email: "user_10@bench.example"}).appendJSON(nil)); got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}

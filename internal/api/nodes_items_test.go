@@ -44,7 +44,6 @@ func edgeNodes(conn map[string]any) []any {
 	return out
 }
 
-
 // The items of users fetched through nodes take their owner from the user that listed them, as
 // a users page's items do (two statements), from a review: ownerOf did not know a nodes element
 // as a parent, and read the owners again.

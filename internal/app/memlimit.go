@@ -51,11 +51,8 @@ func (l memoryLimit) String() string {
 	return fmt.Sprintf("soft memory limit %s (neither a cgroup limit nor the machine's memory could be read)", bytesString(l.bytes))
 }
 
-// deriveMemoryLimit reads the cgroup's memory limit (v2 memory.max, else v1
-// memory.limit_in_bytes; of the process's own cgroup, else of the hierarchy's root, as a
-// container with its own cgroup namespace sees it) and the machine's memory (MemTotal). A cgroup
-// limit that is "max", or not below the machine's memory (v1's "unlimited" is 2^63 rounded down
-// to a page), is no limit.
+// deriveMemoryLimit reads the cgroup's memory limit (see cgroupLimit) and the machine's memory
+// (MemTotal). A cgroup limit not below the machine's memory is no limit.
 func deriveMemoryLimit(f memoryFiles) memoryLimit {
 	total := memTotal(f.meminfo)
 	if limit := cgroupLimit(f); limit > 0 && (total == 0 || limit < total) {
@@ -68,7 +65,10 @@ func deriveMemoryLimit(f memoryFiles) memoryLimit {
 }
 
 // cgroupLimit is the memory limit of the process's cgroup in bytes, 0 when none is set or none
-// can be read.
+// can be read: the smallest limit along its path from its own cgroup up to the hierarchy's
+// root, as the kernel enforces the smallest (a systemd slice's MemoryMax, a Kubernetes pod's
+// limit above a container's "max"). v2 reads memory.max, v1 memory.limit_in_bytes; "max", and
+// v1's "unlimited" (2^63 rounded down to a page: anything from 2^62 up), are no limit there.
 func cgroupLimit(f memoryFiles) int64 {
 	v2Path, v1Path := "/", "/"
 	if data, err := os.ReadFile(f.procCgroup); err == nil {
@@ -86,28 +86,24 @@ func cgroupLimit(f memoryFiles) int64 {
 			}
 		}
 	}
-	candidates := []string{
-		filepath.Join(f.cgroupRoot, v2Path, "memory.max"),
-		filepath.Join(f.cgroupRoot, "memory.max"),
-		filepath.Join(f.cgroupRoot, "memory", v1Path, "memory.limit_in_bytes"),
-		filepath.Join(f.cgroupRoot, "memory", "memory.limit_in_bytes"),
+	var smallest int64
+	walk := func(root, path, file string) {
+		// Clean under "/": a path cannot climb above the hierarchy's mount.
+		for dir := filepath.Clean("/" + path); ; dir = filepath.Dir(dir) {
+			if data, err := os.ReadFile(filepath.Join(root, dir, file)); err == nil {
+				n, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+				if err == nil && n > 0 && n < 1<<62 && (smallest == 0 || n < smallest) {
+					smallest = n
+				}
+			}
+			if dir == "/" {
+				return
+			}
+		}
 	}
-	for _, name := range candidates {
-		data, err := os.ReadFile(name)
-		if err != nil {
-			continue
-		}
-		s := strings.TrimSpace(string(data))
-		if s == "max" {
-			return 0 // v2: no limit here (the first file found answers)
-		}
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n <= 0 {
-			continue
-		}
-		return n
-	}
-	return 0
+	walk(f.cgroupRoot, v2Path, "memory.max")
+	walk(filepath.Join(f.cgroupRoot, "memory"), v1Path, "memory.limit_in_bytes")
+	return smallest
 }
 
 func hasController(list, name string) bool {

@@ -43,6 +43,7 @@ type socketKey struct{}
 type socket struct {
 	open       atomic.Int64
 	documentID atomic.Pointer[string]
+	conn       atomic.Pointer[strictConn]
 }
 
 func socketOf(ctx context.Context) *socket {
@@ -58,7 +59,11 @@ func (t websocketTransport) Do(w http.ResponseWriter, r *http.Request, exec grap
 	}
 	ws.Implementation = strictImplementation{impl: impl, initTimeout: ws.InitTimeout, logger: t.logger, streams: t.streams}
 	ws.InitTimeout = 0 // the connection's own timer closes it, with the protocol's code
-	ws.Do(w, r.WithContext(context.WithValue(r.Context(), socketKey{}, &socket{})), exec)
+	sock := &socket{}
+	ws.Do(w, r.WithContext(context.WithValue(r.Context(), socketKey{}, sock)), exec)
+	if c := sock.conn.Load(); c != nil {
+		c.finish()
+	}
 }
 
 type strictImplementation struct {
@@ -75,12 +80,66 @@ func (i strictImplementation) Accept(w http.ResponseWriter, r *http.Request, opt
 	}
 	c := &strictConn{WebsocketConn: conn, modern: conn.Subprotocol() == transportWS, open: map[string]bool{}, socket: socketOf(r.Context()),
 		ctx: r.Context(), remote: r.RemoteAddr, opened: time.Now(), logger: i.logger, streams: i.streams}
+	c.mu.Lock()
 	if i.initTimeout > 0 {
-		c.mu.Lock()
 		c.initTimer = time.AfterFunc(i.initTimeout, c.initTimedOut)
-		c.mu.Unlock()
+	}
+	// gqlgen waits for connection_init with no context: at shutdown (the request's context
+	// ends) a socket that has not started is closed at once, as a started one is.
+	c.shutdown = context.AfterFunc(r.Context(), c.closeUnstarted)
+	c.mu.Unlock()
+	if c.socket != nil {
+		c.socket.conn.Store(c)
 	}
 	return c, nil
+}
+
+// closeUnstarted closes the socket at shutdown if no message came yet.
+func (c *strictConn) closeUnstarted() {
+	c.mu.Lock()
+	started, ended := c.started, c.peerEnded || c.closeSent || c.finished
+	c.mu.Unlock()
+	if !started && !ended {
+		_ = c.WriteClose(1001, "the server is stopping") // counted as a shutdown: the context ended
+	}
+}
+
+// finish runs once gqlgen is done with the socket: unless a close went out or the client ended
+// it, gqlgen returned without closing it (a connection_init whose payload is not an object), and
+// it would stay open, unread, for ever: it is closed, as a protocol error.
+func (c *strictConn) finish() {
+	c.mu.Lock()
+	c.finished = true
+	open := !c.closeSent && !c.peerEnded
+	c.mu.Unlock()
+	if c.shutdown != nil {
+		c.shutdown()
+	}
+	if c.initTimer != nil {
+		c.initTimer.Stop()
+	}
+	if open {
+		c.mu.Lock()
+		c.badMessage = true
+		c.mu.Unlock()
+		code := transport.WebsocketCloseProtocolError
+		if c.modern {
+			code = 4400
+		}
+		_ = c.WriteClose(code, "the message could not be taken")
+	}
+}
+
+func (c *strictConn) sawBadMessage() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.badMessage
+}
+
+// knownMessage are the types of message a client sends, in either protocol.
+var knownMessage = map[string]bool{
+	"connection_init": true, "ping": true, "pong": true, "subscribe": true, "complete": true, // graphql-transport-ws
+	"start": true, "stop": true, "connection_terminate": true, // graphql-ws
 }
 
 const transportWS = "graphql-transport-ws"
@@ -95,13 +154,17 @@ type strictConn struct {
 	modern bool    // graphql-transport-ws, not the legacy graphql-ws
 	socket *socket // nil: not made by websocketTransport
 
-	mu        sync.Mutex
-	initTimer *time.Timer
-	started   bool // the first message came
-	timedOut  bool
-	open      map[string]bool // ids subscribed and not yet completed by either side
-	deadline  time.Time       // the read deadline set last (gqlgen's wait for a pong)
-	peerEnded bool            // the client closed, went away or asked to end
+	mu         sync.Mutex
+	initTimer  *time.Timer
+	started    bool // the first message came
+	timedOut   bool
+	open       map[string]bool // ids subscribed and not yet completed by either side
+	deadline   time.Time       // the read deadline set last (gqlgen's wait for a pong)
+	peerEnded  bool            // the client closed, went away or asked to end
+	badMessage bool            // a message gqlgen cannot take came: it ends the connection
+	closeSent  bool            // a close frame went out (WriteClose)
+	finished   bool            // gqlgen is done with it
+	shutdown   func() bool     // stops the close at shutdown of a socket not yet started
 
 	// What a close by the server is told to: the request's context (its id for the log line;
 	// its end is the server's shutdown), the client's address, when the socket opened.
@@ -126,6 +189,9 @@ func (c *strictConn) initTimedOut() {
 	}
 	c.timedOut = true
 	c.mu.Unlock()
+	if c.ctx != nil && c.ctx.Err() != nil {
+		c.closedByServer(closeShutdown, 1001)
+	}
 	if c.modern {
 		c.closedByServer(closeInitTimeout, 4408)
 		_ = c.WriteClose(4408, "Connection initialisation timeout")
@@ -154,6 +220,7 @@ func (c *strictConn) NextReader() (int, io.Reader, error) {
 	}
 	if jsontext.LoneSurrogate(data) >= 0 {
 		// As good as a stray byte: decoded, "\udfff" becomes U+FFFD too.
+		c.closedByServer(closeInvalidUTF8, websocketInvalidPayload)
 		_ = c.WriteClose(websocketInvalidPayload, "a message holds half of a UTF-16 surrogate pair")
 		return typ, nil, transport.ErrWebsocketClosed
 	}
@@ -168,7 +235,7 @@ func (c *strictConn) NextReader() (int, io.Reader, error) {
 	// json.Unmarshal refuses the message): read otherwise, a message with a byte after its JSON
 	// would run in gqlgen unseen here, with the documentId of an earlier one and past the
 	// duplicate-id check. gqlgen answers a malformed message itself.
-	_ = json.NewDecoder(bytes.NewReader(data)).Decode(&msg)
+	bad := json.NewDecoder(bytes.NewReader(data)).Decode(&msg) != nil || !knownMessage[msg.Type]
 	if c.socket != nil {
 		// Each message's own id or none: an earlier message's never carries over.
 		if id, ok := documentIDValue(msg.Payload.DocumentID); ok && (msg.Type == "subscribe" || msg.Type == "start") {
@@ -182,6 +249,8 @@ func (c *strictConn) NextReader() (int, io.Reader, error) {
 	if msg.Type == "connection_terminate" { // legacy graphql-ws: the client ends the connection
 		c.peerEnded = true
 	}
+	// gqlgen ends the connection on such a message, with a close that does not say why.
+	c.badMessage = c.badMessage || bad
 	if !c.started {
 		if c.timedOut {
 			c.mu.Unlock()
@@ -190,6 +259,9 @@ func (c *strictConn) NextReader() (int, io.Reader, error) {
 		c.started = true
 		if c.initTimer != nil {
 			c.initTimer.Stop()
+		}
+		if c.shutdown != nil {
+			c.shutdown()
 		}
 	}
 	if c.modern {
@@ -245,13 +317,14 @@ func (c *strictConn) WriteClose(code int, reason string) error {
 		c.initTimer.Stop()
 	}
 	peerEnded := c.peerEnded
+	c.closeSent = true
 	c.mu.Unlock()
 	if !peerEnded {
 		switch {
 		case c.ctx != nil && c.ctx.Err() != nil:
 			// The request's context ends when the server shuts down (its streams end first).
 			c.closedByServer(closeShutdown, code)
-		case code == transport.WebsocketCloseProtocolError:
+		case code == transport.WebsocketCloseProtocolError || c.sawBadMessage():
 			c.closedByServer(closeProtocolError, code) // an unexpected or undecodable message
 		case code >= 4400 && code < 4500:
 			c.closedByServer(closeInitRefused, code) // the connection_init was refused (a bad token: 4403)
@@ -316,9 +389,11 @@ func (c *strictConn) closedByServer(reason string, code int) {
 		if ctx == nil {
 			ctx = context.Background()
 		}
-		// At shutdown every socket closes: counted, and logged only at debug level.
+		// At shutdown every socket closes; what a client's own message or silence caused, a
+		// hostile client can cause by the thousand: counted, and logged only at debug level.
+		// A missed pong (a client too slow or gone) and the unexplained ones stay at info.
 		level := slog.LevelInfo
-		if reason == closeShutdown {
+		if reason != closeMissedPong && reason != closeOther {
 			level = slog.LevelDebug
 		}
 		c.logger.LogAttrs(context.WithoutCancel(ctx), level, "websocket closed by the server",
@@ -387,9 +462,12 @@ func (l *subscriptionLimits) InterceptOperation(ctx context.Context, next graphq
 		}
 	}
 	// Admitted: a subscriber of its transport until it ends, each response an event sent.
+	// (A subscription over plain POST or GET has no stream: refused next, it counts nowhere.)
 	var counted string
 	if isSub && l.streams != nil {
 		counted = streamTransport(ctx)
+	}
+	if counted != "" {
 		l.streams.Subscribers(counted, 1)
 		releases = append(releases, func() { l.streams.Subscribers(counted, -1) })
 	}

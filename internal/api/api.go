@@ -245,16 +245,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	}
 	// At most limits.Concurrency queries, mutations and subscription events execute at once,
 	// each within its deadline.
-	sched := &scheduler{
-		clients: opts.Clients, cheap: limits.CheapCost,
-		turns: make(chan struct{}, limits.Concurrency), timeout: limits.Timeout,
-		observer: observer, logger: logger, tracing: opts.Tracing,
-	}
-	// Half, measured with make attack: 32 clients looping the costliest query pushed a cheap
-	// one's p99 to 78 ms with a quarter kept, 52 ms with half; the costly ones' rate did not fall.
-	if reserved := limits.Concurrency / 2; reserved > 0 {
-		sched.costly = make(chan struct{}, limits.Concurrency-reserved)
-	}
+	sched := newScheduler(limits, opts.Clients, observer, logger, opts.Tracing)
 	srv.AroundOperations(sched.aroundOperations)
 	if r.Router != nil {
 		srv.AroundOperations(memoPick)

@@ -98,8 +98,9 @@ type Limits struct {
 	// only adds memory (each holds goroutines for its lists) and garbage-collection work.
 	Concurrency int
 	// CheapCost is the query cost up to which an operation is cheap (default 100): half of the
-	// Concurrency turns are kept for cheap operations and subscription events, so a flood of
-	// costly ones cannot make a cheap one wait for them.
+	// Concurrency turns are kept for cheap operations, so a flood of costly ones cannot make a
+	// cheap one wait for them. Subscription events hold a quarter of the turns at most, out of
+	// the costly ones' half: fan-out cannot make queries and mutations wait for it either.
 	CheapCost int
 	// NoIntrospection refuses __schema and __type queries (production).
 	NoIntrospection bool

@@ -101,6 +101,10 @@ type Options struct {
 	// ping notifications, loading changed rows, registrations) goes through the broker's pool.
 	Direct *bun.DB
 	Logger *slog.Logger
+	// PingInterval is how long the listener may hear nothing before it checks its connection by
+	// notifying itself; a second interval of silence means the connection is dead (default 5s).
+	// Tests shorten it.
+	PingInterval time.Duration
 }
 
 // ErrDropped matches the error a subscription ends with when events it should have had were
@@ -184,6 +188,9 @@ func New(db *bun.DB, opts Options) *Broker {
 	if opts.Direct == nil {
 		opts.Direct = db
 	}
+	if opts.PingInterval <= 0 {
+		opts.PingInterval = 5 * time.Second
+	}
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	return &Broker{
@@ -208,10 +215,6 @@ type note struct {
 	pgdriver.Notification
 	lost uint64
 }
-
-// pingInterval is how long the listener may hear nothing before it checks its connection by
-// notifying itself; a second interval of silence means the connection is dead.
-const pingInterval = 5 * time.Second
 
 // Run listens until ctx ends, then ends every subscription. It returns nil after a clean stop.
 func (b *Broker) Run(ctx context.Context) error {
@@ -318,6 +321,7 @@ func (b *Broker) listen(ctx context.Context, conn uint64, out chan<- note) (wasL
 	// Until then it is sent again, more and more slowly (one sent too early is lost).
 	hello := fmt.Sprintf(`{"e":"hello","i":%q,"n":%d}`, b.instance, conn)
 	ping := fmt.Sprintf(`{"e":"ping","i":%q,"n":%d}`, b.instance, conn)
+	pingInterval := b.opts.PingInterval
 	notify := func(payload string) {
 		ctx, cancel := context.WithTimeout(ctx, pingInterval)
 		defer cancel()

@@ -1,0 +1,173 @@
+package events_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/uptrace/bun"
+
+	"github.com/wikigraph/wikigraph/internal/database"
+	"github.com/wikigraph/wikigraph/internal/dbtest"
+	"github.com/wikigraph/wikigraph/internal/events"
+)
+
+// The listener checks a quiet connection every interval here (5 s in the server).
+const interval = 250 * time.Millisecond
+
+// runBroker runs a broker on db until the test ends.
+func runBroker(t *testing.T, db *bun.DB, opts events.Options) *events.Broker {
+	t.Helper()
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	b := events.New(db, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		assert.NoError(t, <-done)
+	})
+	select {
+	case <-b.Listening():
+	case <-time.After(10 * time.Second):
+		t.Fatal("not listening")
+	}
+	return b
+}
+
+func openPool(t *testing.T, u string, conns int) *bun.DB {
+	t.Helper()
+	db, err := database.Open(database.Options{URL: u, AppName: "events-liveness", MaxConns: conns})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// freezer forwards TCP connections to a server until frozen: then the connections it had stay
+// open and carry nothing, as through a network cut; connections made later work.
+type freezer struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	frozen map[net.Conn]bool // open connections: frozen or not
+}
+
+func newFreezer(t *testing.T, target string) *freezer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	f := &freezer{ln: ln, frozen: map[net.Conn]bool{}}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		_ = ln.Close()
+		f.mu.Lock()
+		for c := range f.frozen {
+			_ = c.Close()
+		}
+		f.mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			f.mu.Lock()
+			f.frozen[c], f.frozen[s] = false, false
+			f.mu.Unlock()
+			wg.Add(2)
+			go func() { defer wg.Done(); f.pipe(c, s) }()
+			go func() { defer wg.Done(); f.pipe(s, c) }()
+		}
+	}()
+	return f
+}
+
+// pipe copies from src to dst, dropping what comes once src is frozen.
+func (f *freezer) pipe(src, dst net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			_ = dst.Close()
+			return
+		}
+		f.mu.Lock()
+		frozen := f.frozen[src]
+		f.mu.Unlock()
+		if !frozen {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				_ = src.Close()
+				return
+			}
+		}
+	}
+}
+
+func (f *freezer) freeze() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.frozen {
+		f.frozen[c] = true
+	}
+}
+
+// url is u through the freezer.
+func (f *freezer) url(t *testing.T, u string) string {
+	t.Helper()
+	p, err := url.Parse(u)
+	require.NoError(t, err)
+	p.Host = f.ln.Addr().String()
+	return p.String()
+}
+
+// A LISTEN connection cut off without a word (the network, not the server, failed: no reset
+// comes, the socket stays open) is found dead within a few intervals, while the listener's pings
+// go through; its subscriptions end with EVENTS_DROPPED, and the listener listens again.
+func TestSilentConnectionIsFoundDead(t *testing.T) {
+	ctx := context.Background()
+	u := dbtest.URL(t)
+	p, err := url.Parse(u)
+	require.NoError(t, err)
+	f := newFreezer(t, p.Host)
+	direct := openPool(t, f.url(t, u), 2)
+	b := runBroker(t, dbtest.DB(t), events.Options{Buffer: 64, PingInterval: interval, Direct: direct})
+	subCtx, end := events.WithEndReason(ctx)
+	created, err := b.UserCreated(subCtx)
+	require.NoError(t, err)
+
+	f.freeze()
+	assert.ErrorIs(t, ended(t, created, end), events.ErrDropped)
+
+	var again <-chan *events.ItemEvent
+	for i := 0; ; i++ {
+		require.Less(t, i, 100, "cannot subscribe again")
+		if again, err = b.ItemChanged(ctx, nil); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	owner := newUser(t, "after_cut")
+	var item int64
+	require.NoError(t, dbtest.DB(t).NewRaw("INSERT INTO items (owner_id, title) VALUES (?, 'after the cut') RETURNING id", owner.ID).Scan(ctx, &item))
+	select {
+	case ev := <-again:
+		assert.Equal(t, item, ev.Item.ID)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event after the listener listened again")
+	}
+}

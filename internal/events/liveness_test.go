@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"context"
+	"database/sql"
 	"io"
 	"log/slog"
 	"net"
@@ -48,6 +49,67 @@ func openPool(t *testing.T, u string, conns int) *bun.DB {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = db.Close() })
 	return db
+}
+
+// holdPool takes every connection of a pool; the returned function gives them back.
+func holdPool(t *testing.T, db *bun.DB, conns int) func() {
+	t.Helper()
+	held := make([]*sql.Conn, 0, conns)
+	for range conns {
+		c, err := db.DB.Conn(context.Background())
+		require.NoError(t, err)
+		held = append(held, c)
+	}
+	var once sync.Once
+	give := func() {
+		once.Do(func() {
+			for _, c := range held {
+				_ = c.Close()
+			}
+		})
+	}
+	t.Cleanup(give)
+	return give
+}
+
+// A busy process is no dead connection. Here the broker's pool is held whole, as a server
+// whose connections are all taken would hold it: the listener cannot send itself a ping (it used
+// to take the failed ping for a dead connection after two quiet intervals and end every
+// subscription), and then the dispatcher, which loads rows through that pool, is stuck while
+// thousands of notifications pour in, more than the listener's buffer. The connection is alive
+// all along: no subscription ends, and the next change is delivered.
+func TestBusyProcessKeepsItsListener(t *testing.T) {
+	ctx := context.Background()
+	const conns = 2
+	db := openPool(t, dbtest.URL(t), conns)
+	b := runBroker(t, db, events.Options{Buffer: 64, PingInterval: interval})
+	subCtx, end := events.WithEndReason(ctx)
+	created, err := b.UserCreated(subCtx)
+	require.NoError(t, err)
+
+	give := holdPool(t, db, conns)
+	time.Sleep(4 * interval) // quiet, and no ping can be sent
+	// Users that do not exist: their rows are looked for (through the pool: the dispatcher
+	// waits) and not found, so nothing is sent for them.
+	other := dbtest.DB(t)
+	_, err = other.ExecContext(ctx, `SELECT pg_notify(?, json_build_object('e', 'user', 'k', 'CREATED', 'id', -i, 'o', 0)::text)
+		FROM generate_series(1, 3000) i`, events.Channel)
+	require.NoError(t, err)
+	time.Sleep(4 * interval)
+	give()
+
+	u := newUser(t, "after_busy")
+	for {
+		select {
+		case got, ok := <-created:
+			require.True(t, ok, "the subscription ended: %v", end())
+			if got.ID == u.ID {
+				return
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("no event after the busy spell")
+		}
+	}
 }
 
 // freezer forwards TCP connections to a server until frozen: then the connections it had stay

@@ -368,7 +368,8 @@ func (b *Broker) listen(ctx context.Context, conn uint64, out chan<- note) (wasL
 	}()
 	var (
 		lastRead  = time.Now() // the last notification read (or when listening began)
-		committed time.Time    // the last ping known committed
+		asked     time.Time    // when the last ping was asked for
+		committed time.Time    // when that ping was known committed (zero: not, or not yet)
 		pinging   bool         // a ping is asked for and not acknowledged yet
 	)
 	wait := 50 * time.Millisecond
@@ -387,16 +388,16 @@ func (b *Broker) listen(ctx context.Context, conn uint64, out chan<- note) (wasL
 				continue
 			}
 			select {
-			case at := <-acked:
+			case committed = <-acked:
 				pinging = false
-				if !at.IsZero() {
-					committed = at
-				}
 			default:
 			}
 			now := time.Now()
-			dead := committed.After(lastRead) && now.Sub(committed) >= interval ||
-				now.Sub(lastRead) >= silentPings*interval
+			// Unanswered: committed, and nothing read since it was asked for. (Not "since it was
+			// committed": the pinger, as starved as the rest, may learn of the commit after the
+			// ping itself was read.)
+			unanswered := !committed.IsZero() && lastRead.Before(asked)
+			dead := unanswered && now.Sub(committed) >= interval || now.Sub(lastRead) >= silentPings*interval
 			if dead {
 				// What came while this goroutine waited to run is no silence: read it first.
 				if channel, payload, err = ln.ReceiveTimeout(ctx, interval/10); err != nil {
@@ -407,12 +408,12 @@ func (b *Broker) listen(ctx context.Context, conn uint64, out chan<- note) (wasL
 						return wasLive
 					}
 					b.log.Warn("change listener connection is silent: reconnecting",
-						"silent_ms", now.Sub(lastRead).Milliseconds(), "ping_committed", !committed.IsZero() && committed.After(lastRead))
+						"silent_ms", now.Sub(lastRead).Milliseconds(), "ping_unanswered", unanswered)
 					return wasLive
 				}
 			} else {
-				if !pinging && !committed.After(lastRead) {
-					pinging = true
+				if !pinging && !unanswered {
+					pinging, asked, committed = true, now, time.Time{}
 					pings <- struct{}{}
 				}
 				continue

@@ -220,6 +220,10 @@ type note struct {
 // connection for dead.
 const silentPings = 8
 
+// pingCommitted, when set (by tests), runs in the pinger between a ping's commit and its
+// acknowledgement to the receive loop: a starved process is slow in between.
+var pingCommitted func()
+
 // Run listens until ctx ends, then ends every subscription. It returns nil after a clean stop.
 func (b *Broker) Run(ctx context.Context) error {
 	defer b.closeAll()
@@ -360,6 +364,9 @@ func (b *Broker) listen(ctx context.Context, conn uint64, out chan<- note) (wasL
 			case <-pings:
 			}
 			if notify(pingCtx, ping) == nil {
+				if pingCommitted != nil {
+					pingCommitted()
+				}
 				acked <- time.Now() // read by the loop before it asks again
 			} else {
 				acked <- time.Time{}

@@ -233,3 +233,26 @@ func TestSilentConnectionIsFoundDead(t *testing.T) {
 		t.Fatal("no event after the listener listened again")
 	}
 }
+
+// A pinger starved between its ping's commit and telling the listener about it (at 10,000
+// subscribers it was) learns of the commit after the ping itself was read: the connection
+// answered, and is kept.
+func TestLateKnownPingIsAnswered(t *testing.T) {
+	ctx := context.Background()
+	restore := events.SlowPingAcknowledgement(func() { time.Sleep(3 * interval) })
+	t.Cleanup(restore) // after the broker stops (cleanups run last first)
+	b := startBrokerWith(t, events.Options{Buffer: 64, PingInterval: interval})
+	subCtx, end := events.WithEndReason(ctx)
+	created, err := b.UserCreated(subCtx)
+	require.NoError(t, err)
+
+	time.Sleep(12 * interval) // quiet but for pings, each known late
+	u := newUser(t, "after_late_pings")
+	select {
+	case got, ok := <-created:
+		require.True(t, ok, "the subscription ended: %v", end())
+		assert.Equal(t, u.ID, got.ID)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no event after the quiet spell")
+	}
+}

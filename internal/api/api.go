@@ -98,8 +98,9 @@ type Limits struct {
 	// only adds memory (each holds goroutines for its lists) and garbage-collection work.
 	Concurrency int
 	// CheapCost is the query cost up to which an operation is cheap (default 100): half of the
-	// Concurrency turns are kept for cheap operations and subscription events, so a flood of
-	// costly ones cannot make a cheap one wait for them.
+	// Concurrency turns are kept for cheap operations, so a flood of costly ones cannot make a
+	// cheap one wait for them. Subscription events hold a quarter of the turns at most, out of
+	// the costly ones' half: fan-out cannot make queries and mutations wait for it either.
 	CheapCost int
 	// NoIntrospection refuses __schema and __type queries (production).
 	NoIntrospection bool
@@ -245,16 +246,7 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	}
 	// At most limits.Concurrency queries, mutations and subscription events execute at once,
 	// each within its deadline.
-	sched := &scheduler{
-		clients: opts.Clients, cheap: limits.CheapCost,
-		turns: make(chan struct{}, limits.Concurrency), timeout: limits.Timeout,
-		observer: observer, logger: logger, tracing: opts.Tracing,
-	}
-	// Half, measured with make attack: 32 clients looping the costliest query pushed a cheap
-	// one's p99 to 78 ms with a quarter kept, 52 ms with half; the costly ones' rate did not fall.
-	if reserved := limits.Concurrency / 2; reserved > 0 {
-		sched.costly = make(chan struct{}, limits.Concurrency-reserved)
-	}
+	sched := newScheduler(limits, opts.Clients, observer, logger, opts.Tracing)
 	srv.AroundOperations(sched.aroundOperations)
 	if r.Router != nil {
 		srv.AroundOperations(memoPick)

@@ -101,6 +101,9 @@ type Options struct {
 	// ping notifications, loading changed rows, registrations) goes through the broker's pool.
 	Direct *bun.DB
 	Logger *slog.Logger
+	// PingInterval is how long the LISTEN connection may be quiet before the listener checks it
+	// (default 5s; see listen). Tests shorten it.
+	PingInterval time.Duration
 }
 
 // ErrDropped matches the error a subscription ends with when events it should have had were
@@ -184,6 +187,9 @@ func New(db *bun.DB, opts Options) *Broker {
 	if opts.Direct == nil {
 		opts.Direct = db
 	}
+	if opts.PingInterval <= 0 {
+		opts.PingInterval = 5 * time.Second
+	}
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	return &Broker{
@@ -209,9 +215,14 @@ type note struct {
 	lost uint64
 }
 
-// pingInterval is how long the listener may hear nothing before it checks its connection by
-// notifying itself; a second interval of silence means the connection is dead.
-const pingInterval = 5 * time.Second
+// silentPings is how many ping intervals the listener may hear nothing while no ping of its own
+// could even be sent (the database, or the way to it, is gone too) before it takes its
+// connection for dead.
+const silentPings = 8
+
+// pingCommitted, when set (by tests), runs in the pinger between a ping's commit and its
+// acknowledgement to the receive loop: a starved process is slow in between.
+var pingCommitted func()
 
 // Run listens until ctx ends, then ends every subscription. It returns nil after a clean stop.
 func (b *Broker) Run(ctx context.Context) error {
@@ -318,13 +329,57 @@ func (b *Broker) listen(ctx context.Context, conn uint64, out chan<- note) (wasL
 	// Until then it is sent again, more and more slowly (one sent too early is lost).
 	hello := fmt.Sprintf(`{"e":"hello","i":%q,"n":%d}`, b.instance, conn)
 	ping := fmt.Sprintf(`{"e":"ping","i":%q,"n":%d}`, b.instance, conn)
-	notify := func(payload string) {
-		ctx, cancel := context.WithTimeout(ctx, pingInterval)
+	interval := b.opts.PingInterval
+	notify := func(ctx context.Context, payload string) error {
+		ctx, cancel := context.WithTimeout(ctx, interval)
 		defer cancel()
-		_ = pgdriver.Notify(ctx, b.db, Channel, payload)
+		return pgdriver.Notify(ctx, b.db, Channel, payload)
 	}
-	notify(hello)
-	wait, pinged := 50*time.Millisecond, false
+	_ = notify(ctx, hello)
+	// Liveness. A quiet connection is checked with a ping: a notification to ourselves, sent
+	// apart from this loop (through the pool, which may be slow to give a connection when the
+	// process is busy; reading never waits for it). The connection is dead only when a ping was
+	// committed and then a whole interval of reading brought nothing, not even what was already
+	// there to read: whatever is read (a change, a ping, another instance's hello) is liveness,
+	// and a busy process that reads late finds it waiting. A ping that cannot be sent proves
+	// nothing about this connection; only silentPings intervals of hearing nothing, pings
+	// failing meanwhile, count as dead (a database gone altogether). Time spent handing
+	// notifications to a dispatcher that is behind is not silence. A connection cut off while
+	// the pool works is found within about three intervals (15 s), one that took the database
+	// with it within silentPings (40 s; the registration lapses after a minute anyway).
+	pingCtx, stopPinging := context.WithCancel(ctx)
+	pings := make(chan struct{}, 1)  // asks for a ping
+	acked := make(chan time.Time, 1) // when the ping asked for was committed
+	pinger := make(chan struct{})
+	defer func() {
+		stopPinging()
+		<-pinger
+	}()
+	go func() {
+		defer close(pinger)
+		for {
+			select {
+			case <-pingCtx.Done():
+				return
+			case <-pings:
+			}
+			if notify(pingCtx, ping) == nil {
+				if pingCommitted != nil {
+					pingCommitted()
+				}
+				acked <- time.Now() // read by the loop before it asks again
+			} else {
+				acked <- time.Time{}
+			}
+		}
+	}()
+	var (
+		lastRead  = time.Now() // the last notification read (or when listening began)
+		asked     time.Time    // when the last ping was asked for
+		committed time.Time    // when that ping was known committed (zero: not, or not yet)
+		pinging   bool         // a ping is asked for and not acknowledged yet
+	)
+	wait := 50 * time.Millisecond
 	for {
 		channel, payload, err := ln.ReceiveTimeout(ctx, wait)
 		if err != nil {
@@ -334,22 +389,46 @@ func (b *Broker) listen(ctx context.Context, conn uint64, out chan<- note) (wasL
 				}
 				return wasLive
 			}
-			switch {
-			case !wasLive:
+			if !wasLive {
 				wait = min(2*wait, time.Second)
-				notify(hello)
-			case pinged: // two intervals of silence, a ping unanswered: the connection is dead
-				b.log.Warn("change listener connection is silent: reconnecting")
-				return wasLive
-			default:
-				pinged = true
-				notify(ping)
+				_ = notify(ctx, hello)
+				continue
 			}
-			continue
+			select {
+			case committed = <-acked:
+				pinging = false
+			default:
+			}
+			now := time.Now()
+			// Unanswered: committed, and nothing read since it was asked for. (Not "since it was
+			// committed": the pinger, as starved as the rest, may learn of the commit after the
+			// ping itself was read.)
+			unanswered := !committed.IsZero() && lastRead.Before(asked)
+			dead := unanswered && now.Sub(committed) >= interval || now.Sub(lastRead) >= silentPings*interval
+			if dead {
+				// What came while this goroutine waited to run is no silence: read it first.
+				if channel, payload, err = ln.ReceiveTimeout(ctx, interval/10); err != nil {
+					if ctx.Err() != nil || !timedOut(err) {
+						if ctx.Err() == nil {
+							b.log.Warn("change listener connection failed", "error", err.Error())
+						}
+						return wasLive
+					}
+					b.log.Warn("change listener connection is silent: reconnecting",
+						"silent_ms", now.Sub(lastRead).Milliseconds(), "ping_unanswered", unanswered)
+					return wasLive
+				}
+			} else {
+				if !pinging && !unanswered {
+					pinging, asked, committed = true, now, time.Time{}
+					pings <- struct{}{}
+				}
+				continue
+			}
 		}
-		pinged = false
+		lastRead = time.Now()
 		if payload == hello && !wasLive {
-			wasLive, wait = true, pingInterval
+			wasLive, wait = true, interval
 			b.mu.Lock()
 			b.live, b.conn = true, conn
 			close(b.liveCh)
@@ -369,6 +448,8 @@ func (b *Broker) listen(ctx context.Context, conn uint64, out chan<- note) (wasL
 		case <-ctx.Done():
 			return wasLive
 		}
+		// Handing it over may have waited for the dispatcher: reading starts again from here.
+		lastRead = time.Now()
 	}
 }
 

@@ -91,9 +91,10 @@ func newScheduler(limits Limits, budgets *clients.Budgets, observer Observer, lo
 	// Subscription events are fan-out, one per subscriber and event: 2,000 subscribers make
 	// 2,000 events of each change, all ready at once. Without a share of their own they queued
 	// for turns by the thousand, ahead of any mutation that came after (make bench-subs: mutation
-	// p50 0.3–8.8 s at 2,000). They hold a quarter of the turns at most, and within the turns
-	// costly operations may hold: cheap operations keep their half, costly ones a quarter that
-	// events never take. A quarter (4 of the default 16) is still more than the cores there are
+	// p50 0.3–8.8 s at 2,000). They hold a quarter of the turns at most, a bound of their own
+	// beside the costly operations' half (not within it: a flood of costly queries would leave
+	// events no turn with a quarter of the turns idle): cheap operations keep a quarter whatever
+	// events and costly operations do. A quarter (4 of the default 16) is still more than the cores there are
 	// to resolve events (their fields are in memory: the broker loaded the rows once), so events
 	// alone still use the whole machine; they wait for their share within their deadline, as
 	// they waited for a turn before.
@@ -102,9 +103,9 @@ func newScheduler(limits Limits, budgets *clients.Budgets, observer Observer, lo
 }
 
 // takeEvent waits (within ctx) for a subscription event's turn: one of the events' share, then
-// one of the turns costly operations may hold, then a turn.
+// a turn.
 func (s *scheduler) takeEvent(ctx context.Context) (release func(), ok bool) {
-	return s.takeWithin(ctx, s.events, s.costly)
+	return s.takeWithin(ctx, s.events, nil)
 }
 
 // take waits (within ctx) for a turn, and first, for a costly operation, for one of the turns

@@ -98,3 +98,27 @@ func TestEventPastItsDeadlineWaitingForAShare(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded, "the event's deadline passed waiting for a turn")
 	assert.Equal(t, "TIMEOUT", errorCode(Presenter(slog.New(slog.NewTextHandler(io.Discard, nil)))(context.Background(), err)))
 }
+
+// Costly queries holding every turn they may hold leave events their share: events do not wait
+// for the costly operations' slots, from a review (a flood of costly queries left events no turn
+// with half the turns idle, where they used to draw on the cheap half). And with two turns, an
+// event and a costly query each have one.
+func TestEventsDoNotWaitForCostlyQueries(t *testing.T) {
+	for _, concurrency := range []int{16, 2} {
+		s := testScheduler(concurrency, time.Minute)
+		var gives []func()
+		for range cap(s.costly) {
+			give, ok := s.take(context.Background(), true)
+			require.True(t, ok)
+			gives = append(gives, give)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		give, ok := s.takeEvent(ctx)
+		cancel()
+		require.True(t, ok, "concurrency %d: an event got no turn while costly queries held theirs", concurrency)
+		give()
+		for _, give := range gives {
+			give()
+		}
+	}
+}

@@ -220,6 +220,10 @@ type note struct {
 // connection for dead.
 const silentPings = 8
 
+// maxStarvedReads bounds the last reads before a connection is taken for dead that may fail
+// only because the process did not run the listener in time (then they prove nothing).
+const maxStarvedReads = 3
+
 // pingCommitted, when set (by tests), runs in the pinger between a ping's commit and its
 // acknowledgement to the receive loop: a starved process is slow in between.
 var pingCommitted func()
@@ -376,6 +380,7 @@ func (b *Broker) listen(ctx context.Context, conn uint64, out chan<- note) (wasL
 	var (
 		lastRead  = time.Now() // the last notification read (or when listening began)
 		asked     time.Time    // when the last ping was asked for
+		starved   int          // last reads in a row that the process starved (see maxStarvedReads)
 		committed time.Time    // when that ping was known committed (zero: not, or not yet)
 		pinging   bool         // a ping is asked for and not acknowledged yet
 	)
@@ -407,12 +412,20 @@ func (b *Broker) listen(ctx context.Context, conn uint64, out chan<- note) (wasL
 			dead := unanswered && now.Sub(committed) >= interval || now.Sub(lastRead) >= silentPings*interval
 			if dead {
 				// What came while this goroutine waited to run is no silence: read it first.
+				began := time.Now()
 				if channel, payload, err = ln.ReceiveTimeout(ctx, interval/10); err != nil {
 					if ctx.Err() != nil || !timedOut(err) {
 						if ctx.Err() == nil {
 							b.log.Warn("change listener connection failed", "error", err.Error())
 						}
 						return wasLive
+					}
+					// A read whose deadline passed before this goroutine ran again fails
+					// without looking at the socket: a process that starved it that long has
+					// proved nothing of the connection. A few times over, then it counts.
+					if time.Since(began) > interval/2 && starved < maxStarvedReads {
+						starved++
+						continue
 					}
 					b.log.Warn("change listener connection is silent: reconnecting",
 						"silent_ms", now.Sub(lastRead).Milliseconds(), "ping_unanswered", unanswered)
@@ -426,7 +439,7 @@ func (b *Broker) listen(ctx context.Context, conn uint64, out chan<- note) (wasL
 				continue
 			}
 		}
-		lastRead = time.Now()
+		lastRead, starved = time.Now(), 0
 		if payload == hello && !wasLive {
 			wasLive, wait = true, interval
 			b.mu.Lock()

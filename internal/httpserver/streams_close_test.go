@@ -48,6 +48,9 @@ func TestSubscribersGaugeBackToZero(t *testing.T) {
 			require.NoError(t, err)
 			ws.subscribe("a", `subscription { userCreated { username } }`, nil)
 			wss = append(wss, ws)
+			if i < 2 {
+				in.waitSubscribers(t, i+1) // admitted in turn: the third is the one refused
+			}
 		}
 		msg := wss[2].read(5 * time.Second)
 		require.Equal(t, "error", msg["type"], "%v", msg)

@@ -176,9 +176,8 @@ func TestSocketCloseReasons(t *testing.T) {
 			require.NoError(t, ws.conn.Write(ctx, websocket.MessageText, []byte(tc.msg)))
 			code, reason := ws.closeCode(5 * time.Second)
 			t.Logf("client saw close %d %q", code, reason)
-			time.Sleep(200 * time.Millisecond)
-			assert.Equal(t, before+1, metricValue(t, m, closedMetric, `reason="protocol_error"`),
-				"other went %v -> %v", other, metricValue(t, m, closedMetric, `reason="other"`))
+			eventuallyMetric(t, m, closedMetric, `reason="protocol_error"`, before+1)
+			assert.Equal(t, other, metricValue(t, m, closedMetric, `reason="other"`))
 		})
 	}
 }
@@ -215,13 +214,14 @@ func TestClientCausedClosesLogAtDebug(t *testing.T) {
 	infos := strings.Count(in.logs.String(), `"level":"INFO","msg":"websocket closed by the server"`)
 	access := strings.Count(in.logs.String(), `"msg":"http"`)
 	t.Logf("%d sockets closed in %v: %d close log lines, %d at info; %d access-log lines", n, elapsed, lines, infos, access)
-	assert.LessOrEqual(t, infos, 50, "one info line per hostile connection: unbounded")
+	assert.Zero(t, infos, "an info line per hostile connection")
 }
 
 // At shutdown, a socket still waiting for its connection_init is closed at once and counted as
 // a shutdown, from a review: it stayed open until its init timeout, counted as one.
 func TestShutdownClosesSocketsBeforeInit(t *testing.T) {
-	in, m := startObserved(t, api.Limits{WebsocketInitTimeout: 3 * time.Second})
+	// An init timeout far beyond the test's: only the shutdown can close the socket in time.
+	in, m := startObserved(t, api.Limits{WebsocketInitTimeout: time.Hour})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	conn, _, err := websocket.Dial(ctx, "ws://"+in.base+"/query", &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
@@ -236,17 +236,13 @@ func TestShutdownClosesSocketsBeforeInit(t *testing.T) {
 		wss = append(wss, ws)
 	}
 	in.waitSubscribers(t, 10)
-	start := time.Now()
 	require.NoError(t, in.stop())
 	_, _, err = conn.Read(ctx)
-	t.Logf("the socket without init ended after %v: %v", time.Since(start), err)
+	require.NoError(t, ctx.Err(), "the socket without init stayed open past shutdown")
+	assert.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "%v", err)
 	eventuallyMetric(t, m, subscribersMetric, `transport="websocket"`, 0)
-	time.Sleep(200 * time.Millisecond)
-	t.Logf("shutdown %v init_timeout %v other %v", metricValue(t, m, closedMetric, `reason="shutdown"`),
-		metricValue(t, m, closedMetric, `reason="init_timeout"`), metricValue(t, m, closedMetric, `reason="other"`))
-	assert.Equal(t, 11.0, metricValue(t, m, closedMetric, `reason="shutdown"`))
+	eventuallyMetric(t, m, closedMetric, `reason="shutdown"`, 11)
 	assert.Equal(t, 0.0, metricValue(t, m, closedMetric, `reason="init_timeout"`))
-	assert.Less(t, time.Since(start), 2*time.Second, "the socket without init stayed open past shutdown")
 }
 
 // An answer with errors and no data is not an event sent.

@@ -3,8 +3,6 @@ package events_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"testing"
 	"time"
@@ -26,22 +24,7 @@ func startBroker(t *testing.T, buffer int) *events.Broker {
 
 func startBrokerWith(t *testing.T, opts events.Options) *events.Broker {
 	t.Helper()
-	db := dbtest.DB(t)
-	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	b := events.New(db, opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		assert.NoError(t, <-done)
-	})
-	select {
-	case <-b.Listening():
-	case <-time.After(10 * time.Second):
-		t.Fatal("not listening")
-	}
-	return b
+	return runBroker(t, dbtest.DB(t), opts)
 }
 
 // A subscriber that stops reading is disconnected once its buffer is full, with an error that

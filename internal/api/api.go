@@ -61,6 +61,9 @@ type Options struct {
 	// Trusted, when set, are the only documents the server runs (LoadTrustedDocuments, with
 	// the same Limits); automatic persisted queries are off then.
 	Trusted *TrustedDocuments
+	// Fanout groups the subscribers of identical subscriptions (nil: New makes one); its
+	// counts are for metrics and tests.
+	Fanout *Fanout
 }
 
 // Observer records operations and errors, for metrics.
@@ -114,6 +117,9 @@ type Limits struct {
 	// (default 50,000). Over either, a subscribe is refused with TOO_MANY_SUBSCRIPTIONS.
 	SubscriptionsPerConnection int
 	Subscriptions              int
+	// SubscriptionBuffer is how many events a subscriber may have waiting to be sent before it
+	// ends with EVENTS_DROPPED (default 1024).
+	SubscriptionBuffer int
 	// WebsocketInitTimeout is how long a websocket may wait before its connection_init; then
 	// it is closed (4408 in graphql-transport-ws). Default 10s.
 	WebsocketInitTimeout time.Duration
@@ -134,6 +140,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.APQCacheBytes, 16<<20)
 	def(&l.SubscriptionsPerConnection, 100)
 	def(&l.Subscriptions, 50_000)
+	def(&l.SubscriptionBuffer, 1024)
 	if l.WebsocketInitTimeout <= 0 {
 		l.WebsocketInitTimeout = 10 * time.Second
 	}
@@ -251,6 +258,13 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 	if r.Router != nil {
 		srv.AroundOperations(memoPick)
 	}
+	// Last, so innermost: each subscriber above it, each group's events below it.
+	fan := opts.Fanout
+	if fan == nil {
+		fan = NewFanout()
+	}
+	fan.buffer, fan.streams = limits.SubscriptionBuffer, streams
+	srv.Use(fan)
 	// Each response (a query's, a mutation's, or one subscription event's) batches its own
 	// lookups and caches nothing beyond itself.
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
@@ -318,11 +332,13 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		return res, err
 	})
 	present := Presenter(logger)
-	srv.SetErrorPresenter(func(ctx context.Context, err error) *gqlerror.Error {
+	presentError := func(ctx context.Context, err error) *gqlerror.Error {
 		gqlErr := bounded(present(ctx, err)) // quotes of the request shortened
 		observer.Error(errorCode(gqlErr))
 		return gqlErr
-	})
+	}
+	srv.SetErrorPresenter(presentError)
+	fan.present = presentError
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
 		logger.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		return errors.New("panic") // presented as INTERNAL_SERVER_ERROR

@@ -33,6 +33,7 @@ type streamEndKey struct{}
 type streamEnd struct {
 	reason   func() error
 	reported bool // calls for one stream come one at a time
+	shared   bool // a fan-out group's stream: its subscribers each report its end (Fanout)
 }
 
 func (streamEnds) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
@@ -60,6 +61,10 @@ func (s streamEnds) InterceptResponse(ctx context.Context, next graphql.Response
 		return nil // a normal end
 	}
 	end.reported = true
+	if end.shared {
+		graphql.AddError(ctx, err)
+		return &graphql.Response{Errors: graphql.GetErrors(ctx)}
+	}
 	if s.streams != nil {
 		s.streams.EventsDropped(streamTransport(ctx))
 	}

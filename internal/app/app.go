@@ -48,7 +48,7 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		Timeout: cfg.OperationTimeout, NoIntrospection: !cfg.Introspection, APQCacheSize: cfg.APQCacheSize,
 		Concurrency: cfg.MaxConcurrentOperations, CheapCost: cfg.CheapOperationCost, APQCacheBytes: cfg.APQCacheBytes,
 		SubscriptionsPerConnection: cfg.MaxSubscriptionsPerConnection, Subscriptions: cfg.MaxSubscriptions,
-		WebsocketInitTimeout: cfg.WebsocketInitTimeout,
+		WebsocketInitTimeout: cfg.WebsocketInitTimeout, SubscriptionBuffer: cfg.SubscriptionBuffer,
 	}
 	trusted, err := trustedDocuments(cfg, limits, logger) // before anything opens: a bad manifest stops the start
 	if err != nil {
@@ -93,6 +93,8 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		Concurrent: cfg.ClientConcurrent, CostPerSecond: cfg.ClientCostPerSecond, Burst: cfg.ClientCostBurst,
 	})
 	stats.Clients(budgets.Len)
+	fanout := api.NewFanout()
+	stats.Fanout(fanout.Queued)
 	lookups := users.NewLookups(db, coalesce.Options{Slots: cfg.DBLookupSlots, Timeout: cfg.OperationTimeout, Observe: stats.Lookup})
 	pages := items.NewPages(db, coalesce.Options{Timeout: cfg.OperationTimeout, Observe: stats.Lookup})
 	resolver := &graph.Resolver{DB: db, Events: broker, UserLookups: lookups, ItemPages: pages}
@@ -118,6 +120,7 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		AfterCommit: min(30*time.Second, cfg.IdempotencyLease-cfg.OperationTimeout),
 		Limits:      limits,
 		Trusted:     trusted,
+		Fanout:      fanout,
 	})
 	keys := idempotency.New(db, idempotency.Options{
 		Retention: cfg.IdempotencyRetention, Lease: cfg.IdempotencyLease, Wait: cfg.OperationTimeout, Logger: logger,

@@ -8,6 +8,7 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/wikigraph/wikigraph/internal/apperr"
@@ -156,3 +157,20 @@ func OwnerScope(ctx context.Context) (owner int64, restricted bool, err error) {
 
 // Forbidden is the error for a caller acting on a row it does not own.
 func Forbidden() error { return errForbidden }
+
+// Visibility names what the caller may see and do, for sharing work between callers: two
+// contexts with the same Visibility get the same answers from every check of this package, now
+// and later (a token's expiry is part of it: one that expires sooner is refused sooner).
+func Visibility(ctx context.Context) string {
+	c := from(ctx)
+	switch {
+	case c.policy.Open:
+		return "open"
+	case c.err != nil:
+		return "refused:" + c.err.Error()
+	case c.principal == nil:
+		return fmt.Sprintf("anonymous signup=%t", c.policy.OpenSignup)
+	}
+	p := c.principal
+	return fmt.Sprintf("user=%d role=%s expires=%d signup=%t", p.UserID, p.Role, p.Expires.UnixNano(), c.policy.OpenSignup)
+}

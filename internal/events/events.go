@@ -897,3 +897,6 @@ func (b *Broker) ItemChanged(ctx context.Context, ownerID *int64) (<-chan *ItemE
 		return &ItemEvent{Kind: c.Kind, Item: c.item}, c.item != nil
 	})
 }
+
+// Dropped is the error of a subscription that lost events, for why (EVENTS_DROPPED).
+func Dropped(why string) error { return dropped(why) }

@@ -37,6 +37,7 @@ type instance struct {
 	logs   *syncBuffer
 	db     *bun.DB
 	broker *events.Broker
+	fanout *api.Fanout // its subscribers: the broker holds one subscription per group of identical ones
 	stop   func() error // like SIGTERM: returns what Serve returned
 }
 
@@ -60,6 +61,9 @@ func startInstanceOptions(t *testing.T, dbURL string, opts api.Options) *instanc
 	logger := logging.New(logs, "json", slog.LevelInfo)
 	broker := events.New(db, events.Options{Buffer: 1024, Logger: logger})
 	opts.Logger, opts.KeepAlive = logger, time.Second
+	if opts.Fanout == nil {
+		opts.Fanout = api.NewFanout()
+	}
 	gql := api.New(&graph.Resolver{DB: db, Events: broker}, opts)
 	h := httpserver.Handler(httpserver.Routes{
 		GraphQL: gql, Logger: logger, Playground: playground.Handler(),
@@ -76,7 +80,7 @@ func startInstanceOptions(t *testing.T, dbURL string, opts api.Options) *instanc
 	}()
 	var once sync.Once
 	var result error
-	in := &instance{base: ln.Addr().String(), logs: logs, db: db, broker: broker}
+	in := &instance{base: ln.Addr().String(), logs: logs, db: db, broker: broker, fanout: opts.Fanout}
 	in.stop = func() error {
 		once.Do(func() {
 			cancel()
@@ -146,8 +150,8 @@ func rowOf(t *testing.T, id string) int64 {
 // waitSubscribers waits until the instance has n live subscriptions.
 func (in *instance) waitSubscribers(t *testing.T, n int) {
 	t.Helper()
-	require.Eventually(t, func() bool { return in.broker.Subscribers() == n }, 10*time.Second, 10*time.Millisecond,
-		"want %d subscribers, have %d", n, in.broker.Subscribers())
+	require.Eventually(t, func() bool { return in.fanout.Subscribers() == n }, 10*time.Second, 10*time.Millisecond,
+		"want %d subscribers, have %d", n, in.fanout.Subscribers())
 }
 
 // wsClient speaks graphql-transport-ws or the legacy graphql-ws.

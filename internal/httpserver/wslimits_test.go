@@ -62,7 +62,7 @@ func TestSubscriptionsPerConnectionCapped(t *testing.T) {
 				c.subscribe(fmt.Sprint("s", i), `subscription { userCreated { username } }`, nil)
 				assert.Equal(t, "TOO_MANY_SUBSCRIPTIONS", refusedCode(t, c.read(5*time.Second), fmt.Sprint("s", i)))
 			}
-			assert.Equal(t, 3, in.broker.Subscribers())
+			assert.Equal(t, 3, in.fanout.Subscribers())
 
 			// Ending one makes room for the next.
 			stop := "complete"

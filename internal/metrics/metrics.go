@@ -115,7 +115,7 @@ func New(db *sql.DB, subscriptions func() int) *Metrics {
 		m.subscribers, m.eventsSent, m.eventsDropped, m.socketsClosed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "wikigraph_subscriptions_active",
-			Help: "Live GraphQL subscriptions on this instance.",
+			Help: "Live subscriptions the change broker holds on this instance: one per group of identical subscriptions (wikigraph_subscribers counts their subscribers).",
 		}, func() float64 { return float64(subscriptions()) }),
 		collectors.NewDBStatsCollector(db, "wikigraph"),
 		collectors.NewBuildInfoCollector(),
@@ -123,6 +123,21 @@ func New(db *sql.DB, subscriptions func() int) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
+}
+
+// Fanout shows the events waiting to be sent to subscribers: their sum, and the longest queue
+// of one subscriber (at SUBSCRIPTION_BUFFER it ends with EVENTS_DROPPED).
+func (m *Metrics) Fanout(queued func() (total, longest int)) {
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wikigraph_subscription_send_queue",
+			Help: "Events waiting to be sent, summed over every subscriber on this instance.",
+		}, func() float64 { t, _ := queued(); return float64(t) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wikigraph_subscription_send_queue_longest",
+			Help: "Events waiting to be sent to the subscriber furthest behind on this instance.",
+		}, func() float64 { _, l := queued(); return float64(l) }),
+	)
 }
 
 // Clients shows how many clients have a live budget (busy now, or spent lately), and the

@@ -37,7 +37,7 @@ type instance struct {
 	logs   *syncBuffer
 	db     *bun.DB
 	broker *events.Broker
-	fanout *api.Fanout // its subscribers: the broker holds one subscription per group of identical ones
+	fanout *api.Fanout  // its subscribers: the broker holds one subscription per group of identical ones
 	stop   func() error // like SIGTERM: returns what Serve returned
 }
 

@@ -206,7 +206,12 @@ func New(r *graph.Resolver, opts Options) *handler.Server {
 		PingPongInterval:      keepAlive,
 		InitTimeout:           limits.WebsocketInitTimeout,
 		InitFunc:              opts.WebsocketInit,
-	}, logger: logger, streams: streams}})
+	}, logger: logger, streams: streams, modern: &wsServer{
+		accept:   websocket.AcceptOptions{OriginPatterns: opts.WebsocketOrigins},
+		initFunc: opts.WebsocketInit, initTimeout: limits.WebsocketInitTimeout, keepAlive: keepAlive,
+		writeTimeout: max(10*time.Second, 2*keepAlive), readLimit: 1 << 20, // gqlgen's default
+		buffer: limits.SubscriptionBuffer, logger: logger, streams: streams,
+	}}})
 	srv.AddTransport(withIDs(streamed{transportSSE, transport.SSE{KeepAlivePingInterval: keepAlive}}))
 	// Incremental delivery (@defer) over POST, as Apollo Client asks for it; before POST, which
 	// would otherwise take its requests.

@@ -60,7 +60,12 @@ func (f *Fanout) Queued() (total, longest int) {
 	defer f.mu.Unlock()
 	for _, g := range f.groups {
 		for m := range g.members {
-			n := m.queued()
+			var n int
+			if m.push != nil {
+				n = m.push.queued()
+			} else {
+				n = m.queued()
+			}
 			total += n
 			longest = max(longest, n)
 		}
@@ -95,6 +100,10 @@ func (f *Fanout) InterceptOperation(ctx context.Context, next graphql.OperationH
 		return next(ctx) // variables that cannot be told apart: on its own
 	}
 	m := newSubscriber()
+	if p, _ := ctx.Value(pushKey{}).(pusher); p != nil {
+		m.push = p
+		p.attach()
+	}
 	f.mu.Lock()
 	g := f.groups[key]
 	if g == nil {
@@ -166,6 +175,7 @@ func (f *Fanout) start(ctx context.Context, g *group, next graphql.OperationHand
 	gctx, reason := events.WithEndReason(gctx)
 	end := &streamEnd{reason: reason, shared: true}
 	gctx = context.WithValue(gctx, streamEndKey{}, end)
+	gctx = context.WithValue(gctx, pushKey{}, nil) // the first subscriber's, not the group's
 	respond := next(gctx)
 	f.mu.Lock()
 	g.started = true
@@ -187,12 +197,13 @@ func (f *Fanout) pump(ctx context.Context, g *group, end *streamEnd, respond gra
 			errs = resp.Errors
 			break
 		}
+		ev := &fanEvent{resp: resp}
 		f.mu.Lock()
 		for m := range g.members {
-			if !m.offer(resp, f.buffer) {
+			if !m.deliver(ev, f.buffer) {
 				// Behind by the whole buffer: this subscriber ends, alone.
 				f.remove(g, m)
-				m.end(gqlerror.List{f.present(ctx, events.Dropped(fmt.Sprintf("the subscriber fell %d events behind", f.buffer)))})
+				m.finish(gqlerror.List{f.present(ctx, events.Dropped(fmt.Sprintf("the subscriber fell %d events behind", f.buffer)))})
 			}
 		}
 		f.mu.Unlock()
@@ -202,8 +213,55 @@ func (f *Fanout) pump(ctx context.Context, g *group, end *streamEnd, respond gra
 	f.close(g)
 	for m := range g.members {
 		f.remove(g, m)
-		m.end(errs)
+		m.finish(errs)
 	}
+}
+
+// fanEvent is one response of a group, serialised once for every subscriber that sends it as
+// it is (see pusher).
+type fanEvent struct {
+	resp *graphql.Response
+	once sync.Once
+	data []byte
+}
+
+func (e *fanEvent) json() []byte {
+	e.once.Do(func() {
+		var err error
+		if e.data, err = json.Marshal(e.resp); err != nil {
+			e.data = []byte(`{"errors":[{"message":"the event could not be written"}]}`)
+		}
+	})
+	return e.data
+}
+
+// A pusher is a subscriber's transport that takes the group's events itself, with no goroutine
+// of its own waiting for them (the graphql-transport-ws connection): the subscriber's context
+// carries it (pushKey).
+type pusher interface {
+	attach()                // the operation is a group's subscriber: it ends by end, or by its context
+	push(ev *fanEvent) bool // queues ev to be sent; false when max are queued already
+	end(errs gqlerror.List) // nothing more comes: errs when events were lost
+	queued() int            // events waiting to be sent
+}
+
+type pushKey struct{}
+
+// deliver hands ev to the subscriber's pusher or queue; false when it is behind by max.
+func (m *subscriber) deliver(ev *fanEvent, max int) bool {
+	if m.push != nil {
+		return m.push.push(ev)
+	}
+	return m.offer(ev.resp, max)
+}
+
+// finish ends the subscriber: nothing more comes.
+func (m *subscriber) finish(errs gqlerror.List) {
+	if m.push != nil {
+		m.push.end(errs)
+		return
+	}
+	m.end(errs)
 }
 
 // leave takes a subscriber out of its group; the last one out ends the group.
@@ -256,6 +314,7 @@ func groupKey(ctx context.Context, op *graphql.OperationContext) (string, bool) 
 // subscriber is one subscriber of a group: the responses it has yet to send, in order.
 type subscriber struct {
 	wake chan struct{} // a response was queued, or the end came
+	push pusher        // nil: its responses wait in queue, for its handler
 
 	mu    sync.Mutex
 	queue []*graphql.Response

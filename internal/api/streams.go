@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/wikigraph/wikigraph/internal/events"
@@ -72,7 +71,7 @@ func (s streamEnds) InterceptResponse(ctx context.Context, next graphql.Response
 	errs := graphql.GetErrors(ctx)
 	if overWebsocket(graphql.GetOperationContext(ctx).Headers) {
 		for _, e := range errs {
-			transport.AddSubscriptionError(ctx, e) // sent as the operation's error message
+			addOperationError(ctx, e) // sent as the operation's error message
 		}
 		return nil
 	}

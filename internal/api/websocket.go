@@ -33,6 +33,7 @@ type websocketTransport struct {
 	transport.Websocket
 	logger  *slog.Logger
 	streams StreamObserver
+	modern  *wsServer // graphql-transport-ws (nil: gqlgen's transport serves it too)
 }
 
 type socketKey struct{}
@@ -60,7 +61,12 @@ func (t websocketTransport) Do(w http.ResponseWriter, r *http.Request, exec grap
 	ws.Implementation = strictImplementation{impl: impl, initTimeout: ws.InitTimeout, logger: t.logger, streams: t.streams}
 	ws.InitTimeout = 0 // the connection's own timer closes it, with the protocol's code
 	sock := &socket{}
-	ws.Do(w, r.WithContext(context.WithValue(r.Context(), socketKey{}, sock)), exec)
+	r = r.WithContext(context.WithValue(r.Context(), socketKey{}, sock))
+	if t.modern != nil && offersTransportWS(r) {
+		t.modern.serve(w, r, exec)
+		return
+	}
+	ws.Do(w, r, exec)
 	if c := sock.conn.Load(); c != nil {
 		c.finish()
 	}
@@ -79,7 +85,7 @@ func (i strictImplementation) Accept(w http.ResponseWriter, r *http.Request, opt
 		return nil, err
 	}
 	c := &strictConn{WebsocketConn: conn, modern: conn.Subprotocol() == transportWS, open: map[string]bool{}, socket: socketOf(r.Context()),
-		ctx: r.Context(), remote: r.RemoteAddr, opened: time.Now(), logger: i.logger, streams: i.streams}
+		socketClose: socketClose{ctx: r.Context(), remote: r.RemoteAddr, opened: time.Now(), logger: i.logger, streams: i.streams, sock: socketOf(r.Context())}}
 	c.mu.Lock()
 	if i.initTimeout > 0 {
 		c.initTimer = time.AfterFunc(i.initTimeout, c.initTimedOut)
@@ -166,13 +172,20 @@ type strictConn struct {
 	finished   bool            // gqlgen is done with it
 	shutdown   func() bool     // stops the close at shutdown of a socket not yet started
 
-	// What a close by the server is told to: the request's context (its id for the log line;
-	// its end is the server's shutdown), the client's address, when the socket opened.
-	ctx         context.Context
-	remote      string
-	opened      time.Time
-	logger      *slog.Logger
-	streams     StreamObserver
+	socketClose
+}
+
+// socketClose is what a close by the server is told to: the request's context (its id for the
+// log line; its end is the server's shutdown), the client's address, when the socket opened.
+type socketClose struct {
+	ctx     context.Context
+	remote  string
+	opened  time.Time
+	logger  *slog.Logger
+	streams StreamObserver
+	sock    *socket // its open operations, for the log line (nil: not counted)
+
+	closeMu     sync.Mutex
 	closeReason string // why the server closed it, once it did
 }
 
@@ -345,6 +358,8 @@ const (
 	closeMessageTooBig = "message_too_big" // a message over the read limit (1009)
 	closeProtocolError = "protocol_error"  // an unexpected or undecodable message (1002)
 	closeShutdown      = "shutdown"        // the server is stopping
+	closeWriteTimeout  = "write_timeout"   // a write waited longer than it may: the client does not read
+	closeQueueFull     = "queue_full"      // answers piled up unread (1008)
 	closeOther         = "other"
 )
 
@@ -369,21 +384,21 @@ func (c *strictConn) readFailed(err error) {
 
 // closedByServer counts and logs the server's close of the socket, once: the first reason wins
 // (gqlgen sends its own close after a missed pong, say).
-func (c *strictConn) closedByServer(reason string, code int) {
-	c.mu.Lock()
+func (c *socketClose) closedByServer(reason string, code int) {
+	c.closeMu.Lock()
 	if c.closeReason != "" {
-		c.mu.Unlock()
+		c.closeMu.Unlock()
 		return
 	}
 	c.closeReason = reason
-	c.mu.Unlock()
+	c.closeMu.Unlock()
 	if c.streams != nil {
 		c.streams.SocketClosed(reason)
 	}
 	if c.logger != nil {
 		var open int64
-		if c.socket != nil {
-			open = c.socket.open.Load()
+		if c.sock != nil {
+			open = c.sock.open.Load()
 		}
 		ctx := c.ctx
 		if ctx == nil {
@@ -494,7 +509,7 @@ func (l *subscriptionLimits) refuse(ctx context.Context, msg string) graphql.Res
 	l.observer.Error(string(apperr.TooManySubscriptions))
 	err := &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": string(apperr.TooManySubscriptions)}}
 	if socketOf(ctx) != nil {
-		transport.AddSubscriptionError(ctx, err) // sent as the operation's error message
+		addOperationError(ctx, err) // sent as the operation's error message
 		return func(context.Context) *graphql.Response { return nil }
 	}
 	return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{err}})

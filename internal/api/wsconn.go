@@ -1,0 +1,616 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/coder/websocket"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/wikigraph/wikigraph/internal/jsontext"
+)
+
+// wsServer serves graphql-transport-ws itself, for what a connection costs: gqlgen's transport
+// holds four goroutines per connection and one more per operation, and serialises every event
+// once per subscriber. Here a connection is the one goroutine reading it; a subscription has no
+// goroutine (Fanout pushes each event's one serialised payload into the connection's queue); a
+// goroutine writes a connection's queue only while it holds something, and pings are timers.
+// The legacy graphql-ws protocol stays with gqlgen's transport (websocketTransport).
+type wsServer struct {
+	accept       websocket.AcceptOptions
+	initFunc     transport.WebsocketInitFunc
+	initTimeout  time.Duration
+	keepAlive    time.Duration
+	writeTimeout time.Duration // a write that takes longer ends the connection (the client does not read)
+	readLimit    int64
+	buffer       int // events one subscription may have waiting to be sent
+	logger       *slog.Logger
+	streams      StreamObserver
+}
+
+// offersTransportWS reports whether the client asks for graphql-transport-ws and not for the
+// legacy graphql-ws (which gqlgen's transport picks first, as it always did).
+func offersTransportWS(r *http.Request) bool {
+	modern := false
+	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(h, ",") {
+			switch strings.TrimSpace(p) {
+			case transportWS:
+				modern = true
+			case "graphql-ws":
+				return false
+			}
+		}
+	}
+	return modern
+}
+
+func (s *wsServer) serve(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	opts := s.accept
+	opts.Subprotocols = []string{transportWS}
+	conn, err := websocket.Accept(w, r, &opts)
+	if err != nil {
+		s.logger.LogAttrs(r.Context(), slog.LevelDebug, "websocket not accepted", slog.String("error", err.Error()))
+		return // Accept answered the request
+	}
+	conn.SetReadLimit(s.readLimit)
+	c := &wsConn{
+		srv: s, conn: conn, exec: exec, headers: r.Header, ops: map[string]*wsOp{},
+		socketClose: socketClose{ctx: r.Context(), remote: r.RemoteAddr, opened: time.Now(), logger: s.logger,
+			streams: s.streams, sock: socketOf(r.Context())},
+	}
+	c.run(r.Context())
+}
+
+// wsConn is one graphql-transport-ws connection.
+type wsConn struct {
+	srv     *wsServer
+	conn    *websocket.Conn
+	exec    graphql.GraphExecutor
+	headers http.Header
+	socketClose
+
+	opCtx  context.Context // its operations': the upgrade request's, as connection_init made it
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	timer    *time.Timer // connection_init's deadline, then the next ping
+	initDone bool        // connection_init came
+	acked    bool
+	pinged   time.Time // the first ping not yet followed by a message from the client
+	ops      map[string]*wsOp
+	queue    []wsOut
+	events   int  // of the queue, subscriptions' events
+	writing  bool // a goroutine writes the queue
+	ending   bool // a close went out or the connection failed: nothing more is written
+}
+
+// wsOut is a message to send: data, or a subscription's event (op's id around ev's payload).
+type wsOut struct {
+	data []byte
+	op   *wsOp
+	ev   *fanEvent
+}
+
+// wsOp is an operation open on the connection.
+type wsOp struct {
+	c      *wsConn
+	id     string
+	idJSON []byte
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	attached bool          // a Fanout subscriber: Fanout ends it
+	pending  int           // events queued, not yet written
+	errs     gqlerror.List // its error message (addOperationError)
+	over     bool
+}
+
+type wsOpKey struct{}
+
+// addOperationError makes err part of the operation's error message, sent instead of complete
+// when it ends: on this transport, or gqlgen's websocket.
+func addOperationError(ctx context.Context, err *gqlerror.Error) {
+	if op, _ := ctx.Value(wsOpKey{}).(*wsOp); op != nil {
+		op.mu.Lock()
+		op.errs = append(op.errs, err)
+		op.mu.Unlock()
+		return
+	}
+	transport.AddSubscriptionError(ctx, err)
+}
+
+func (c *wsConn) run(ctx context.Context) {
+	c.opCtx, c.cancel = context.WithCancel(ctx)
+	defer c.cancel() // every operation ends with the connection
+	c.mu.Lock()
+	c.timer = time.AfterFunc(c.srv.initTimeout, c.initTimedOut)
+	c.mu.Unlock()
+	// At shutdown the request's context ends: the socket closes, going away.
+	stop := context.AfterFunc(ctx, func() { c.closeWith(closeShutdown, websocket.StatusGoingAway, "the server is stopping") })
+	defer stop()
+	for {
+		_, data, err := c.conn.Read(context.Background())
+		if err != nil {
+			c.readFailed(err)
+			break
+		}
+		if !c.handle(data) {
+			break
+		}
+	}
+	c.mu.Lock()
+	c.timer.Stop()
+	c.ending = true
+	ops := c.ops
+	c.ops = map[string]*wsOp{}
+	c.mu.Unlock()
+	for _, op := range ops {
+		op.cancel()
+	}
+}
+
+func (c *wsConn) initTimedOut() {
+	c.mu.Lock()
+	done := c.initDone
+	c.mu.Unlock()
+	if !done {
+		c.closeWith(closeInitTimeout, 4408, "Connection initialisation timeout")
+	}
+}
+
+// readFailed tells why a read failed: a message over the read limit, the server's own close,
+// or else the client closed or went away.
+func (c *wsConn) readFailed(err error) {
+	if strings.Contains(err.Error(), "read limited at") { // coder/websocket closed it with 1009
+		c.closedByServer(closeMessageTooBig, int(websocket.StatusMessageTooBig))
+	}
+	c.mu.Lock()
+	c.ending = true
+	c.mu.Unlock()
+}
+
+// clientMessage is a message of graphql-transport-ws, as a client sends it.
+type clientMessage struct {
+	Type    string          `json:"type"`
+	ID      string          `json:"id"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// handle takes one message; false when the connection ends.
+func (c *wsConn) handle(data []byte) bool {
+	if !utf8.Valid(data) {
+		// JSON is UTF-8; decoded, each stray byte would become U+FFFD and be stored in place of
+		// what the client meant. RFC 6455 closes with 1007.
+		c.closeWith(closeInvalidUTF8, websocket.StatusInvalidFramePayloadData, "a message is not valid UTF-8")
+		return false
+	}
+	if jsontext.LoneSurrogate(data) >= 0 {
+		c.closeWith(closeInvalidUTF8, websocket.StatusInvalidFramePayloadData, "a message holds half of a UTF-16 surrogate pair")
+		return false
+	}
+	var msg clientMessage
+	// A json.Decoder, as gqlgen reads a message: what follows the value is ignored.
+	if json.NewDecoder(bytes.NewReader(data)).Decode(&msg) != nil {
+		c.closeWith(closeProtocolError, 4400, "Invalid message received")
+		return false
+	}
+	c.mu.Lock()
+	c.pinged = time.Time{} // the client is there
+	initDone, acked := c.initDone, c.acked
+	c.mu.Unlock()
+	switch msg.Type {
+	case "connection_init":
+		if initDone {
+			c.closeWith(closeProtocolError, 4429, "Too many initialisation requests")
+			return false
+		}
+		return c.init(msg.Payload)
+	case "ping":
+		c.send(message(msg.Payload, "", "pong"))
+	case "pong":
+	case "subscribe":
+		if !acked {
+			c.closeWith(closeProtocolError, 4401, "Unauthorized")
+			return false
+		}
+		return c.subscribe(msg.ID, msg.Payload)
+	case "complete":
+		c.mu.Lock()
+		op := c.ops[msg.ID]
+		if op != nil {
+			delete(c.ops, msg.ID)
+		}
+		c.mu.Unlock()
+		if op != nil {
+			op.finish(nil) // the client's end: complete, as gqlgen answers it
+		}
+	default:
+		c.closeWith(closeProtocolError, 4400, "Invalid message received")
+		return false
+	}
+	return true
+}
+
+func (c *wsConn) init(payload json.RawMessage) bool {
+	c.mu.Lock()
+	c.initDone = true
+	c.timer.Stop()
+	c.mu.Unlock()
+	var init transport.InitPayload
+	if len(payload) > 0 && json.Unmarshal(payload, &init) != nil {
+		c.closeWith(closeProtocolError, 4400, "the connection_init payload is not an object")
+		return false
+	}
+	var ack *transport.InitPayload
+	if c.srv.initFunc != nil {
+		ctx, a, err := c.srv.initFunc(c.opCtx, init)
+		if err != nil {
+			c.closeWith(closeInitRefused, 4403, "Forbidden: "+shortReason(err.Error()))
+			return false
+		}
+		c.opCtx, ack = ctx, a
+	}
+	var ackPayload json.RawMessage
+	if ack != nil {
+		ackPayload, _ = json.Marshal(*ack)
+	}
+	c.mu.Lock()
+	c.acked = true
+	c.timer = time.AfterFunc(c.srv.keepAlive, c.ping)
+	c.mu.Unlock()
+	c.send(message(ackPayload, "", "connection_ack"))
+	return true
+}
+
+// ping sends a ping each keep-alive interval; a client that sent nothing for two intervals
+// after one is taken for gone, and its socket dropped (clients see 1006, as with gqlgen).
+func (c *wsConn) ping() {
+	c.mu.Lock()
+	if c.ending {
+		c.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	if !c.pinged.IsZero() && now.Sub(c.pinged) >= 2*c.srv.keepAlive {
+		c.ending = true
+		c.mu.Unlock()
+		c.closedByServer(closeMissedPong, 1006)
+		_ = c.conn.CloseNow()
+		return
+	}
+	if c.pinged.IsZero() {
+		c.pinged = now
+	}
+	c.timer.Reset(c.srv.keepAlive)
+	c.mu.Unlock()
+	c.send(pingMessage)
+}
+
+var pingMessage = []byte(`{"type":"ping"}`)
+
+func (c *wsConn) subscribe(id string, payload json.RawMessage) bool {
+	c.mu.Lock()
+	if _, open := c.ops[id]; open {
+		c.mu.Unlock()
+		c.closeWith(closeDuplicateID, 4409, "Subscriber for "+shortID(id)+" already exists")
+		return false
+	}
+	c.mu.Unlock()
+	if c.sock != nil {
+		var p struct {
+			DocumentID json.RawMessage `json:"documentId"` // a trusted document's id, beside query
+		}
+		_ = json.Unmarshal(payload, &p)
+		if docID, ok := documentIDValue(p.DocumentID); ok {
+			c.sock.documentID.Store(&docID)
+		} else {
+			c.sock.documentID.Store(nil)
+		}
+	}
+	idJSON, _ := json.Marshal(id)
+	op := &wsOp{c: c, id: id, idJSON: idJSON}
+	start := graphql.Now()
+	ctx := graphql.StartOperationTrace(c.opCtx)
+	params := &graphql.RawParams{}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	if err := dec.Decode(params); err != nil {
+		c.send(errorMessage(idJSON, gqlerror.List{{Message: "invalid json"}}))
+		c.send(message(nil, string(idJSON), "complete")) // as gqlgen does: clients ignore it
+		return true
+	}
+	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
+	params.Headers = c.headers
+	rc, errs := c.exec.CreateOperationContext(ctx, params)
+	if errs != nil {
+		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
+		// As gqlgen answers it: the error message (or a response with the errors), then complete.
+		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
+			c.send(errorMessage(idJSON, resp.Errors))
+		} else {
+			c.sendResponse(idJSON, &graphql.Response{Errors: errs})
+		}
+		c.send(message(nil, string(idJSON), "complete"))
+		return true
+	}
+	ctx = graphql.WithOperationContext(ctx, rc)
+	ctx, op.cancel = context.WithCancel(ctx)
+	ctx = context.WithValue(ctx, wsOpKey{}, op)
+	if rc.Operation != nil && rc.Operation.Operation == ast.Subscription {
+		ctx = context.WithValue(ctx, pushKey{}, pusher(op))
+	}
+	c.mu.Lock()
+	if c.ending {
+		c.mu.Unlock()
+		op.cancel()
+		return false
+	}
+	c.ops[id] = op
+	c.mu.Unlock()
+	go op.execute(ctx, rc)
+	return true
+}
+
+// execute runs the operation: a Fanout subscriber returns at once (its events are pushed);
+// anything else sends each response, then complete, or its error message.
+func (op *wsOp) execute(ctx context.Context, rc *graphql.OperationContext) {
+	defer func() {
+		if r := recover(); r != nil {
+			err := rc.Recover(ctx, r)
+			var gqlErr *gqlerror.Error
+			if !errors.As(err, &gqlErr) {
+				gqlErr = &gqlerror.Error{Message: "internal system error"}
+			}
+			op.finish(gqlerror.List{gqlErr})
+		}
+	}()
+	responses, ctx := op.c.exec.DispatchOperation(ctx, rc)
+	op.mu.Lock()
+	attached := op.attached
+	op.mu.Unlock()
+	if attached {
+		return
+	}
+	for {
+		resp := responses(ctx)
+		if resp == nil {
+			break
+		}
+		op.c.sendResponse(op.idJSON, resp)
+	}
+	op.mu.Lock()
+	errs := op.errs
+	op.mu.Unlock()
+	op.finish(errs)
+}
+
+// finish ends the operation once: its error message (errs) or complete goes out, unless the
+// connection is ending (at shutdown, the close says it all).
+func (op *wsOp) finish(errs gqlerror.List) {
+	op.mu.Lock()
+	if op.over {
+		op.mu.Unlock()
+		return
+	}
+	op.over = true
+	op.mu.Unlock()
+	c := op.c
+	c.mu.Lock()
+	if c.ops[op.id] == op {
+		delete(c.ops, op.id)
+	}
+	c.mu.Unlock()
+	op.cancel() // its limits, counts and group let go of it
+	if c.ctx.Err() != nil {
+		return
+	}
+	if len(errs) > 0 {
+		c.send(errorMessage(op.idJSON, errs))
+	} else {
+		c.send(message(nil, string(op.idJSON), "complete"))
+	}
+}
+
+func (op *wsOp) attach() {
+	op.mu.Lock()
+	op.attached = true
+	op.mu.Unlock()
+}
+
+func (op *wsOp) push(ev *fanEvent) bool {
+	op.mu.Lock()
+	if op.over {
+		op.mu.Unlock()
+		return true
+	}
+	if op.pending >= op.c.srv.buffer {
+		op.mu.Unlock()
+		return false
+	}
+	op.pending++
+	op.mu.Unlock()
+	op.c.enqueue(wsOut{op: op, ev: ev})
+	return true
+}
+
+func (op *wsOp) end(errs gqlerror.List) {
+	if len(errs) > 0 && op.c.streams != nil {
+		op.c.streams.EventsDropped(transportWebsocket)
+	}
+	op.finish(errs)
+}
+
+func (op *wsOp) queued() int {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	return op.pending
+}
+
+// message is a server message with a raw payload (nil: none) and a JSON id ("": none).
+func message(payload json.RawMessage, idJSON, typ string) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{`)
+	if idJSON != "" {
+		b.WriteString(`"id":`)
+		b.WriteString(idJSON)
+		b.WriteString(`,`)
+	}
+	b.WriteString(`"type":"`)
+	b.WriteString(typ)
+	b.WriteString(`"`)
+	if len(payload) > 0 {
+		b.WriteString(`,"payload":`)
+		b.Write(payload)
+	}
+	b.WriteString(`}`)
+	return b.Bytes()
+}
+
+func errorMessage(idJSON []byte, errs gqlerror.List) []byte {
+	payload, err := json.Marshal(errs)
+	if err != nil {
+		payload = []byte(`[{"message":"the error could not be written"}]`)
+	}
+	return message(payload, string(idJSON), "error")
+}
+
+func (c *wsConn) sendResponse(idJSON []byte, resp *graphql.Response) {
+	payload, err := json.Marshal(resp)
+	if err != nil {
+		payload = []byte(`{"errors":[{"message":"the response could not be written"}]}`)
+	}
+	c.send(message(payload, string(idJSON), "next"))
+}
+
+func (c *wsConn) send(data []byte) { c.enqueue(wsOut{data: data}) }
+
+// maxQueued bounds the messages waiting on one connection beyond its subscriptions' events
+// (each bounded by buffer): a client that sends pings, or queries, and reads none of the answers
+// is closed before their answers hold much.
+const maxQueued = 4096
+
+// enqueue queues a message; a goroutine writes the queue while it holds something.
+func (c *wsConn) enqueue(m wsOut) {
+	c.mu.Lock()
+	if c.ending {
+		c.mu.Unlock()
+		return
+	}
+	if m.ev == nil && len(c.queue) >= maxQueued+c.events {
+		c.mu.Unlock()
+		c.closeWith(closeQueueFull, websocket.StatusPolicyViolation, "too many answers waiting: read them")
+		return
+	}
+	if m.ev != nil {
+		c.events++
+	}
+	c.queue = append(c.queue, m)
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.drain()
+	}
+}
+
+func (c *wsConn) drain() {
+	var buf []byte
+	for {
+		c.mu.Lock()
+		batch := c.queue
+		c.queue, c.events = nil, 0
+		if len(batch) == 0 || c.ending {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), c.srv.writeTimeout)
+		for i, m := range batch {
+			data := m.data
+			if m.ev != nil {
+				buf = append(buf[:0], `{"id":`...)
+				buf = append(buf, m.op.idJSON...)
+				buf = append(buf, `,"type":"next","payload":`...)
+				buf = append(buf, m.ev.json()...)
+				buf = append(buf, '}')
+				data = buf
+				m.op.mu.Lock()
+				m.op.pending--
+				m.op.mu.Unlock()
+			}
+			if err := c.conn.Write(ctx, websocket.MessageText, data); err != nil {
+				cancel()
+				c.writeFailed(err, batch[i+1:])
+				return
+			}
+			if m.ev != nil && m.ev.resp.Data != nil && c.streams != nil { // an event, not an error
+				c.streams.EventSent(transportWebsocket)
+			}
+		}
+		cancel()
+	}
+}
+
+// writeFailed ends the connection: a write that does not end within writeTimeout is a client
+// that does not read (coder/websocket closed the socket); otherwise it is gone.
+func (c *wsConn) writeFailed(err error, rest []wsOut) {
+	for _, m := range rest {
+		if m.ev != nil {
+			m.op.mu.Lock()
+			m.op.pending--
+			m.op.mu.Unlock()
+		}
+	}
+	c.mu.Lock()
+	c.ending, c.writing, c.queue, c.events = true, false, nil, 0
+	c.mu.Unlock()
+	if errors.Is(err, context.DeadlineExceeded) {
+		c.closedByServer(closeWriteTimeout, 1006)
+	}
+	_ = c.conn.CloseNow()
+}
+
+// closeWith closes the socket with code, once, counted and logged with why (unless the server
+// is stopping and it was already counted so).
+func (c *wsConn) closeWith(why string, code websocket.StatusCode, reason string) {
+	c.mu.Lock()
+	if c.ending {
+		c.mu.Unlock()
+		return
+	}
+	c.ending = true
+	c.queue, c.events = nil, 0
+	c.mu.Unlock()
+	if c.ctx.Err() != nil {
+		why = closeShutdown
+	}
+	c.closedByServer(why, int(code))
+	// The close handshake waits for the client's answer: not on the reading goroutine.
+	go func() { _ = c.conn.Close(code, reason) }()
+}
+
+// shortReason fits a close reason (123 bytes at most).
+func shortReason(s string) string {
+	if len(s) <= 100 {
+		return s
+	}
+	cut := 97
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}

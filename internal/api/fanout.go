@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -197,6 +198,10 @@ func (f *Fanout) pump(ctx context.Context, g *group, end *streamEnd, respond gra
 			errs = resp.Errors
 			break
 		}
+		// The executor writes every event's data into the same buffer (see graph/generated.go):
+		// a response queued to be sent later must hold its own copy, or the next event
+		// overwrites it.
+		resp.Data = bytes.Clone(resp.Data)
 		ev := &fanEvent{resp: resp}
 		f.mu.Lock()
 		for m := range g.members {

@@ -1,7 +1,12 @@
 package httpserver_test
 
 import (
+	"context"
 	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -9,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wikigraph/wikigraph/internal/api"
 	"github.com/wikigraph/wikigraph/internal/dbtest"
 )
 
@@ -70,4 +76,110 @@ func TestIdenticalSubscriptionsShareOneBrokerSubscription(t *testing.T) {
 	_ = other.conn.Close(websocket.StatusNormalClosure, "bye")
 	in.waitSubscribers(t, 1) // the server-sent events stream
 	require.Eventually(t, func() bool { return in.broker.Subscribers() == 1 }, 10*time.Second, 10*time.Millisecond)
+}
+
+// receiveBuffer dials with a receive buffer of n bytes on the client's socket: a client that
+// stops reading makes the server's writes to it block soon.
+func receiveBuffer(n int) dialOption {
+	return func(opts *websocket.DialOptions) {
+		d := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+			var err error
+			if cerr := c.Control(func(fd uintptr) {
+				err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n)
+			}); cerr != nil {
+				return cerr
+			}
+			return err
+		}}
+		opts.HTTPClient = &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	}
+}
+
+// Two subscribers share a group; one reads every event of a burst, the other reads nothing. The
+// slow one's queue overflows: it ends alone, with EVENTS_DROPPED after what fitted, while the
+// fast one gets every event and stays subscribed.
+func TestSlowSubscriberEndsAlone(t *testing.T) {
+	const (
+		buffer = 16
+		n      = 1000 // within the broker's buffer (1024): the group itself loses nothing
+	)
+	// A keep-alive longer than the test: the slow client, reading nothing, answers no ping, and
+	// a missed pong would close its connection before it reads its error.
+	in := startInstanceOptions(t, dbtest.URL(t), api.Options{
+		QueryCacheSize: 10, KeepAlive: time.Minute, Limits: api.Limits{SubscriptionBuffer: buffer},
+	})
+	owner := in.createUser(t, fmt.Sprintf("slow_%d", time.Now().UnixNano()%1e12)) // a name of its own: -count runs share the database
+	ctx := context.Background()
+	// Titles of 200 characters (the most an item may have), each asked for 60 times over: some
+	// 12 KB an event, 12 MB for the burst, more than the sockets can hold (a send buffer grows
+	// to 4 MB at most by default), so the slow one's queue must overflow.
+	_, err := in.db.ExecContext(ctx, "INSERT INTO items (owner_id, title) SELECT ?, rpad('burst ' || i || ' ', 200, 'x') FROM generate_series(1, ?) i",
+		rowOf(t, owner), n)
+	require.NoError(t, err)
+	var aliases strings.Builder
+	for i := range 60 {
+		fmt.Fprintf(&aliases, " t%d: title", i)
+	}
+	doc := `subscription($o: ID) { itemChanged(ownerId: $o) { kind item { id title owner { username }` + aliases.String() + ` } } }`
+	vars := map[string]any{"o": owner}
+	fast, err := dial(t, in, "graphql-transport-ws", "")
+	require.NoError(t, err)
+	slow, err := dial(t, in, "graphql-transport-ws", "", receiveBuffer(1024))
+	require.NoError(t, err)
+	fast.subscribe("fast", doc, vars)
+	slow.subscribe("slow", doc, vars)
+	in.waitSubscribers(t, 2)
+	require.Equal(t, 1, in.broker.Subscribers(), "one group, one subscription in the broker")
+	require.Equal(t, 1, in.fanout.Groups())
+
+	// The burst: each item's deletion is announced. The test reads the fast one only.
+	_, err = in.db.ExecContext(ctx, "DELETE FROM items WHERE owner_id = ?", rowOf(t, owner))
+	require.NoError(t, err)
+	// deleted returns the title of a message's event, an item's deletion.
+	deleted := func(msg map[string]any, id string) string {
+		t.Helper()
+		require.Equal(t, id, msg["id"])
+		payload := msg["payload"].(map[string]any)
+		require.Nil(t, payload["errors"], "event errors: %v", payload["errors"])
+		ev := payload["data"].(map[string]any)["itemChanged"].(map[string]any)
+		require.Equal(t, "DELETED", ev["kind"])
+		return ev["item"].(map[string]any)["title"].(string)
+	}
+	var order []string // the fast one's events, in order
+	seen := map[string]bool{}
+	for range n {
+		msg := fast.read(30 * time.Second)
+		require.Equal(t, "next", msg["type"], "after %d of %d events: %v", len(order), n, msg)
+		title := deleted(msg, "fast")
+		order, seen[title] = append(order, title), true
+	}
+	assert.Len(t, seen, n, "the fast subscriber got every event of the burst, each once")
+
+	// The slow one left its group; the group and its subscription in the broker stay for the
+	// fast one, which hears what comes next.
+	in.waitSubscribers(t, 1)
+	assert.Equal(t, 1, in.broker.Subscribers())
+	in.mutate(t, `mutation($o: ID!) { createItem(input: {ownerId: $o, title: "after the burst"}) { id } }`, map[string]any{"o": owner})
+	ev := fast.next(10 * time.Second)["itemChanged"].(map[string]any)
+	assert.Equal(t, "CREATED", ev["kind"])
+	assert.Equal(t, "after the burst", ev["item"].(map[string]any)["title"])
+
+	// The slow one, read at last: what fitted (what the sockets held, then its whole queue),
+	// the beginning of the burst in the same order with no gap, then an error for its
+	// operation, not complete.
+	got := 0
+	for {
+		msg := slow.read(30 * time.Second)
+		if msg["type"] != "next" {
+			assert.Equal(t, "EVENTS_DROPPED", droppedError(t, msg, "slow"), "after %d events", got)
+			break
+		}
+		require.Less(t, got, n, "the slow subscriber got the whole burst: it never fell behind")
+		require.Equal(t, order[got], deleted(msg, "slow"), "event %d", got)
+		got++
+	}
+	t.Logf("the slow subscriber got %d of %d events, then EVENTS_DROPPED", got, n)
+	assert.GreaterOrEqual(t, got, buffer, "its full queue is sent before its error")
+	assert.Equal(t, "timeout", slow.read(500 * time.Millisecond)["type"], "nothing after the error")
+	assert.Equal(t, 1, in.fanout.Subscribers())
 }

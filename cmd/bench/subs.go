@@ -190,9 +190,17 @@ func runSubs(ctx context.Context, env benchEnv, binary string, o subsOptions, ou
 	}
 	// Every subscription counted by the server: it is listening for them.
 	deadline := time.Now().Add(o.connectWait)
-	for metric(srv.addr, "wikigraph_subscriptions_active") < float64(connected) {
+	// (A server that shares subscriptions counts its listening subscribers apart; before that,
+	// each subscriber was a subscription of the broker's.)
+	listening := func() float64 {
+		if v := metric(srv.addr, "wikigraph_subscribers_listening"); !math.IsNaN(v) {
+			return v
+		}
+		return metric(srv.addr, "wikigraph_subscriptions_active")
+	}
+	for listening() < float64(connected) {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d subscribers connected, the server counts %v subscriptions after %s", connected, metric(srv.addr, "wikigraph_subscriptions_active"), o.connectWait)
+			return fmt.Errorf("%d subscribers connected, the server counts %v listening after %s", connected, listening(), o.connectWait)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

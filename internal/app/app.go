@@ -94,7 +94,7 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	})
 	stats.Clients(budgets.Len)
 	fanout := api.NewFanout()
-	stats.Fanout(fanout.Queued)
+	stats.Fanout(fanout.Queued, fanout.Subscribers)
 	lookups := users.NewLookups(db, coalesce.Options{Slots: cfg.DBLookupSlots, Timeout: cfg.OperationTimeout, Observe: stats.Lookup})
 	pages := items.NewPages(db, coalesce.Options{Timeout: cfg.OperationTimeout, Observe: stats.Lookup})
 	resolver := &graph.Resolver{DB: db, Events: broker, UserLookups: lookups, ItemPages: pages}

@@ -127,8 +127,12 @@ func New(db *sql.DB, subscriptions func() int) *Metrics {
 
 // Fanout shows the events waiting to be sent to subscribers: their sum, and the longest queue
 // of one subscriber (at SUBSCRIPTION_BUFFER it ends with EVENTS_DROPPED).
-func (m *Metrics) Fanout(queued func() (total, longest int)) {
+func (m *Metrics) Fanout(queued func() (total, longest int), listening func() int) {
 	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wikigraph_subscribers_listening",
+			Help: "Subscribers whose subscription listens: every change committed from now on reaches them.",
+		}, func() float64 { return float64(listening()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "wikigraph_subscription_send_queue",
 			Help: "Events waiting to be sent, summed over every subscriber on this instance.",

@@ -85,16 +85,17 @@ type wsConn struct {
 	opCtx  context.Context // its operations': the upgrade request's, as connection_init made it
 	cancel context.CancelFunc
 
-	mu       sync.Mutex
-	timer    *time.Timer // connection_init's deadline, then the next ping
-	initDone bool        // connection_init came
-	acked    bool
-	pinged   time.Time // the first ping not yet followed by a message from the client
-	ops      map[string]*wsOp
-	queue    []wsOut
-	events   int  // of the queue, subscriptions' events
-	writing  bool // a goroutine writes the queue
-	ending   bool // a close went out or the connection failed: nothing more is written
+	mu         sync.Mutex
+	timer      *time.Timer // connection_init's deadline, then the next ping
+	initDone   bool        // connection_init came
+	acked      bool
+	pinged     time.Time // the first ping not yet followed by a message from the client
+	ops        map[string]*wsOp
+	queue      []wsOut
+	events     int  // of the queue, subscriptions' events
+	writing    bool // a goroutine writes the queue
+	writeTimer *time.Timer
+	ending     bool // a close went out or the connection failed: nothing more is written
 }
 
 // wsOut is a message to send: data, or a subscription's event (op's id around ev's payload).
@@ -153,6 +154,9 @@ func (c *wsConn) run(ctx context.Context) {
 	}
 	c.mu.Lock()
 	c.timer.Stop()
+	if c.writeTimer != nil {
+		c.writeTimer.Stop()
+	}
 	c.ending = true
 	ops := c.ops
 	c.ops = map[string]*wsOp{}
@@ -526,8 +530,14 @@ func (c *wsConn) enqueue(m wsOut) {
 	}
 }
 
+// eventBuffers hold an event's message while it is written (coder/websocket copies it out).
+var eventBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
 func (c *wsConn) drain() {
-	var buf []byte
+	bufp := eventBuffers.Get().(*[]byte)
+	defer eventBuffers.Put(bufp)
+	buf := *bufp
+	defer func() { *bufp = buf[:0] }()
 	for {
 		c.mu.Lock()
 		batch := c.queue
@@ -537,8 +547,15 @@ func (c *wsConn) drain() {
 			c.mu.Unlock()
 			return
 		}
+		// A write waits for the client to read: it may take writeTimeout at most (a timer of the
+		// connection's rather than a context: coder/websocket makes a context's deadline cost
+		// two allocations and a timer per write).
+		if c.writeTimer == nil {
+			c.writeTimer = time.AfterFunc(c.srv.writeTimeout, c.writeTimedOut)
+		} else {
+			c.writeTimer.Reset(c.srv.writeTimeout)
+		}
 		c.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), c.srv.writeTimeout)
 		for i, m := range batch {
 			data := m.data
 			if m.ev != nil {
@@ -552,22 +569,34 @@ func (c *wsConn) drain() {
 				m.op.pending--
 				m.op.mu.Unlock()
 			}
-			if err := c.conn.Write(ctx, websocket.MessageText, data); err != nil {
-				cancel()
-				c.writeFailed(err, batch[i+1:])
+			if err := c.conn.Write(context.Background(), websocket.MessageText, data); err != nil {
+				c.writeFailed(batch[i+1:])
 				return
 			}
 			if m.ev != nil && m.ev.resp.Data != nil && c.streams != nil { // an event, not an error
 				c.streams.EventSent(transportWebsocket)
 			}
 		}
-		cancel()
+		c.mu.Lock()
+		c.writeTimer.Stop()
+		c.mu.Unlock()
 	}
 }
 
-// writeFailed ends the connection: a write that does not end within writeTimeout is a client
-// that does not read (coder/websocket closed the socket); otherwise it is gone.
-func (c *wsConn) writeFailed(err error, rest []wsOut) {
+// writeTimedOut drops a connection whose writes waited writeTimeout: the client does not read.
+func (c *wsConn) writeTimedOut() {
+	c.mu.Lock()
+	ending := c.ending
+	c.ending = true
+	c.mu.Unlock()
+	if !ending {
+		c.closedByServer(closeWriteTimeout, 1006)
+	}
+	_ = c.conn.CloseNow()
+}
+
+// writeFailed ends the connection: the client is gone, or does not read (writeTimedOut).
+func (c *wsConn) writeFailed(rest []wsOut) {
 	for _, m := range rest {
 		if m.ev != nil {
 			m.op.mu.Lock()
@@ -578,9 +607,6 @@ func (c *wsConn) writeFailed(err error, rest []wsOut) {
 	c.mu.Lock()
 	c.ending, c.writing, c.queue, c.events = true, false, nil, 0
 	c.mu.Unlock()
-	if errors.Is(err, context.DeadlineExceeded) {
-		c.closedByServer(closeWriteTimeout, 1006)
-	}
 	_ = c.conn.CloseNow()
 }
 

@@ -237,6 +237,10 @@ func runSubs(ctx context.Context, env benchEnv, binary string, o subsOptions, ou
 	if o.idle {
 		time.Sleep(o.idleHold)
 		rep.RSSSubscribed = mb(rss(pid))
+		if o.profile != "" && srv.pprof != "" {
+			// What the subscribers hold, garbage collected first.
+			fetch(ctx, "http://"+srv.pprof+"/debug/pprof/heap?gc=1", filepath.Join(o.profile, fmt.Sprintf("subs%d-idle.heap.pprof", o.subscribers)))
+		}
 		rep.GoroutinesAt[1] = metric(srv.addr, "go_goroutines")
 		rep.GoroutinesAt[2] = rep.GoroutinesAt[1]
 		cpu2, _ := cpuTime(pid)

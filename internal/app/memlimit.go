@@ -2,13 +2,16 @@ package app
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Shares of the memory a process may have that TuneGC takes for Go's soft limit. A cgroup's
@@ -152,17 +155,21 @@ func bytesString(n int64) string {
 // TuneGC sets the garbage collector for a server, unless the standard GOGC and GOMEMLIMIT
 // variables say otherwise, and logs the memory limit it runs under: collect when the heap has
 // grown by 400% rather than Go's 100% (15–40% more requests/s in make bench, where collection
-// was a fifth of the CPU time), and keep the process's Go memory under a soft limit derived from
+// was a fifth of the CPU time) while the live heap is small, by 64 MiB once it is larger (paceGC),
+// and keep the process's Go memory under a soft limit derived from
 // what the process may use: a share of its cgroup's memory limit, else of the machine's memory
 // (the collector works harder as the heap nears it, and only then). A fixed 64 MiB was crossed by
 // about 1,000 subscribers, past which the collector ran without pause (issue 16).
 func TuneGC(logger *slog.Logger) {
 	tuneGC(logger, systemMemoryFiles)
+	if os.Getenv("GOGC") == "" {
+		go paceGC(context.Background(), time.Second) // for the life of the process
+	}
 }
 
 func tuneGC(logger *slog.Logger, files memoryFiles) {
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
+		debug.SetGCPercent(maxGCPercent)
 	}
 	if v := os.Getenv("GOMEMLIMIT"); v != "" {
 		// The runtime read it at start; -1 reads the limit without changing it.
@@ -172,4 +179,48 @@ func tuneGC(logger *slog.Logger, files memoryFiles) {
 	limit := deriveMemoryLimit(files)
 	debug.SetMemoryLimit(limit.bytes)
 	logger.Info("GOMEMLIMIT unset: "+limit.String(), "soft_memory_limit_bytes", limit.bytes, "source", limit.source)
+}
+
+// The collector's growth between collections: 400% of the live heap while that is small (the
+// CPU a collection costs is in proportion to the live heap, and query load keeps it small), but
+// no more than gcHeadroom beyond it once it is large, down to 25%: 10,000 subscribers hold
+// ~300 MB that 400% let grow to 1 GB of RSS between collections (make bench-subs, issue 16).
+const (
+	maxGCPercent = 400
+	minGCPercent = 25
+	gcHeadroom   = 64 << 20
+)
+
+// gcPercent is the growth that lets the heap grow by gcHeadroom over what the collector scans
+// (the live heap and the goroutines' stacks), within [minGCPercent, maxGCPercent].
+func gcPercent(live, stacks uint64) int {
+	scanned := live + stacks
+	if scanned == 0 {
+		return maxGCPercent
+	}
+	return int(min(max(100*gcHeadroom/scanned, minGCPercent), maxGCPercent))
+}
+
+// paceGC sets the collector's growth (gcPercent) from the live heap, every interval, until ctx
+// ends.
+func paceGC(ctx context.Context, interval time.Duration) {
+	samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}}
+	last := maxGCPercent
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		metrics.Read(samples)
+		if samples[0].Value.Kind() != metrics.KindUint64 || samples[1].Value.Kind() != metrics.KindUint64 {
+			return // not this runtime's
+		}
+		if p := gcPercent(samples[0].Value.Uint64(), samples[1].Value.Uint64()); p != last {
+			debug.SetGCPercent(p)
+			last = p
+		}
+	}
 }

@@ -205,3 +205,21 @@ func TestTuneGCLogsTheLimit(t *testing.T) {
 		require.True(t, strings.Contains(buf.String(), "GOMEMLIMIT set: soft memory limit 1 GiB"), buf.String())
 	})
 }
+
+func TestGCPercentFollowsTheLiveHeap(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		live, stacks uint64
+		want         int
+	}{
+		{0, 0, 400},             // nothing measured yet
+		{4 * mib, 1 * mib, 400}, // small: 400% (20 MiB of growth at most)
+		{16 * mib, 0, 400},      // 64 MiB is 400% of it
+		{32 * mib, 0, 200},      // 64 MiB over what is scanned
+		{100 * mib, 28 * mib, 50},
+		{256 * mib, 0, 25},
+		{1024 * mib, 0, 25}, // large: 25% at least (each collection scans it all)
+	} {
+		require.Equal(t, tc.want, gcPercent(tc.live, tc.stacks), "live %d MiB, stacks %d MiB", tc.live/mib, tc.stacks/mib)
+	}
+}

@@ -612,21 +612,43 @@ func (h *batchingHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	h.conn = &batchConn{Conn: conn}
-	brw.Writer.Reset(h.conn) // empty: net/http made it for the hijack
-	return h.conn, brw, nil
+	// Buffers of 1 KB, not net/http's 4 KB each: they live as long as the socket, and a message
+	// is mostly a few hundred bytes (a larger one is read or written past the buffer). What the
+	// server read past the request comes first.
+	// (coder/websocket reads through the connection it is given: batchConn.Read.)
+	if peeked, _ := brw.Reader.Peek(brw.Reader.Buffered()); len(peeked) > 0 {
+		h.conn.unread = bytes.Clone(peeked)
+	}
+	return h.conn, bufio.NewReadWriter(bufio.NewReaderSize(h.conn, socketBuffer), bufio.NewWriterSize(h.conn, socketBuffer)), nil
 }
+
+const socketBuffer = 1 << 10
 
 func (h *batchingHijack) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 // batchConn is a connection whose writes, between begin and end, are held and written by flush.
 type batchConn struct {
 	net.Conn
+	unread []byte // read by net/http past the upgrade request: read first (by one reader)
+
 	mu       sync.Mutex
 	batching bool
 	pending  *[]byte // held writes (a pooled buffer, while batching)
 }
 
 var batchBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+func (b *batchConn) Read(p []byte) (int, error) {
+	if len(b.unread) > 0 {
+		n := copy(p, b.unread)
+		b.unread = b.unread[n:]
+		if len(b.unread) == 0 {
+			b.unread = nil
+		}
+		return n, nil
+	}
+	return b.Conn.Read(p)
+}
 
 func (b *batchConn) Write(p []byte) (int, error) {
 	b.mu.Lock()

@@ -1,8 +1,11 @@
 package httpserver_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -182,4 +185,48 @@ func TestSlowSubscriberEndsAlone(t *testing.T) {
 	assert.GreaterOrEqual(t, got, buffer, "its full queue is sent before its error")
 	assert.Equal(t, "timeout", slow.read(500 * time.Millisecond)["type"], "nothing after the error")
 	assert.Equal(t, 1, in.fanout.Subscribers())
+}
+
+// A client may send its first message in the same packet as its upgrade request: the server
+// has then read it along with the request, and must still take it (found when the server's
+// transport began to give coder/websocket buffers of its own: the message was lost, and the
+// socket waited for a connection_init that had come).
+func TestFirstMessageWithTheUpgradeRequest(t *testing.T) {
+	in := startInstance(t, dbtest.URL(t))
+	conn, err := net.Dial("tcp", in.base)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	init := []byte(`{"type":"connection_init"}`)
+	mask := []byte{1, 2, 3, 4}
+	frame := append([]byte{0x81, 0x80 | byte(len(init))}, mask...) // a final text frame, masked
+	for i, b := range init {
+		frame = append(frame, b^mask[i%4])
+	}
+	req := "GET /query HTTP/1.1\r\nHost: " + in.base + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+		"Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n"
+	_, err = conn.Write(append([]byte(req), frame...)) // one write: one packet on loopback
+	require.NoError(t, err)
+
+	r := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(r, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	for {
+		head := make([]byte, 2)
+		_, err := io.ReadFull(r, head)
+		require.NoError(t, err, "the server answers the connection_init")
+		n := int(head[1] & 0x7f)
+		require.Less(t, n, 126, "a short message")
+		payload := make([]byte, n)
+		_, err = io.ReadFull(r, payload)
+		require.NoError(t, err)
+		var msg map[string]any
+		require.NoError(t, json.Unmarshal(payload, &msg))
+		if msg["type"] == "connection_ack" {
+			return
+		}
+		require.Equal(t, "ping", msg["type"], "%s", payload)
+	}
 }

@@ -211,6 +211,10 @@ func (f *Fanout) pump(ctx context.Context, g *group, end *streamEnd, respond gra
 				m.finish(gqlerror.List{f.present(ctx, events.Dropped(fmt.Sprintf("the subscriber fell %d events behind", f.buffer)))})
 			}
 		}
+		if len(g.members) == 0 { // all of them fell behind: nobody to resolve events for
+			f.close(g)
+			g.cancel()
+		}
 		f.mu.Unlock()
 	}
 	f.mu.Lock()

@@ -489,6 +489,11 @@ func (l *subscriptionLimits) InterceptOperation(ctx context.Context, next graphq
 	var once sync.Once
 	done := func() { once.Do(release) }
 	stop := context.AfterFunc(ctx, done) // whatever way it ends
+	if op, _ := ctx.Value(wsOpKey{}).(*wsOp); op != nil {
+		// And at once as it ends: a client that completes an operation may open another
+		// straight away (AfterFunc runs later, on a goroutine of its own).
+		op.onEnd(done)
+	}
 	respond := next(ctx)
 	return func(ctx context.Context) *graphql.Response {
 		resp := respond(ctx)

@@ -97,6 +97,7 @@ type wsConn struct {
 	ops        map[string]*wsOp
 	queue      []wsOut
 	events     int  // of the queue, subscriptions' events
+	otherBytes int  // of the queue, the other messages' bytes
 	writing    bool // a goroutine writes the queue
 	writeTimer *time.Timer
 	ending     bool // a close went out or the connection failed: nothing more is written
@@ -121,6 +122,7 @@ type wsOp struct {
 	pending  int           // events queued, not yet written
 	errs     gqlerror.List // its error message (addOperationError)
 	over     bool
+	ends     []func() // called as it ends (onEnd)
 }
 
 type wsOpKey struct{}
@@ -243,7 +245,7 @@ func (c *wsConn) handle(data []byte) bool {
 		}
 		c.mu.Unlock()
 		if op != nil {
-			op.finish(nil) // the client's end: complete, as gqlgen answers it
+			op.finish(nil, true)
 		}
 	default:
 		c.closeWith(closeProtocolError, 4400, "Invalid message received")
@@ -382,7 +384,7 @@ func (op *wsOp) execute(ctx context.Context, rc *graphql.OperationContext) {
 			if !errors.As(err, &gqlErr) {
 				gqlErr = &gqlerror.Error{Message: "internal system error"}
 			}
-			op.finish(gqlerror.List{gqlErr})
+			op.finish(gqlerror.List{gqlErr}, false)
 		}
 	}()
 	responses, ctx := op.c.exec.DispatchOperation(ctx, rc)
@@ -397,32 +399,46 @@ func (op *wsOp) execute(ctx context.Context, rc *graphql.OperationContext) {
 		if resp == nil {
 			break
 		}
-		op.c.sendResponse(op.idJSON, resp)
+		// Nothing once the client completed it: a query's result that comes after its
+		// complete is not sent (the protocol says so; its id may be in use again).
+		op.mu.Lock()
+		if !op.over {
+			op.c.sendResponse(op.idJSON, resp)
+		}
+		op.mu.Unlock()
 	}
 	op.mu.Lock()
 	errs := op.errs
 	op.mu.Unlock()
-	op.finish(errs)
+	op.finish(errs, false)
 }
 
 // finish ends the operation once: its error message (errs) or complete goes out, unless the
-// connection is ending (at shutdown, the close says it all).
-func (op *wsOp) finish(errs gqlerror.List) {
+// client ended it (byClient: nothing more is sent for it, as the reference server does; its id
+// is free at once) or the connection is ending (at shutdown, the close says it all). What the
+// operation holds (its place in the connection's and the instance's limits) is given back
+// before finish returns: a client that completes one operation may start another at once.
+func (op *wsOp) finish(errs gqlerror.List, byClient bool) {
 	op.mu.Lock()
 	if op.over {
 		op.mu.Unlock()
 		return
 	}
 	op.over = true
+	ends := op.ends
+	op.ends = nil
 	op.mu.Unlock()
+	for _, end := range ends {
+		end()
+	}
 	c := op.c
 	c.mu.Lock()
 	if c.ops[op.id] == op {
 		delete(c.ops, op.id)
 	}
 	c.mu.Unlock()
-	op.cancel() // its limits, counts and group let go of it
-	if c.ctx.Err() != nil {
+	op.cancel() // its counts and group let go of it
+	if byClient || c.ctx.Err() != nil {
 		return
 	}
 	if len(errs) > 0 {
@@ -448,9 +464,22 @@ func (op *wsOp) push(ev *fanEvent) bool {
 		op.mu.Unlock()
 		return false
 	}
-	op.pending++
+	// Queued under op.mu: a complete (finish) cannot come between the check and the queue.
+	if op.c.enqueue(wsOut{op: op, ev: ev}) {
+		op.pending++
+	}
 	op.mu.Unlock()
-	op.c.enqueue(wsOut{op: op, ev: ev})
+	return true
+}
+
+// onEnd has end called when the operation ends (finish), if it still runs: false when it ended.
+func (op *wsOp) onEnd(end func()) bool {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	if op.over {
+		return false
+	}
+	op.ends = append(op.ends, end)
 	return true
 }
 
@@ -458,7 +487,7 @@ func (op *wsOp) end(errs gqlerror.List) {
 	if len(errs) > 0 && op.c.streams != nil {
 		op.c.streams.EventsDropped(transportWebsocket)
 	}
-	op.finish(errs)
+	op.finish(errs, false)
 }
 
 func (op *wsOp) queued() int {
@@ -505,25 +534,32 @@ func (c *wsConn) sendResponse(idJSON []byte, resp *graphql.Response) {
 
 func (c *wsConn) send(data []byte) { c.enqueue(wsOut{data: data}) }
 
+// maxQueuedBytes bounds the bytes of the messages waiting beyond events (a pong echoes its
+// ping's payload, up to the read limit).
+const maxQueuedBytes = 4 << 20
+
 // maxQueued bounds the messages waiting on one connection beyond its subscriptions' events
 // (each bounded by buffer): a client that sends pings, or queries, and reads none of the answers
 // is closed before their answers hold much.
 const maxQueued = 4096
 
-// enqueue queues a message; a goroutine writes the queue while it holds something.
-func (c *wsConn) enqueue(m wsOut) {
+// enqueue queues a message; a goroutine writes the queue while it holds something. False when
+// the connection is ending (nothing more is written).
+func (c *wsConn) enqueue(m wsOut) bool {
 	c.mu.Lock()
 	if c.ending {
 		c.mu.Unlock()
-		return
+		return false
 	}
-	if m.ev == nil && len(c.queue) >= maxQueued+c.events {
+	if m.ev == nil && (len(c.queue) >= maxQueued+c.events || c.otherBytes+len(m.data) > maxQueuedBytes) {
 		c.mu.Unlock()
 		c.closeWith(closeQueueFull, websocket.StatusPolicyViolation, "too many answers waiting: read them")
-		return
+		return false
 	}
 	if m.ev != nil {
 		c.events++
+	} else {
+		c.otherBytes += len(m.data)
 	}
 	c.queue = append(c.queue, m)
 	start := !c.writing
@@ -532,6 +568,7 @@ func (c *wsConn) enqueue(m wsOut) {
 	if start {
 		go c.drain()
 	}
+	return true
 }
 
 // eventBuffers hold an event's message while it is written (coder/websocket copies it out).
@@ -545,19 +582,15 @@ func (c *wsConn) drain() {
 	for {
 		c.mu.Lock()
 		batch := c.queue
-		c.queue, c.events = nil, 0
+		c.queue, c.events, c.otherBytes = nil, 0, 0
 		if len(batch) == 0 || c.ending {
 			c.writing = false
 			c.mu.Unlock()
 			return
 		}
-		// A write waits for the client to read: it may take writeTimeout at most (a timer of the
-		// connection's rather than a context: coder/websocket makes a context's deadline cost
-		// two allocations and a timer per write).
 		if c.writeTimer == nil {
-			c.writeTimer = time.AfterFunc(c.srv.writeTimeout, c.writeTimedOut)
-		} else {
-			c.writeTimer.Reset(c.srv.writeTimeout)
+			c.writeTimer = time.AfterFunc(time.Hour, c.writeTimedOut)
+			c.writeTimer.Stop()
 		}
 		c.mu.Unlock()
 		c.out.begin()
@@ -576,7 +609,12 @@ func (c *wsConn) drain() {
 			}
 			err := c.conn.Write(context.Background(), websocket.MessageText, data)
 			if err == nil && (i == len(batch)-1 || c.out.held() >= maxBatch) {
+				// A write waits for the client to read: each (64 KB at most) may take
+				// writeTimeout (a timer of the connection's rather than a context: coder/websocket
+				// makes a context's deadline cost two allocations and a timer per write).
+				c.writeTimer.Reset(c.srv.writeTimeout)
 				err = c.out.flush()
+				c.writeTimer.Stop()
 			}
 			if err != nil {
 				c.out.end()
@@ -588,9 +626,6 @@ func (c *wsConn) drain() {
 			}
 		}
 		c.out.end()
-		c.mu.Lock()
-		c.writeTimer.Stop()
-		c.mu.Unlock()
 	}
 }
 
@@ -731,7 +766,7 @@ func (c *wsConn) writeFailed(rest []wsOut) {
 		}
 	}
 	c.mu.Lock()
-	c.ending, c.writing, c.queue, c.events = true, false, nil, 0
+	c.ending, c.writing, c.queue, c.events, c.otherBytes = true, false, nil, 0, 0
 	c.mu.Unlock()
 	_ = c.conn.CloseNow()
 }
@@ -745,7 +780,7 @@ func (c *wsConn) closeWith(why string, code websocket.StatusCode, reason string)
 		return
 	}
 	c.ending = true
-	c.queue, c.events = nil, 0
+	c.queue, c.events, c.otherBytes = nil, 0, 0
 	c.mu.Unlock()
 	if c.ctx.Err() != nil {
 		why = closeShutdown

@@ -69,12 +69,40 @@ func (s *wsServer) serve(w http.ResponseWriter, r *http.Request, exec graphql.Gr
 		return // Accept answered the request
 	}
 	conn.SetReadLimit(s.readLimit)
-	c := &wsConn{
-		srv: s, conn: conn, out: hw.conn, exec: exec, headers: r.Header, ops: map[string]*wsOp{},
-		socketClose: socketClose{ctx: r.Context(), remote: r.RemoteAddr, opened: time.Now(), logger: s.logger,
-			streams: s.streams, sock: socketOf(r.Context())},
+	ctx := r.Context()
+	newConn := func(ctx context.Context) *wsConn {
+		return &wsConn{
+			srv: s, conn: conn, out: hw.conn, exec: exec, headers: r.Header, ops: map[string]*wsOp{},
+			socketClose: socketClose{ctx: ctx, remote: r.RemoteAddr, opened: time.Now(), logger: s.logger,
+				streams: s.streams, sock: socketOf(ctx)},
+		}
 	}
-	c.run(r.Context())
+	life, _ := ctx.Value(lifetimeKey{}).(context.Context)
+	if life == nil {
+		newConn(ctx).run(ctx)
+		return
+	}
+	// The connection outlives its request's handler: net/http keeps a connection's two 4 KB
+	// buffers, and the handler's goroutine its stack, until the handler returns, for nothing
+	// once the connection is hijacked. Its context keeps the request's values and ends with the
+	// server (life).
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(life, cancel)
+	c := newConn(ctx)
+	go func() {
+		defer cancel()
+		defer stop()
+		c.run(ctx)
+	}()
+}
+
+type lifetimeKey struct{}
+
+// WithLifetime gives a request the context of the server's life (it ends at shutdown): a
+// websocket it opens is then served past the request's handler, until the connection or that
+// context ends.
+func WithLifetime(ctx, life context.Context) context.Context {
+	return context.WithValue(ctx, lifetimeKey{}, life)
 }
 
 // wsConn is one graphql-transport-ws connection.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/rs/cors"
 
+	"github.com/wikigraph/wikigraph/internal/api"
 	"github.com/wikigraph/wikigraph/internal/clients"
 	"github.com/wikigraph/wikigraph/internal/jsontext"
 	"github.com/wikigraph/wikigraph/internal/logging"
@@ -359,7 +360,8 @@ func Serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Du
 			defer cancel()
 			stop := context.AfterFunc(streams, cancel)
 			defer stop()
-			r = r.WithContext(rctx)
+			// A websocket served past this handler ends with the streams too.
+			r = r.WithContext(api.WithLifetime(rctx, streams))
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -106,37 +106,13 @@ func TestSlowSubscriberEndsAlone(t *testing.T) {
 		buffer = 16
 		n      = 1000 // within the broker's buffer (1024): the group itself loses nothing
 	)
-	// A keep-alive longer than the test: the slow client, reading nothing, answers no ping, and
-	// a missed pong would close its connection before it reads its error.
-	in := startInstanceOptions(t, dbtest.URL(t), api.Options{
-		QueryCacheSize: 10, KeepAlive: time.Minute, Limits: api.Limits{SubscriptionBuffer: buffer},
-	})
-	owner := in.createUser(t, fmt.Sprintf("slow_%d", time.Now().UnixNano()%1e12)) // a name of its own: -count runs share the database
+	in, owner, fast, slow := slowAndFast(t, "slow", "graphql-transport-ws", n, buffer)
 	ctx := context.Background()
-	// Titles of 200 characters (the most an item may have), each asked for 60 times over: some
-	// 12 KB an event, 12 MB for the burst, more than the sockets can hold (a send buffer grows
-	// to 4 MB at most by default), so the slow one's queue must overflow.
-	_, err := in.db.ExecContext(ctx, "INSERT INTO items (owner_id, title) SELECT ?, rpad('burst ' || i || ' ', 200, 'x') FROM generate_series(1, ?) i",
-		rowOf(t, owner), n)
-	require.NoError(t, err)
-	var aliases strings.Builder
-	for i := range 60 {
-		fmt.Fprintf(&aliases, " t%d: title", i)
-	}
-	doc := `subscription($o: ID) { itemChanged(ownerId: $o) { kind item { id title owner { username }` + aliases.String() + ` } } }`
-	vars := map[string]any{"o": owner}
-	fast, err := dial(t, in, "graphql-transport-ws", "")
-	require.NoError(t, err)
-	slow, err := dial(t, in, "graphql-transport-ws", "", receiveBuffer(1024))
-	require.NoError(t, err)
-	fast.subscribe("fast", doc, vars)
-	slow.subscribe("slow", doc, vars)
-	in.waitSubscribers(t, 2)
 	require.Equal(t, 1, in.broker.Subscribers(), "one group, one subscription in the broker")
 	require.Equal(t, 1, in.fanout.Groups())
 
 	// The burst: each item's deletion is announced. The test reads the fast one only.
-	_, err = in.db.ExecContext(ctx, "DELETE FROM items WHERE owner_id = ?", rowOf(t, owner))
+	_, err := in.db.ExecContext(ctx, "DELETE FROM items WHERE owner_id = ?", rowOf(t, owner))
 	require.NoError(t, err)
 	// deleted returns the title of a message's event, an item's deletion.
 	deleted := func(msg map[string]any, id string) string {
@@ -229,4 +205,38 @@ func TestFirstMessageWithTheUpgradeRequest(t *testing.T) {
 		}
 		require.Equal(t, "ping", msg["type"], "%s", payload)
 	}
+}
+
+// slowAndFast starts an instance whose subscribers may have buffer events waiting, gives a user
+// of its own n items, and subscribes twice to their changes with one document (some 12 KB an
+// event): fast over graphql-transport-ws, slow over slowProto with a receive buffer of 1 KB. It
+// returns once both listen.
+func slowAndFast(t *testing.T, name, slowProto string, n, buffer int) (in *instance, owner string, fast, slow *wsClient) {
+	t.Helper()
+	// A keep-alive longer than the test: the slow client, reading nothing, answers no ping, and
+	// a missed pong would close its connection before it reads its error.
+	in = startInstanceOptions(t, dbtest.URL(t), api.Options{
+		QueryCacheSize: 10, KeepAlive: time.Minute, Limits: api.Limits{SubscriptionBuffer: buffer},
+	})
+	owner = in.createUser(t, fmt.Sprintf("%s_%d", name, time.Now().UnixNano()%1e12)) // a name of its own: -count runs share the database
+	// Titles of 200 characters (the most an item may have), each asked for 60 times over: some
+	// 12 KB an event, 12 MB for a burst of 1,000, more than the sockets can hold (a send buffer
+	// grows to 4 MB at most by default), so the slow one's queue must overflow.
+	_, err := in.db.ExecContext(context.Background(), "INSERT INTO items (owner_id, title) SELECT ?, rpad('burst ' || i || ' ', 200, 'x') FROM generate_series(1, ?) i",
+		rowOf(t, owner), n)
+	require.NoError(t, err)
+	var aliases strings.Builder
+	for i := range 60 {
+		fmt.Fprintf(&aliases, " t%d: title", i)
+	}
+	doc := `subscription($o: ID) { itemChanged(ownerId: $o) { kind item { id title owner { username }` + aliases.String() + ` } } }`
+	vars := map[string]any{"o": owner}
+	fast, err = dial(t, in, "graphql-transport-ws", "")
+	require.NoError(t, err)
+	slow, err = dial(t, in, slowProto, "", receiveBuffer(1024))
+	require.NoError(t, err)
+	fast.subscribe("fast", doc, vars)
+	slow.subscribe("slow", doc, vars)
+	in.waitSubscribers(t, 2)
+	return in, owner, fast, slow
 }

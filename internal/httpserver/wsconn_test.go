@@ -245,28 +245,9 @@ func TestLegacySlowSubscriberEndsAlone(t *testing.T) {
 		buffer = 16
 		n      = 1000
 	)
-	in := startInstanceOptions(t, dbtest.URL(t), api.Options{
-		QueryCacheSize: 10, KeepAlive: time.Minute, Limits: api.Limits{SubscriptionBuffer: buffer},
-	})
-	owner := in.createUser(t, fmt.Sprintf("legacy_slow_%d", time.Now().UnixNano()%1e12))
+	in, owner, fast, slow := slowAndFast(t, "legacy_slow", "graphql-ws", n, buffer)
 	ctx := context.Background()
-	_, err := in.db.ExecContext(ctx, "INSERT INTO items (owner_id, title) SELECT ?, rpad('burst ' || i || ' ', 200, 'x') FROM generate_series(1, ?) i",
-		rowOf(t, owner), n)
-	require.NoError(t, err)
-	var aliases strings.Builder
-	for i := range 60 {
-		fmt.Fprintf(&aliases, " t%d: title", i)
-	}
-	doc := `subscription($o: ID) { itemChanged(ownerId: $o) { kind item { id title owner { username }` + aliases.String() + ` } } }`
-	vars := map[string]any{"o": owner}
-	fast, err := dial(t, in, "graphql-transport-ws", "")
-	require.NoError(t, err)
-	slow, err := dial(t, in, "graphql-ws", "", receiveBuffer(1024))
-	require.NoError(t, err)
-	fast.subscribe("fast", doc, vars)
-	slow.subscribe("slow", doc, vars)
-	in.waitSubscribers(t, 2)
-	_, err = in.db.ExecContext(ctx, "DELETE FROM items WHERE owner_id = ?", rowOf(t, owner))
+	_, err := in.db.ExecContext(ctx, "DELETE FROM items WHERE owner_id = ?", rowOf(t, owner))
 	require.NoError(t, err)
 	for i := range n {
 		msg := fast.read(30 * time.Second)

@@ -193,28 +193,8 @@ func TestNoEventAfterComplete(t *testing.T) {
 		go func() { _, _ = in.db.ExecContext(ctx, "DELETE FROM items WHERE owner_id = ?", rowOf(t, owner)) }()
 		completed, clientCompleted := map[string]bool{}, map[string]bool{} // by the server, by the client
 		var bad []string
-		seen := 0
-		for i := range ops {
-			// Wait for a few events, so that completes land during the burst.
-			for seen < (i+1)*(n*ops/ops/ops+5) && seen < n*ops/2 {
-				msg := c.read(30 * time.Second)
-				require.NotContains(t, []any{"timeout", "closed"}, msg["type"])
-				id, _ := msg["id"].(string)
-				if completed[id] && msg["type"] == "next" {
-					bad = append(bad, id)
-				}
-				if msg["type"] == "complete" || msg["type"] == "error" {
-					if msg["type"] == "error" {
-						t.Logf("round %d: error for %s: %v", round, id, msg["payload"])
-					}
-					completed[id] = true
-				}
-				seen++
-			}
-			c.send(map[string]any{"id": fmt.Sprint("s", i), "type": "complete"})
-			clientCompleted[fmt.Sprint("s", i)] = true
-		}
-		for _, msg := range c.drainFor(2 * time.Second) {
+		// observe notes a next after the server ended its operation, and the server's ends.
+		observe := func(msg map[string]any) {
 			id, _ := msg["id"].(string)
 			if completed[id] && msg["type"] == "next" {
 				bad = append(bad, id)
@@ -225,6 +205,21 @@ func TestNoEventAfterComplete(t *testing.T) {
 				}
 				completed[id] = true
 			}
+		}
+		seen := 0
+		for i := range ops {
+			// Wait for a few events, so that completes land during the burst.
+			for seen < (i+1)*(n*ops/ops/ops+5) && seen < n*ops/2 {
+				msg := c.read(30 * time.Second)
+				require.NotContains(t, []any{"timeout", "closed"}, msg["type"])
+				observe(msg)
+				seen++
+			}
+			c.send(map[string]any{"id": fmt.Sprint("s", i), "type": "complete"})
+			clientCompleted[fmt.Sprint("s", i)] = true
+		}
+		for _, msg := range c.drainFor(2 * time.Second) {
+			observe(msg)
 		}
 		require.Empty(t, bad, "round %d: ids with a next after their complete", round)
 		// Every operation ended: by the server (an error, a complete) or by the client, which
